@@ -1,0 +1,1 @@
+"""CLI subcommands (thin wrappers; see acoustic_kd/cli.py for the module protocol)."""
