@@ -1,0 +1,32 @@
+"""Corpus preparation: one module per corpus, each a `prepare_<name>(...)` writing Kaldi data dirs.
+
+`CORPORA` maps a corpus name to its prepare function. Every function takes `out_dir` and writes
+`out_dir/{train,dev,test}/` (validated) plus `out_dir/local/` extras, and returns
+{set name: path, ...}. Corpora read from disk also take `src_dir` (the user's download).
+`synth_digits` is imported on first use (it loads espeak-ng).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .fsdd import prepare_fsdd
+from .kaldi import prepare_kaldi
+from .yesno import prepare_yesno
+
+
+def prepare_synth_digits(out_dir: str | Path, seed: int = 0, **opts) -> dict[str, Path]:
+    """Synthesize the synth_digits corpus (see `acoustic_kd.corpora.synth_digits`)."""
+    from .synth_digits import prepare_synth_digits as prepare
+
+    return prepare(out_dir, seed=seed, **opts)
+
+
+CORPORA = {
+    "fsdd": prepare_fsdd,
+    "kaldi": prepare_kaldi,
+    "synth_digits": prepare_synth_digits,
+    "yesno": prepare_yesno,
+}
+
+__all__ = ["CORPORA", "prepare_fsdd", "prepare_kaldi", "prepare_synth_digits", "prepare_yesno"]

@@ -1,0 +1,56 @@
+"""Check and edit Kaldi data dirs.
+
+  validate DIR          list every problem (file:line: problem (fix: ...)); exit 1 if any
+  fix DIR               keep the consistent utterances, log what was dropped (fix_data_dir.log)
+  subset SRC DST        copy a subset: --utt-list FILE, --first N, --speakers S [S ...]
+  combine DST SRC...    merge data dirs (ids must not clash)
+Relative wav.scp paths resolve against --corpus-root, else DIR/corpus_root, else the current dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..datadir import combine_data_dirs, fix_data_dir, subset_data_dir, validate_data_dir
+from ..utils import read_table
+
+NAME = "data-dir"
+HELP = "validate / fix / subset / combine Kaldi data dirs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    for name, helptext in (("validate", "report every problem"), ("fix", "drop what is inconsistent")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("dir")
+        p.add_argument("--corpus-root", help="root for relative audio paths")
+        p.add_argument("--check-audio", action="store_true", help="also open every audio file")
+    p = sub.add_parser("subset", help="copy a subset of utterances")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--utt-list", help="file with one utterance id per line (first field)")
+    p.add_argument("--first", type=int, help="the first N utterances in C order")
+    p.add_argument("--speakers", nargs="+", help="keep these speakers")
+    p = sub.add_parser("combine", help="merge data dirs")
+    p.add_argument("dst")
+    p.add_argument("srcs", nargs="+")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "validate":
+        problems = validate_data_dir(args.dir, args.corpus_root, args.check_audio)
+        for p in problems:
+            print(p)
+        print(f"{args.dir}: {len(problems)} problem(s)" if problems else f"{args.dir}: valid")
+        return 1 if problems else 0
+    if args.action == "fix":
+        print(json.dumps(fix_data_dir(args.dir, args.corpus_root, args.check_audio), indent=2))
+        return 0
+    if args.action == "subset":
+        utts = [k for k, _, _ in read_table(args.utt_list, min_fields=1)] if args.utt_list else None
+        out = subset_data_dir(args.src, args.dst, utts=utts, first=args.first, speakers=args.speakers)
+    else:
+        out = combine_data_dirs(args.srcs, args.dst)
+    print(f"{out.path}: {len(out.utt2spk)} utterances, {len(set(out.utt2spk.values()))} speakers")
+    return 0

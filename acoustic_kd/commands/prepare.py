@@ -1,0 +1,63 @@
+"""Prepare a corpus as Kaldi data dirs: OUT/{train,dev,test}/ (validated) and OUT/local/.
+
+Corpora: fsdd and yesno read a local download (--src); kaldi copies your own data dirs (--src
+holding train/ dev/ test/, plus --lexicon FILE); synth_digits synthesizes one offline (--seed).
+Extra corpus options go through --opt KEY=VALUE (values parsed as YAML scalars), e.g.
+`acoustic-kd prepare yesno --src corpora/yesno --out data --opt lexicon=hebrew`.
+A finished preparation is skipped on re-run unless --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import time
+
+import yaml
+
+from ..corpora import CORPORA
+from ..errors import ConfigError
+
+HELP = "prepare a corpus as Kaldi data dirs (train/dev/test)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("corpus", choices=sorted(CORPORA), help="corpus to prepare")
+    parser.add_argument("--out", required=True, help="output dir (gets train/ dev/ test/ local/)")
+    parser.add_argument("--src", help="corpus download / source data dirs (fsdd, yesno, kaldi)")
+    parser.add_argument("--seed", type=int, help="random seed (synthesized corpora)")
+    parser.add_argument("--lexicon", help="lexicon file (kaldi) or variant (yesno: english|hebrew)")
+    parser.add_argument("--nj", type=int, help="parallel workers (where supported)")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra option of the corpus's prepare function (repeatable)")
+    parser.add_argument("--force", action="store_true", help="redo even if already prepared")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    opts = {"out_dir": args.out, "src_dir": args.src, "seed": args.seed, "lexicon": args.lexicon,
+            "nj": args.nj, "force": args.force or None}
+    for item in args.opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--opt expects KEY=VALUE, got {item!r}")
+        opts[key.replace("-", "_")] = yaml.safe_load(value)
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    fn = CORPORA[args.corpus]
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    opts = _options(args)
+    if "src_dir" in params and "src_dir" not in opts:
+        raise ConfigError(f"prepare {args.corpus} needs --src DIR (the corpus download)")
+    unknown = [k for k in opts if k not in params and not takes_any]
+    if unknown:
+        valid = [p for p in params if p not in ("out_dir",)]
+        raise ConfigError(f"prepare {args.corpus} does not take {unknown}; it takes {valid}")
+    t0 = time.time()
+    out = fn(**opts)
+    print(json.dumps({k: str(v) for k, v in out.items()}, indent=2))
+    print(f"prepared {args.corpus} in {time.time() - t0:.1f} s")
+    return 0

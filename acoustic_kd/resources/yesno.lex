@@ -1,0 +1,2 @@
+NO N OW
+YES Y EH S

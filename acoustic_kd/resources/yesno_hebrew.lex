@@ -1,0 +1,2 @@
+NO L OW
+YES K EH N
