@@ -1,0 +1,246 @@
+"""The comparison report: one table (hard control, members, ensemble, distilled, int8 export) + plots.
+
+Reads what earlier stages left in an experiment dir:
+- `exp/decode/<system>_<set>/wer` (Kaldi format `%WER 1.23 [ 12 / 975, ...]`), `frame_acc` (a float,
+  percent) and `summary.json` (optional: `rtf`, `acwt`, ...);
+- `exp/<system dir>/final.pt` or `model_info.json` for parameters and MACs per frame;
+- `train_log.jsonl` of each trained model for the training-curve plot.
+Writes `exp/RESULTS.md` and `exp/plots/*.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .utils import atomic_write_text, get_logger
+
+log = get_logger(__name__)
+
+_WER_RE = re.compile(r"%WER\s+([0-9.]+|nan|inf)\s+\[\s*(\d+)\s*/\s*(\d+)")
+
+
+@dataclass
+class SystemRow:
+    """One row of the comparison table (None = not measured)."""
+
+    name: str
+    frame_acc: dict[str, float | None] = field(default_factory=dict)  # set -> percent
+    wer: dict[str, float | None] = field(default_factory=dict)        # set -> percent
+    partial: dict[str, bool] = field(default_factory=dict)
+    params: int | None = None
+    macs_per_frame: int | None = None
+    rtf: float | None = None
+
+
+def parse_wer_file(path: Path) -> tuple[float, bool] | None:
+    """Read a Kaldi-format `wer` file -> (WER percent, partial?) or None when absent/unparsable."""
+    if not path.exists():
+        return None
+    text = path.read_text()
+    m = _WER_RE.search(text)
+    if not m:
+        log.warning("%s: no '%%WER' line found; WER left blank", path)
+        return None
+    return float(m.group(1)), "[PARTIAL]" in text
+
+
+def read_float(path: Path) -> float | None:
+    if not path.exists():
+        return None
+    try:
+        return float(path.read_text().split()[0])
+    except (ValueError, IndexError):
+        log.warning("%s: not a number; left blank", path)
+        return None
+
+
+def collect_decode(row: SystemRow, decode_root: Path, system: str, sets: list[str]) -> None:
+    """Fill WER, frame accuracy and RTF of `row` from `decode_root/<system>_<set>/`."""
+    rtfs = []
+    for s in sets:
+        d = decode_root / f"{system}_{s}"
+        w = parse_wer_file(d / "wer")
+        row.wer[s], row.partial[s] = (w if w else (None, False))
+        row.frame_acc[s] = read_float(d / "frame_acc")
+        summ = d / "summary.json"
+        if summ.exists():
+            info = json.loads(summ.read_text())
+            if row.frame_acc[s] is None and info.get("frame_acc") is not None:
+                row.frame_acc[s] = float(info["frame_acc"])
+            if info.get("rtf") is not None:
+                rtfs.append(float(info["rtf"]))
+    row.rtf = sum(rtfs) / len(rtfs) if rtfs else None
+
+
+def _fmt(v, spec: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return format(v, spec)
+
+
+def _fmt_count(n: int | None) -> str:
+    if n is None:
+        return "–"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def format_table(rows: list[SystemRow], sets: list[str]) -> str:
+    """A Markdown table: frame accuracy and WER per set, params, MACs/frame, real-time factor."""
+    head = ["system"] + [f"frame acc {s} %" for s in sets] + [f"WER {s} %" for s in sets] + \
+        ["params", "MACs/frame", "RTF"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        wers = [_fmt(r.wer.get(s), ".2f") + (" [PARTIAL]" if r.partial.get(s) else "") for s in sets]
+        cells = [r.name] + [_fmt(r.frame_acc.get(s), ".2f") for s in sets] + wers + \
+            [_fmt_count(r.params), _fmt_count(r.macs_per_frame), _fmt(r.rtf, ".4f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def read_train_log(path: Path) -> list[dict]:
+    """Read a JSONL training log (one JSON object per line); unreadable lines are counted and logged."""
+    out, bad = [], 0
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            bad += 1
+    if bad:
+        log.warning("%s: %d unreadable line(s) skipped", path, bad)
+    return out
+
+
+def plot_all(rows: list[SystemRow], curves: dict[str, list[dict]], sets: list[str], out_dir: Path) -> list[Path]:
+    """PNG plots: training curves, frame accuracy vs parameters, WER per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, recs in curves.items():
+        pts = [(r["epoch"], r["dev_acc"]) for r in recs if "epoch" in r and r.get("dev_acc") is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev frame accuracy")
+    ax.set_title("training curves")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    written.append(_save(fig, out_dir / "training_curves.png"))
+
+    test = sets[-1]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        if r.params and r.frame_acc.get(test) is not None:
+            ax.scatter(r.params, r.frame_acc[test])
+            ax.annotate(r.name, (r.params, r.frame_acc[test]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(f"frame accuracy {test} %")
+    ax.set_title("frame accuracy vs size")
+    written.append(_save(fig, out_dir / "frame_acc_vs_params.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = [r.name for r in rows]
+    for i, s in enumerate(sets):
+        vals = [r.wer.get(s) if r.wer.get(s) is not None else 0.0 for r in rows]
+        ax.bar([j + 0.4 * i for j in range(len(rows))], vals, width=0.4, label=s)
+    ax.set_xticks([j + 0.2 for j in range(len(rows))], names, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("WER %")
+    ax.set_title("WER per system")
+    ax.legend()
+    written.append(_save(fig, out_dir / "wer.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_results(rows: list[SystemRow], sets: list[str], exp_dir: Path, title: str,
+                  notes: str = "", curves: dict[str, list[dict]] | None = None) -> str:
+    """Write `exp/RESULTS.md` (+ plots) and return the table text."""
+    table = format_table(rows, sets)
+    plots = plot_all(rows, curves or {}, sets, exp_dir / "plots")
+    body = [f"# {title}\n", table]
+    if notes:
+        body.append("\n" + notes.strip() + "\n")
+    body.append("\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots) + "\n")
+    atomic_write_text(exp_dir / "RESULTS.md", "".join(body))
+    return table
+
+
+def model_size(checkpoint: Path) -> tuple[int | None, int | None]:
+    """(parameters, MACs per frame) of a checkpoint, or (None, None) when it is absent."""
+    if not checkpoint.exists():
+        return None, None
+    from .nnet.checkpoint import load_checkpoint
+    from .nnet.models import count_params, macs_per_frame
+
+    model, _ = load_checkpoint(checkpoint)
+    return count_params(model), macs_per_frame(model)
+
+
+def _sum(values):
+    return None if any(v is None for v in values) else sum(values)
+
+
+def collect_rows(exp_dir: Path, num_members: int, sets: list[str]) -> list[SystemRow]:
+    """Rows: hard control, each member, ensemble, distilled student, int8 export (when present)."""
+    exp_dir = Path(exp_dir)
+    decode_root = exp_dir / "decode"
+    sizes = {f"m{i}": model_size(exp_dir / "members" / f"m{i}" / "final.pt")
+             for i in range(1, num_members + 1)}
+    for name in ("student_hard", "student_kd"):
+        sizes[name] = model_size(exp_dir / name / "final.pt")
+    sizes["ensemble"] = (_sum([sizes[f"m{i}"][0] for i in range(1, num_members + 1)]),
+                         _sum([sizes[f"m{i}"][1] for i in range(1, num_members + 1)]))
+    sizes["export_int8"] = sizes["student_kd"]
+    order = ["student_hard"] + [f"m{i}" for i in range(1, num_members + 1)] + \
+        ["ensemble", "student_kd", "export_int8"]
+    labels = {"student_hard": "baseline (hard targets)", "ensemble": f"ensemble ({num_members} members)",
+              "student_kd": "distilled student", "export_int8": "distilled, int8 export"}
+    rows = []
+    for name in order:
+        if not any((decode_root / f"{name}_{s}").exists() for s in sets) and sizes[name][0] is None:
+            continue
+        row = SystemRow(labels.get(name, f"member {name[1:]}"))
+        row.params, row.macs_per_frame = sizes[name]
+        collect_decode(row, decode_root, name, sets)
+        rows.append(row)
+    return rows
+
+
+def training_curves(exp_dir: Path, num_members: int) -> dict[str, list[dict]]:
+    """Per-epoch records of every trained model's `train_log.jsonl`."""
+    dirs = {f"m{i}": exp_dir / "members" / f"m{i}" for i in range(1, num_members + 1)}
+    dirs.update({"student_hard": exp_dir / "student_hard", "student_kd": exp_dir / "student_kd"})
+    curves = {}
+    for name, d in dirs.items():
+        recs = [r for r in read_train_log(d / "train_log.jsonl") if r.get("event", "epoch") == "epoch"]
+        if recs:
+            curves[name] = recs
+    return curves

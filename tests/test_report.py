@@ -1,0 +1,50 @@
+"""Report: parsing of stage outputs and the comparison table."""
+
+from pathlib import Path
+
+from acoustic_kd.report import SystemRow, collect_rows, format_table, parse_wer_file, write_results
+
+
+def _decode_dir(root: Path, name: str, wer: str, acc: str | None) -> None:
+    d = root / "decode" / name
+    d.mkdir(parents=True)
+    (d / "wer").write_text(wer)
+    if acc is not None:
+        (d / "frame_acc").write_text(acc + "\n")
+
+
+def test_parse_wer_file(tmp_path):
+    p = tmp_path / "wer"
+    p.write_text("%WER 12.50 [ 5 / 40, 1 ins, 2 del, 2 sub ] [PARTIAL]\n%SER 20.00 [ 2 / 10 ]\n")
+    assert parse_wer_file(p) == (12.5, True)
+    p.write_text("%WER 0.00 [ 0 / 40, 0 ins, 0 del, 0 sub ]\n")
+    assert parse_wer_file(p) == (0.0, False)
+    p.write_text("garbage\n")
+    assert parse_wer_file(p) is None
+    assert parse_wer_file(tmp_path / "absent") is None
+
+
+def test_collect_rows_orders_systems_and_reads_values(tmp_path):
+    for name, w, a in [("student_hard_test", "%WER 10.00 [ 4 / 40, 0 ins, 0 del, 4 sub ]", "80.5"),
+                       ("m1_test", "%WER 7.50 [ 3 / 40, 0 ins, 1 del, 2 sub ]", "82.0"),
+                       ("ensemble_test", "%WER 5.00 [ 2 / 40, 0 ins, 0 del, 2 sub ]", "84.25"),
+                       ("student_kd_test", "%WER 5.00 [ 2 / 40, 1 ins, 0 del, 1 sub ]", "83.9")]:
+        _decode_dir(tmp_path, name, w, a)
+    rows = collect_rows(tmp_path, num_members=1, sets=["dev", "test"])
+    assert [r.name for r in rows] == ["baseline (hard targets)", "member 1", "ensemble (1 members)",
+                                      "distilled student"]
+    assert rows[2].wer["test"] == 5.0 and rows[2].frame_acc["test"] == 84.25
+    assert rows[0].wer["dev"] is None
+    table = format_table(rows, ["dev", "test"])
+    assert "| distilled student | – | 83.90 | – | 5.00 |" in table
+
+
+def test_write_results_makes_markdown_and_plots(tmp_path):
+    rows = [SystemRow("a", {"test": 50.0}, {"test": 10.0}, {}, 1000, 900, 0.01),
+            SystemRow("b", {"test": 60.0}, {"test": 8.0}, {}, 4000, 3900, 0.02)]
+    curves = {"a": [{"epoch": 1, "dev_acc": 0.4}, {"epoch": 2, "dev_acc": 0.5}]}
+    table = write_results(rows, ["test"], tmp_path, "T", "notes here", curves)
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert table in md and "notes here" in md
+    for png in ("training_curves.png", "frame_acc_vs_params.png", "wer.png"):
+        assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
