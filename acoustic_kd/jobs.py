@@ -1,0 +1,143 @@
+"""Run independent jobs (feature parts, ensemble members) as local processes or Slurm jobs.
+
+Local backend: at most `max_parallel` subprocesses at a time, each with OMP_NUM_THREADS,
+MKL_NUM_THREADS, OPENBLAS_NUM_THREADS and ACOUSTIC_KD_THREADS set to `threads_per_job`
+(default: cores // max_parallel, at least 1) so that parallel jobs do not oversubscribe the cores.
+Each job's stdout and stderr go to its log file, framed Kaldi-style by a `# command` header and an
+`# Ended (code N) ...` trailer.
+
+Slurm backend: each job becomes `sbatch --wait --job-name NAME --output LOG --cpus-per-task N
+[slurm_opts] --wrap "THREAD_VARS=N ... CMD"` (see `slurm_command`); `--wait` makes sbatch exit
+with the job's exit code, so the same scheduler loop collects results. sbatch's own messages go to
+`LOG.submit`. The log directory must be on a file system the compute nodes share.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import AcousticKDError, ConfigError
+from .utils import get_logger
+
+log = get_logger(__name__)
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ACOUSTIC_KD_THREADS")
+_POLL_S = 0.02
+
+
+@dataclass
+class Job:
+    """One command to run; its combined stdout/stderr go to `log`. `env` adds variables."""
+
+    name: str
+    cmd: list[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.log = Path(self.log)
+        self.cmd = [str(c) for c in self.cmd]
+
+
+def default_threads(max_parallel: int) -> int:
+    """Threads per job so that `max_parallel` jobs fill, but do not exceed, this machine's cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, max_parallel))
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment variables that cap a job's BLAS/OpenMP/torch threads."""
+    return {var: str(threads) for var in THREAD_VARS}
+
+
+def slurm_command(job: Job, slurm_opts: str = "", threads: int = 1) -> list[str]:
+    """The `sbatch --wait ... --wrap CMD` command line that runs `job` on Slurm (not executed here)."""
+    env = {**job.env, **thread_env(threads)}
+    wrapped = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(job.cmd)
+    return ["sbatch", "--wait", "--job-name", job.name, "--output", str(job.log),
+            "--cpus-per-task", str(threads), *shlex.split(slurm_opts), "--wrap", wrapped]
+
+
+def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None = None,
+             backend: str = "local", slurm_opts: str = "", allow_failures: bool = False,
+             desc: str = "jobs") -> list[int]:
+    """Run `jobs`, at most `max_parallel` at once; return their exit codes in `jobs` order.
+
+    Raises AcousticKDError naming each failed job and its log unless `allow_failures`.
+    threads_per_job defaults to cores // max_parallel locally and to 1 on Slurm.
+    """
+    if backend not in ("local", "slurm"):
+        raise ConfigError(f"unknown job backend {backend!r} (use 'local' or 'slurm')")
+    if max_parallel < 1:
+        raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}")
+    if threads_per_job is None:
+        threads_per_job = default_threads(max_parallel) if backend == "local" else 1
+    names = [j.name for j in jobs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"job names must be unique: {names}")
+    codes: list[int | None] = [None] * len(jobs)
+    running: dict[int, tuple[subprocess.Popen, object, float]] = {}
+    pending = list(range(len(jobs)))
+    bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=None)
+    try:
+        while pending or running:
+            while pending and len(running) < max_parallel:
+                i = pending.pop(0)
+                running[i] = _start(jobs[i], backend, slurm_opts, threads_per_job)
+            time.sleep(_POLL_S)
+            for i, (proc, fh, t0) in list(running.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                _finish(jobs[i], fh, rc, time.time() - t0)
+                codes[i] = rc
+                del running[i]
+                bar.update(1)
+    finally:
+        bar.close()
+        for proc, fh, _ in running.values():  # interrupted: do not leave orphans behind
+            proc.kill()
+            proc.wait()
+            fh.close()
+    failed = [(j, c) for j, c in zip(jobs, codes) if c != 0]
+    if failed and not allow_failures:
+        lines = "\n  ".join(f"{j.name}: {_status(c)}, see {j.log}" for j, c in failed)
+        raise AcousticKDError(f"{len(failed)} of {len(jobs)} job(s) failed:\n  {lines}")
+    return [int(c) for c in codes]  # type: ignore[arg-type]
+
+
+def _start(job: Job, backend: str, slurm_opts: str,
+           threads: int) -> tuple[subprocess.Popen, object, float]:
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **job.env, **thread_env(threads)}
+    cmd = slurm_command(job, slurm_opts, threads) if backend == "slurm" else job.cmd
+    path = Path(f"{job.log}.submit") if backend == "slurm" else job.log
+    path.write_text(f"# {shlex.join(cmd)}\n# Started at {time.strftime('%c')} with {threads} "
+                    f"thread(s)\n", encoding="utf-8")
+    fh = open(path, "a", encoding="utf-8")  # O_APPEND: our trailer lands after the child's output
+    try:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL)
+    except OSError as e:
+        fh.close()
+        raise AcousticKDError(f"job {job.name}: cannot start {cmd[0]!r}: {e}") from e
+    return proc, fh, time.time()
+
+
+def _status(rc: int) -> str:
+    return f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+
+
+def _finish(job: Job, fh, rc: int, elapsed: float) -> None:
+    fh.write(f"# Accounting: time={elapsed:.1f}\n"
+             f"# Ended (code {rc}) at {time.strftime('%c')}, elapsed time {elapsed:.1f} seconds\n")
+    fh.close()
+    if rc != 0:
+        log.warning("job %s failed (%s); see %s", job.name, _status(rc), job.log)

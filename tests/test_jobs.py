@@ -1,0 +1,85 @@
+"""Job runner: local parallel processes with thread limits, logs, exit codes; Slurm command lines."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+
+import pytest
+
+from acoustic_kd.errors import AcousticKDError
+from acoustic_kd.jobs import Job, default_threads, run_jobs, slurm_command
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_parallel_jobs_collect_exit_codes_and_overlap(tmp_path):
+    stamp = ("import sys, time; t0 = time.time(); time.sleep(0.6); "
+             "open(sys.argv[1], 'w').write(f'{t0} {time.time()}'); sys.exit(int(sys.argv[2]))")
+    jobs = [Job(f"j{i}", _py(stamp) + [str(tmp_path / f"t{i}"), str(code)],
+                tmp_path / "log" / f"j{i}.log") for i, code in enumerate([0, 3, 0])]
+    codes = run_jobs(jobs, max_parallel=3, allow_failures=True)
+    assert codes == [0, 3, 0]
+    spans = [tuple(map(float, (tmp_path / f"t{i}").read_text().split())) for i in range(3)]
+    assert max(s for s, _ in spans) < min(e for _, e in spans)  # all three ran at the same time
+    log0 = (tmp_path / "log" / "j0.log").read_text()
+    assert log0.startswith(f"# {shlex.join(jobs[0].cmd)}") and "# Ended (code 0)" in log0
+    assert "# Ended (code 3)" in (tmp_path / "log" / "j1.log").read_text()
+
+
+def test_max_parallel_one_runs_in_order(tmp_path):
+    code = "import sys; open(sys.argv[1], 'a').write(sys.argv[2])"
+    out = tmp_path / "order"
+    jobs = [Job(f"j{i}", _py(code) + [str(out), str(i)], tmp_path / f"j{i}.log") for i in range(4)]
+    assert run_jobs(jobs, max_parallel=1) == [0, 0, 0, 0]
+    assert out.read_text() == "0123"
+
+
+def test_failing_job_raises_with_its_log(tmp_path):
+    jobs = [Job("good", _py("print('fine')"), tmp_path / "good.log"),
+            Job("bad", _py("import sys; print('boom', file=sys.stderr); sys.exit(2)"),
+                tmp_path / "bad.log")]
+    with pytest.raises(AcousticKDError) as e:
+        run_jobs(jobs, max_parallel=2)
+    assert "bad: exit code 2" in str(e.value) and str(tmp_path / "bad.log") in str(e.value)
+    assert "good" not in str(e.value).split("failed:")[1]
+    assert "boom" in (tmp_path / "bad.log").read_text()  # stderr goes to the log
+    assert "fine" in (tmp_path / "good.log").read_text()
+
+
+def test_thread_limits_reach_the_job(tmp_path):
+    code = ("import os; print(*(os.environ[v] for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', "
+            "'ACOUSTIC_KD_THREADS')), os.environ['EXTRA'])")
+    job = Job("t", _py(code), tmp_path / "t.log", env={"EXTRA": "x"})
+    run_jobs([job], threads_per_job=3)
+    assert "3 3 3 x" in (tmp_path / "t.log").read_text()
+    run_jobs([job], max_parallel=1)
+    assert f"{default_threads(1)} {default_threads(1)}" in (tmp_path / "t.log").read_text()
+    assert default_threads(10_000) == 1
+
+
+def test_slurm_command_construction(tmp_path):
+    job = Job("member1", ["python", "-m", "acoustic_kd.cli", "train", "--out", "exp/m 1"],
+              tmp_path / "m1.log")
+    cmd = slurm_command(job, "-p gpu --gres=gpu:1 --mem=8G", threads=4)
+    assert cmd[:9] == ["sbatch", "--wait", "--job-name", "member1", "--output",
+                       str(tmp_path / "m1.log"), "--cpus-per-task", "4", "-p"]
+    assert cmd[9:12] == ["gpu", "--gres=gpu:1", "--mem=8G"] and cmd[12] == "--wrap"
+    wrapped = shlex.split(cmd[13])
+    assert "OMP_NUM_THREADS=4" in wrapped and "ACOUSTIC_KD_THREADS=4" in wrapped
+    assert wrapped[-6:] == ["python", "-m", "acoustic_kd.cli", "train", "--out", "exp/m 1"]
+
+
+def test_bad_arguments(tmp_path):
+    job = Job("a", _py("pass"), tmp_path / "a.log")
+    with pytest.raises(AcousticKDError, match="backend"):
+        run_jobs([job], backend="pbs")
+    with pytest.raises(AcousticKDError, match="unique"):
+        run_jobs([job, job])
+    with pytest.raises(AcousticKDError, match="cannot start"):
+        run_jobs([Job("x", ["/nonexistent/binary"], tmp_path / "x.log")])
+    t = time.time()
+    assert run_jobs([]) == [] and time.time() - t < 1
