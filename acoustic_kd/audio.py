@@ -12,6 +12,7 @@ import io
 import os
 import struct
 import subprocess
+from contextlib import ExitStack, contextmanager
 from math import gcd
 from pathlib import Path
 
@@ -50,32 +51,38 @@ def _riff_declared_frames(head: bytes) -> int | None:
     return None
 
 
-def _probe(src, name: str, fix: str):
-    """soundfile info of a path or BytesIO after checking it is non-empty, readable and complete."""
-    try:
-        if isinstance(src, io.BytesIO):
-            head = src.getvalue()[:4096]
-        else:
-            with open(src, "rb") as f:
-                head = f.read(4096)
-        if not head:
-            raise AudioError(name, "audio is empty (0 bytes)", fix)
-        info = sf.info(src)
-    except sf.LibsndfileError as e:
-        raise AudioError(name, f"unreadable or corrupt audio ({e.error_string})",
-                         f"re-create or convert it (e.g. with sox), or {fix}") from None
-    except OSError as e:
-        raise AudioError(name, f"cannot open the audio ({e.strerror})", f"check permissions, or {fix}") from None
-    finally:
-        if isinstance(src, io.BytesIO):
-            src.seek(0)
-    declared = _riff_declared_frames(head)
-    if declared is not None and declared > info.frames:
-        raise AudioError(name, f"truncated audio: the header promises {declared} samples, the file "
-                         f"holds {info.frames}", f"re-create/re-download it, or {fix}")
-    if info.frames == 0:
-        raise AudioError(name, "zero-length audio (0 samples)", fix)
-    return info
+@contextmanager
+def _sound_file(src, name: str, fix: str):
+    """One open `sf.SoundFile` of a path or BytesIO, checked non-empty, readable and complete.
+
+    A path is opened once: the first 4 KB (for the RIFF size check) are read from the same
+    descriptor libsndfile then decodes from, instead of three opens (header, info, read).
+    """
+    with ExitStack() as stack:
+        try:
+            if isinstance(src, io.BytesIO):
+                handle, head = src, src.getvalue()[:4096]
+            else:
+                handle = os.open(src, os.O_RDONLY)
+                stack.callback(os.close, handle)
+                head = os.read(handle, 4096)
+                os.lseek(handle, 0, os.SEEK_SET)
+            if not head:
+                raise AudioError(name, "audio is empty (0 bytes)", fix)
+            f = stack.enter_context(sf.SoundFile(handle, closefd=False))
+        except sf.LibsndfileError as e:
+            raise AudioError(name, f"unreadable or corrupt audio ({e.error_string})",
+                             f"re-create or convert it (e.g. with sox), or {fix}") from None
+        except OSError as e:
+            raise AudioError(name, f"cannot open the audio ({e.strerror})",
+                             f"check permissions, or {fix}") from None
+        declared = _riff_declared_frames(head)
+        if declared is not None and declared > f.frames:
+            raise AudioError(name, f"truncated audio: the header promises {declared} samples, the file "
+                             f"holds {f.frames}", f"re-create/re-download it, or {fix}")
+        if f.frames == 0:
+            raise AudioError(name, "zero-length audio (0 samples)", fix)
+        yield f
 
 
 def _open(entry: str, corpus_root, where: Where | None):
@@ -121,14 +128,16 @@ def _read(entry: str, corpus_root, where: Where | None,
           seg: tuple[float, float] | None = None, seg_where: Where | None = None):
     """Read (a [start, end) s cut of) one wav.scp value: (float32 mono [N], rate in Hz)."""
     src, name, fix = _open(entry, corpus_root, where)
-    info = _probe(src, name, fix)
-    start, stop = 0, info.frames
-    if seg is not None:
-        start, stop = _cut_bounds(info.frames, info.samplerate, seg, seg_where or (name, None), name)
-    try:
-        x, sr = sf.read(src, start=start, stop=stop, dtype="float32", always_2d=True)
-    except sf.LibsndfileError as e:
-        raise AudioError(name, f"unreadable or corrupt audio ({e.error_string})", fix) from None
+    with _sound_file(src, name, fix) as f:
+        sr, start, stop = f.samplerate, 0, f.frames
+        if seg is not None:
+            start, stop = _cut_bounds(f.frames, sr, seg, seg_where or (name, None), name)
+        try:
+            if start:
+                f.seek(start)
+            x = f.read(stop - start, dtype="float32", always_2d=True)
+        except sf.LibsndfileError as e:
+            raise AudioError(name, f"unreadable or corrupt audio ({e.error_string})", fix) from None
     if x.shape[1] > 1:
         log.debug("%s: %d channels averaged to mono", name, x.shape[1])
         return x.mean(axis=1, dtype=np.float32), int(sr)
@@ -209,8 +218,8 @@ def check_data_audio(data: DataDir) -> list[Problem]:
         where = data.where("wav.scp", rec)
         try:
             src, name, fix = _open(entry, data.corpus_root, where)
-            info = _probe(src, name, fix)
-            shape[rec] = (info.frames, info.samplerate)
+            with _sound_file(src, name, fix) as f:
+                shape[rec] = (f.frames, f.samplerate)
         except AudioError as e:
             msg = f"{e.path}: {e.problem}" if e.path and e.path != where[0] else e.problem
             problems.append(Problem(where[0], where[1], msg, e.fix, "bad_audio", rec))

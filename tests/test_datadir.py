@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acoustic_kd.datadir import (DataDir, combine_data_dirs, fix_data_dir, subset_data_dir,
-                                 validate_data_dir)
+import acoustic_kd.datadir
+from acoustic_kd.datadir import DataDir, validate_data_dir
+from acoustic_kd.datadir_ops import combine_data_dirs, fix_data_dir, subset_data_dir
 from acoustic_kd.errors import DataError
 
 GOOD = {
@@ -147,6 +148,14 @@ def test_fix_with_audio_check_drops_missing_files(tmp_path):
     (tmp_path / "a2.wav").unlink()
     counts = fix_data_dir(d, check_audio=True)
     assert counts == {"bad_audio": 1, "kept_utts": 2}
+
+
+def test_ops_are_still_importable_from_datadir():
+    assert acoustic_kd.datadir.fix_data_dir is fix_data_dir
+    assert acoustic_kd.datadir.subset_data_dir is subset_data_dir
+    assert acoustic_kd.datadir.combine_data_dirs is combine_data_dirs
+    with pytest.raises(AttributeError):
+        acoustic_kd.datadir.no_such_function
 
 
 def test_subset_and_combine(tmp_path):

@@ -1,0 +1,129 @@
+"""Operations on Kaldi data dirs: fix (keep the consistent utterances), subset and combine.
+
+All three read and write through `acoustic_kd.datadir.DataDir`; they are also importable from
+`acoustic_kd.datadir` and are the `acoustic-kd data-dir fix|subset|combine` commands.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .datadir import FIX_LOG, REQUIRED, DataDir, _parse_segment, _pos, _scan, resolve_corpus_root
+from .errors import DataError
+from .utils import atomic_write_text, c_sorted, get_logger
+
+log = get_logger(__name__)
+
+__all__ = ["combine_data_dirs", "fix_data_dir", "subset_data_dir"]
+
+
+def fix_data_dir(path: str | os.PathLike, corpus_root: str | os.PathLike | None = None,
+                 check_audio: bool = False) -> dict[str, int]:
+    """Keep the consistent utterances and rewrite the dir C-sorted; return counts of what was dropped.
+
+    Every dropped line/id and its reason goes to `<dir>/fix_data_dir.log` (file, id, reason); the
+    original files are kept in `<dir>/.backup/`. Count keys are reasons plus `kept_utts`.
+    """
+    path = Path(path)
+    tables, problems = _scan(path)
+    if any(p.line is None and Path(p.path).name in REQUIRED for p in problems):
+        raise DataError(path, "cannot fix: a required file is missing", "create wav.scp, text and utt2spk")
+    dropped = [(Path(p.path).name, f"line {p.line}", p.kind) for p in problems
+               if p.kind in ("empty_line", "duplicate_id")]
+    t = {n: {k: v for k, (v, _) in tab.items() if v} for n, tab in tables.items()}
+    text, u2s, wav = t["text"], t["utt2spk"], t["wav.scp"]
+    segments = None if "segments" not in t else {
+        u: s for u, s in ((u, _parse_segment(v)) for u, v in t["segments"].items())
+        if not isinstance(s, str)}
+    reasons: dict[str, str] = {}
+    for utt in c_sorted(set(tables["text"]) | set(tables["utt2spk"])):
+        rec = utt if segments is None else segments.get(utt, ("",))[0]
+        if utt not in text:
+            reasons[utt] = "no_transcript"
+        elif utt not in u2s or len(u2s[utt].split()) != 1:
+            reasons[utt] = "no_speaker"
+        elif rec not in wav:
+            reasons[utt] = "no_audio" if segments is None or utt in segments else "no_segment"
+    dd = DataDir(path=path, wav_scp=wav, text=text, utt2spk=u2s, segments=segments,
+                 corpus_root=resolve_corpus_root(path, corpus_root))
+    keep = [u for u in c_sorted(set(text) & set(u2s)) if u not in reasons]
+    if check_audio:
+        from .audio import check_data_audio
+
+        bad_recs = {p.key for p in check_data_audio(dd.subset(keep))}
+        for u in keep:
+            if dd.recording_of(u) in bad_recs or u in bad_recs:
+                reasons[u] = "bad_audio"
+        keep = [u for u in keep if u not in reasons]
+    if not keep:
+        raise DataError(path, "fix would leave no utterances", "check that the files share utterance ids")
+    dropped += [("text/utt2spk", u, why) for u, why in reasons.items()]
+    fixed = dd.subset(keep)
+    dropped += [("wav.scp", r, "unused_recording") for r in c_sorted(set(wav) - set(fixed.wav_scp))
+                if r not in reasons]
+    dropped += [("segments", u, "no_transcript") for u in c_sorted(set(segments or {}) - set(text) - set(u2s))]
+    if "utt2dur" in t:
+        fixed.utt2dur = {k: float(v) for k, v in t["utt2dur"].items() if k in fixed.text and _pos(v)}
+    if "spk2gender" in t:
+        spks = set(fixed.utt2spk.values())
+        fixed.spk2gender = {s: g for s, g in t["spk2gender"].items() if s in spks and g in ("m", "f")}
+    fixed._replace_tables(path, backup=path / ".backup")
+    atomic_write_text(path / FIX_LOG, "".join(f"{f}\t{k}\t{why}\n" for f, k, why in dropped))
+    counts: dict[str, int] = {}
+    for _, _, why in dropped:
+        counts[why] = counts.get(why, 0) + 1
+    counts["kept_utts"] = len(keep)
+    log.info("fixed %s: kept %d utterances; dropped %s (details in %s)", path, len(keep),
+             {k: v for k, v in counts.items() if k != "kept_utts"} or "nothing", path / FIX_LOG)
+    return counts
+
+
+def subset_data_dir(src: str | os.PathLike, dst: str | os.PathLike, utts=None, first: int | None = None,
+                    speakers=None) -> DataDir:
+    """Copy the utterances of `src` selected by id list, the first N (C order), or speakers."""
+    data = DataDir.load(src)
+    chosen = data.utts
+    if utts is not None:
+        wanted = set(utts)
+        unknown = wanted - set(chosen)
+        if unknown:
+            raise DataError(src, f"{len(unknown)} requested utterance(s) not in the data dir, e.g. "
+                            f"'{c_sorted(unknown)[0]}'", "check the utterance list")
+        chosen = [u for u in chosen if u in wanted]
+    if speakers is not None:
+        spk = set(speakers)
+        chosen = [u for u in chosen if data.utt2spk[u] in spk]
+    if first is not None:
+        chosen = chosen[:first]
+    out = data.subset(chosen)
+    out.save(dst)
+    return out
+
+
+def combine_data_dirs(srcs, dst: str | os.PathLike) -> DataDir:
+    """Merge data dirs into `dst`; relative audio paths become absolute; ids must not clash."""
+    parts = [DataDir.load(s).absolute_paths() for s in srcs]
+    if not parts:
+        raise DataError(dst, "no source data dirs given", "name at least one data dir to combine")
+    any_segs = any(p.segments is not None for p in parts)
+    out = DataDir(path=None, wav_scp={}, text={}, utt2spk={}, segments={} if any_segs else None,
+                  utt2dur={} if all(p.utt2dur is not None for p in parts) else None,
+                  spk2gender={} if all(p.spk2gender is not None for p in parts) else None)
+    for p in parts:
+        for table in ("wav_scp", "text", "utt2spk", "utt2dur", "spk2gender"):
+            mine, theirs = getattr(out, table), getattr(p, table)
+            if mine is None or theirs is None:
+                continue
+            for k, v in theirs.items():
+                if k in mine and mine[k] != v:
+                    file, line = p.where("wav.scp" if table == "wav_scp" else table, k)
+                    raise DataError(file, f"id '{k}' is also in an earlier source with another value",
+                                    "rename the ids (e.g. add a corpus prefix)", line)
+                mine[k] = v
+        if any_segs:
+            # A dir without segments contributes whole recordings (end -1 = end of file).
+            segs = p.segments if p.segments is not None else {u: (u, 0.0, -1.0) for u in p.utt2spk}
+            out.segments.update(segs)
+    out.save(dst)
+    return out
