@@ -3,7 +3,7 @@
 `CORPORA` maps a corpus name to its prepare function. Every function takes `out_dir` and writes
 `out_dir/{train,dev,test}/` (validated) plus `out_dir/local/` extras, and returns
 {set name: path, ...}. Corpora read from disk also take `src_dir` (the user's download).
-`synth_digits` is imported on first use (it loads espeak-ng).
+`synth_digits` (it loads espeak-ng) and `librispeech` are imported on first use.
 """
 
 from __future__ import annotations
@@ -22,11 +22,20 @@ def prepare_synth_digits(out_dir: str | Path, seed: int = 0, **opts) -> dict[str
     return prepare(out_dir, seed=seed, **opts)
 
 
+def prepare_librispeech(src_dir: str | Path, out_dir: str | Path, **opts) -> dict[str, Path]:
+    """LibriSpeech / mini_librispeech from a local copy (see `acoustic_kd.corpora.librispeech`)."""
+    from .librispeech import prepare_librispeech as prepare
+
+    return prepare(src_dir, out_dir, **opts)
+
+
 CORPORA = {
     "fsdd": prepare_fsdd,
     "kaldi": prepare_kaldi,
+    "librispeech": prepare_librispeech,
     "synth_digits": prepare_synth_digits,
     "yesno": prepare_yesno,
 }
 
-__all__ = ["CORPORA", "prepare_fsdd", "prepare_kaldi", "prepare_synth_digits", "prepare_yesno"]
+__all__ = ["CORPORA", "prepare_fsdd", "prepare_kaldi", "prepare_librispeech",
+           "prepare_synth_digits", "prepare_yesno"]

@@ -1,0 +1,48 @@
+"""Build a lang dir (phones, lexicon, HMM topology, OOV report, G.arpa) from training transcripts.
+
+Example: acoustic-kd lang --data data/train --vocab-data data/dev data/test --lexicon cmudict --out data/lang
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import add_config_args, load_config, overrides_from_args
+from ..lang import LangConfig, prepare_lang
+from ..utils import is_done, mark_done, read_table
+
+HELP = "phones, lexicon, HMM topology and grammar (G.arpa) -> data/lang"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="training data dir (its text also trains G.arpa)")
+    p.add_argument("--vocab-data", nargs="*", default=[],
+                   help="more data dirs whose words join the vocabulary (not the grammar counts)")
+    p.add_argument("--lexicon", required=True, help="lexicon file (word phone...) or 'cmudict'")
+    p.add_argument("--out", required=True, help="output lang dir")
+    p.add_argument("--config", help="recipe YAML (section 'lang')")
+    p.add_argument("--force", action="store_true", help="rebuild even if done")
+    add_config_args(p, LangConfig)
+
+
+def _texts(d: str) -> dict[str, str]:
+    return {k: v for k, v, _ in read_table(Path(d) / "text", min_fields=1)}
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if is_done(out) and not args.force:
+        print(f"{out}: already done (use --force to rebuild)")
+        return 0
+    cfg = load_config(LangConfig, args.config, "lang", overrides_from_args(args, LangConfig))
+    extra: dict[str, str] = {}
+    for d in args.vocab_data:
+        extra.update(_texts(d))
+    lang = prepare_lang(_texts(args.data), args.lexicon, out, cfg, extra_texts=extra)
+    mark_done(out)
+    oov = (out / "oov.txt").read_text().splitlines()
+    print(f"{out}: {len(lang.phones) - 1} phones, {len(lang.words) - 1} words, "
+          f"{sum(len(p) for p in lang.lexicon.values())} pronunciations, {len(oov)} OOV word types "
+          f"(policy {cfg.oov_policy}), G.arpa order {cfg.lm_order}")
+    return 0

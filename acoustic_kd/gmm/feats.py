@@ -1,0 +1,70 @@
+"""GMM features computed from the fbank features: 13 cepstra (DCT of log-mel) + deltas + delta-deltas.
+
+Why not the 40-d fbank directly: neighbouring mel bins are strongly correlated, which a diagonal
+covariance cannot model; the DCT decorrelates them (the MFCC recipe), and 13 cepstra + their first and
+second time derivatives (39-d) is the classic GMM front end. Computing them from the stored fbank
+means the pipeline needs no separate feature stage. Cepstral mean and variance normalisation is per
+speaker (or per utterance without speaker information). The align stage normalises variances by
+default: on the noisy synth_digits corpus it raised word-boundary agreement from 30% to 43% (mean
+normalisation alone is Kaldi's GMM default and remains available).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+
+def dct_matrix(num_in: int, num_out: int) -> np.ndarray:
+    """Orthonormal DCT-II basis [num_in, num_out] (column k = cosine k)."""
+    n = np.arange(num_in)[:, None]
+    k = np.arange(num_out)[None, :]
+    m = np.sqrt(2.0 / num_in) * np.cos(np.pi * k * (2 * n + 1) / (2 * num_in))
+    m[:, 0] = np.sqrt(1.0 / num_in)
+    return m
+
+
+def add_deltas(x: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray:
+    """Append regression deltas up to `order`: x [T, D] -> [T, D * (order + 1)] (edges replicated)."""
+    feats = [np.asarray(x, dtype=np.float64)]
+    taps = np.arange(1, window + 1)
+    norm = 2.0 * float((taps ** 2).sum())
+    for _ in range(order):
+        prev = feats[-1]
+        padded = np.pad(prev, ((window, window), (0, 0)), mode="edge")
+        t = len(prev)
+        d = sum(n * (padded[window + n:window + n + t] - padded[window - n:window - n + t])
+                for n in taps) / norm
+        feats.append(d)
+    return np.concatenate(feats, axis=1)
+
+
+def gmm_features(feats: Mapping[str, np.ndarray], utts: Iterable[str] | None = None,
+                 utt2spk: Mapping[str, str] | None = None, num_ceps: int = 13,
+                 delta_order: int = 2, norm_vars: bool = False) -> dict[str, np.ndarray]:
+    """fbank [T, F] per utterance -> float32 [T, num_ceps * (delta_order + 1)] GMM features.
+
+    `feats` is any mapping utt -> fbank (a dict or a FeatureSet); mean (and with `norm_vars`,
+    variance) normalisation of the cepstra is per speaker when `utt2spk` is given, otherwise per
+    utterance. Variance normalisation helps in noise, where it undoes the compression of the
+    cepstral dynamic range.
+    """
+    utts = list(feats) if utts is None else list(utts)
+    ceps: dict[str, np.ndarray] = {}
+    basis = None
+    for u in utts:
+        f = np.asarray(feats[u], dtype=np.float64)
+        if basis is None:
+            basis = dct_matrix(f.shape[1], num_ceps)
+        ceps[u] = f @ basis
+    groups: dict[str, list[str]] = {}
+    for u in utts:
+        groups.setdefault(utt2spk[u] if utt2spk else u, []).append(u)
+    for members in groups.values():
+        pooled = np.concatenate([ceps[u] for u in members])
+        mean = pooled.mean(axis=0)
+        scale = 1.0 / np.maximum(pooled.std(axis=0), 1e-5) if norm_vars else 1.0
+        for u in members:
+            ceps[u] = (ceps[u] - mean) * scale
+    return {u: add_deltas(ceps[u], delta_order).astype(np.float32) for u in utts}

@@ -1,0 +1,167 @@
+"""Per-utterance alignment graphs: the transcript's words as HMM state chains, in topological order.
+
+Graph = [optional SIL] word_1 [optional SIL] word_2 ... word_N [optional SIL]. Each word is a set of
+parallel chains, one per pronunciation (Viterbi picks the best). Optional silence is taken with
+probability `sil_prob` (log weights on the entry arcs). States are numbered in topological order, so
+every arc except self-loops goes from a lower to a higher index. An empty transcript is a single
+mandatory silence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..hmm import HmmModel
+from ..lang import Lang
+
+NEG_INF = -np.inf
+
+
+@dataclass
+class UttGraph:
+    """Arrays over S states: pdf [S], pred [S, K] (predecessor state ids, padded with 0), pred_w
+    [S, K] (structural log weights — optional-silence probabilities — -inf = no arc), init [S] /
+    final [S] (structural log entry / exit weights), info [S, 4] (left context, phone, right
+    context, HMM state — phone ids, 0 = word boundary) and word [S] (transcript word index, -1 for
+    silence). HMM transition probabilities are added by `weights(hmm)`, so a graph stays valid when
+    they are re-estimated. `segments` lists (word index, alternative, state ids) per chain;
+    `min_frames` is the shortest path length."""
+
+    pdf: np.ndarray
+    pred: np.ndarray
+    pred_w: np.ndarray
+    init: np.ndarray
+    final: np.ndarray
+    info: np.ndarray
+    word: np.ndarray
+    segments: list[tuple[int, int, list[int]]] = field(default_factory=list)
+    min_frames: int = 0
+    to_end: np.ndarray | None = None   # [S] fewest frames from entering a state to the end
+    words: list[str] = field(default_factory=list)   # the transcript words the graph spells
+
+    @property
+    def num_states(self) -> int:
+        return len(self.pdf)
+
+    def weights(self, hmm: HmmModel | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Total log weights (self-loop [S], arcs [S, K], exit [S]) with `hmm`'s transitions; every
+        non-self arc leaves its source state, so it carries the source pdf's forward probability.
+        Without a model: self-loops and arcs weigh 0."""
+        if hmm is None:
+            return np.zeros(self.num_states), self.pred_w, self.final
+        fwd = hmm.log_fwd[self.pdf]
+        return hmm.log_self[self.pdf], self.pred_w + fwd[self.pred], self.final + fwd
+
+
+class _Builder:
+    def __init__(self, hmm: HmmModel):
+        self.hmm = hmm
+        self.pdf: list[int] = []
+        self.preds: list[list[tuple[int, float]]] = []
+        self.info: list[tuple[int, int, int, int]] = []
+        self.word: list[int] = []
+        self.segments: list[tuple[int, int, list[int]]] = []
+
+    def chain(self, phones: list[str], entry: list[tuple[int, float]], word: int, alt: int
+              ) -> tuple[int, float]:
+        """Append the states of `phones` entered from `entry` [(state or -1 = start, log w)]."""
+        pid = self.hmm.phone_id
+        ids = []
+        for p, (lc, rc) in zip(phones, self.hmm.contexts(phones)):
+            for s, (k, _, _) in enumerate(self.hmm.phone_hmm(p, lc, rc)):
+                sid = len(self.pdf)
+                self.preds.append(list(entry) if not ids else [(ids[-1], 0.0)])
+                self.pdf.append(k)
+                # the word boundary `#` gets id 0 (the <eps> slot, never a real context)
+                self.info.append((pid.get(lc, 0), pid[p], pid.get(rc, 0), s))
+                self.word.append(word)
+                ids.append(sid)
+        self.segments.append((word, alt, ids))
+        return ids[-1], 0.0
+
+
+def compile_graph(hmm: HmmModel, lang: Lang, words: list[str], sil_prob: float | None = None
+                  ) -> UttGraph:
+    """Build the alignment graph of a transcript (words must all be in `lang.lexicon`)."""
+    p = lang.sil_prob if sil_prob is None else sil_prob
+    b = _Builder(hmm)
+    sil = [lang.silence_phone]
+    frontier: list[tuple[int, float]] = [(-1, 0.0)]
+
+    def opt_sil(frontier):
+        if p <= 0:
+            return frontier
+        last, lf = b.chain(sil, [(s, w + math.log(p)) for s, w in frontier], -1, 0)
+        skip = [(s, w + math.log1p(-p)) for s, w in frontier] if p < 1 else []
+        return skip + [(last, lf)]
+
+    if not words:
+        frontier = [b.chain(sil, frontier, -1, 0)]
+    else:
+        frontier = opt_sil(frontier)
+        for i, w in enumerate(words):
+            frontier = [b.chain(pron, frontier, i, a) for a, pron in enumerate(lang.prons(w))]
+            frontier = opt_sil(frontier)
+    s = len(b.pdf)
+    k = max(len(x) for x in b.preds)
+    pred = np.zeros((s, k), dtype=np.int64)
+    pred_w = np.full((s, k), NEG_INF)
+    init = np.full(s, NEG_INF)
+    for j, plist in enumerate(b.preds):
+        col = 0
+        for i, w in plist:
+            if i < 0:
+                init[j] = max(init[j], w)
+            else:
+                pred[j, col], pred_w[j, col] = i, w
+                col += 1
+    final = np.full(s, NEG_INF)
+    for i, w in frontier:
+        final[i] = max(final[i], w)
+    g = UttGraph(np.array(b.pdf, dtype=np.int64), pred, pred_w, init, final,
+                 np.array(b.info, dtype=np.int64).reshape(-1, 4), np.array(b.word, dtype=np.int64),
+                 b.segments)
+    g.min_frames, g.to_end = _shortest(g)
+    g.words = list(words)
+    return g
+
+
+def _shortest(g: UttGraph) -> tuple[int, np.ndarray]:
+    """Fewest frames of any complete path, and per state the fewest frames from it to the end
+    (both counting one frame per visited state; states are in topological order)."""
+    s = g.num_states
+    from_start = np.full(s, np.inf)
+    to_end = np.where(np.isfinite(g.final), 1.0, np.inf)
+    for j in range(s):
+        arcs = np.isfinite(g.pred_w[j])
+        best = from_start[g.pred[j][arcs]].min() + 1 if arcs.any() else np.inf
+        from_start[j] = min(1.0 if np.isfinite(g.init[j]) else np.inf, best)
+    for j in range(s - 1, -1, -1):
+        arcs = np.isfinite(g.pred_w[j])
+        for i in g.pred[j][arcs]:
+            to_end[i] = min(to_end[i], to_end[j] + 1)
+    return int(from_start[np.isfinite(g.final)].min()), to_end
+
+
+def equal_alignment(g: UttGraph, num_frames: int) -> np.ndarray | None:
+    """Flat-start path: first pronunciations, silence at the edges if the frames allow, frames split
+    evenly over the states -> graph state per frame int64 [T], or None when T is too short."""
+    first = {}
+    for w, a, ids in g.segments:
+        if w >= 0 and a == 0:
+            first[w] = ids
+    words = [first[w] for w in sorted(first)]
+    sils = [ids for w, _, ids in g.segments if w < 0]
+    if not words:  # empty transcript: the single silence chain
+        words, sils = sils[:1], []
+    core = [s for ids in words for s in ids]
+    path = core
+    if len(sils) >= 2 and num_frames >= len(core) + len(sils[0]) + len(sils[-1]):
+        path = sils[0] + core + sils[-1]
+    if num_frames < len(path):
+        return None
+    seg = np.floor(np.arange(num_frames) * len(path) / num_frames).astype(np.int64)
+    return np.asarray(path, dtype=np.int64)[seg]

@@ -1,0 +1,164 @@
+"""The align stage on disk: train mono then tri GMM-HMMs on a data dir, align sets, write exp dirs.
+
+Layout (each of `exp/mono`, `exp/tri`):
+
+- `final.hmm.json`  HmmModel (phones, topology, trees, per-pdf transitions)
+- `final.gmm.npz`   DiagGmm (means, vars, log_weights, comp_pdf, num_pdfs)
+- `log.jsonl`       one record per EM iteration (avg log-likelihood per frame, Gaussians, ...)
+- `summary.json`    pdfs, Gaussians, failed counts, alignment speed, final log-likelihood
+- `info.json`       resolved config, command line, versions, git revision
+- `ali_<set>/`      alignment dirs (ali.py format: ali.scp/ark, num_pdfs, priors.txt, failed.txt)
+                    plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name
+- `.done`           marker; a re-run skips a finished stage unless forced
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..ali import check_lengths, write_alignments
+from ..errors import DataError
+from ..hmm import HmmModel
+from ..lang import Lang, load_lang
+from ..utils import (atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done, mark_done,
+                     read_table, write_exp_info)
+from .align import AlignResult, align, compile_graphs
+from .diag_gmm import DiagGmm
+from .feats import gmm_features
+from .train import AlignConfig, train_mono, train_tri
+
+log = get_logger(__name__)
+
+
+def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False
+             ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """GMM features (utt -> [T, 39]) and transcripts of a data dir with computed fbank features."""
+    from ..features import FeatureSet
+
+    data_dir = Path(data_dir)
+    fs = FeatureSet(data_dir, cmvn="none")  # CMN is applied to the cepstra, per speaker
+    u2s_path = data_dir / "utt2spk"
+    utt2spk = {k: v for k, v, _ in read_table(u2s_path)} if u2s_path.exists() else None
+    feats = gmm_features(fs, fs.utts, utt2spk, num_ceps, norm_vars=norm_vars)
+    texts = {k: v for k, v, _ in read_table(data_dir / "text", min_fields=1)}
+    return feats, texts
+
+
+def align_set(hmm: HmmModel, gmm: DiagGmm, lang: Lang, feats: dict[str, np.ndarray],
+              texts: dict[str, str], cfg: AlignConfig, ali_dir, label: str = "align"
+              ) -> tuple[AlignResult, dict]:
+    """Force-align a set with its transcripts and write `ali_dir` (+ words.ctm, failed.txt);
+    returns the result and the written summary."""
+    utts = c_sorted(set(feats) | set(texts))
+    failed = {u: "no_features" for u in utts if u not in feats}
+    graphs, gfail = compile_graphs(hmm, lang, texts, [u for u in utts if u in feats])
+    t0 = time.time()
+    res = align(hmm, gmm, feats, graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
+                cfg.batch_size, progress=label, boost_silence=cfg.boost_silence)
+    res.failed.update(failed)
+    res.failed.update(gfail)
+    return res, write_result(res, hmm, feats, ali_dir, time.time() - t0)
+
+
+def write_result(res: AlignResult, hmm: HmmModel, feats: dict[str, np.ndarray], ali_dir,
+                 seconds: float | None = None) -> dict:
+    """Write an AlignResult as an alignment dir; returns (and logs) its summary."""
+    ali_dir = Path(ali_dir)
+    pdfs = res.pdfs()
+    check_lengths(pdfs, {u: len(feats[u]) for u in pdfs}, where=str(ali_dir))
+    write_alignments(ali_dir, pdfs, hmm.num_pdfs, failed=res.failed)
+    ctm = []
+    for u in c_sorted(pdfs):
+        for w, s, e in res.word_times(u):
+            ctm.append(f"{u} 1 {s:.2f} {e - s:.2f} {res.graphs[u].words[w]}\n")
+    atomic_write_text(ali_dir / "words.ctm", "".join(ctm))
+    audio_s = res.frames * 0.01
+    summary = {"aligned": len(pdfs), "failed": len(res.failed), "frames": res.frames,
+               "avg_loglike": res.avg_loglike,
+               "failed_reasons": _reason_counts(res.failed)}
+    if seconds:
+        summary["align_seconds"] = round(seconds, 3)
+        summary["x_real_time"] = round(audio_s / max(seconds, 1e-9), 1)
+    atomic_write_json(ali_dir / "summary.json", summary)
+    log.info("%s: %d aligned, %d failed %s, avg loglike %.3f", ali_dir, len(pdfs), len(res.failed),
+             summary["failed_reasons"], res.avg_loglike)
+    return summary
+
+
+def _reason_counts(failed: dict[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in failed.values():
+        k = r.split("(")[0].split(":")[0]
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _stage_dir_ok(d: Path) -> bool:
+    return is_done(d) and (d / "final.hmm.json").exists() and (d / "final.gmm.npz").exists()
+
+
+def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align_sets=(),
+              stage: str | None = None, force: bool = False) -> dict:
+    """Train (mono, then tri) on `data_dir`, align it and `align_sets`; returns a summary dict.
+
+    stage: None = both, "mono" = monophones only, "tri" = triphones (needs a finished exp/mono).
+    Finished stages (`.done`) are skipped unless `force`.
+    """
+    cfg = cfg or AlignConfig()
+    if stage not in (None, "mono", "tri"):
+        raise DataError(None, f"unknown stage {stage!r}", "use --stage mono or --stage tri")
+    exp_dir, data_dir = Path(exp_dir), Path(data_dir)
+    lang = load_lang(lang_dir)
+    feats, texts = load_set(data_dir, cfg.num_ceps, cfg.norm_vars)
+    set_name = data_dir.name
+    extra = [Path(s) for s in align_sets]
+    out: dict = {}
+    mono_dir, tri_dir = exp_dir / "mono", exp_dir / "tri"
+    mono_res = None
+    if stage in (None, "mono") and (force or not _stage_dir_ok(mono_dir)):
+        mono_dir.mkdir(parents=True, exist_ok=True)
+        write_exp_info(mono_dir, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
+        (mono_dir / "log.jsonl").unlink(missing_ok=True)
+        t0 = time.time()
+        mono, mgmm, mono_res, hist = train_mono(feats, texts, lang, cfg, mono_dir / "log.jsonl")
+        out["mono"] = _finish(mono_dir, mono, mgmm, mono_res, hist, lang, feats, set_name, extra,
+                              cfg, time.time() - t0)
+    if stage in (None, "tri") and (force or not _stage_dir_ok(tri_dir)):
+        if not _stage_dir_ok(mono_dir):
+            raise DataError(mono_dir, "monophone stage not finished", "run with --stage mono first")
+        mono = HmmModel.load(mono_dir / "final.hmm.json")
+        if mono_res is None:  # resuming: re-create the monophone state alignment
+            mgmm = DiagGmm.load(mono_dir / "final.gmm.npz")
+            graphs, gfail = compile_graphs(mono, lang, texts, [u for u in c_sorted(feats) if u in texts])
+            mono_res = align(mono, mgmm, feats, graphs, cfg.beam, cfg.retry_beam,
+                             cfg.acoustic_scale, cfg.batch_size, progress="mono realign",
+                             boost_silence=cfg.boost_silence)
+            mono_res.failed.update(gfail)
+        tri_dir.mkdir(parents=True, exist_ok=True)
+        write_exp_info(tri_dir, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
+        (tri_dir / "log.jsonl").unlink(missing_ok=True)
+        t0 = time.time()
+        tri, tgmm, tri_res, hist = train_tri(feats, lang, mono, mono_res, cfg, tri_dir / "log.jsonl")
+        out["tri"] = _finish(tri_dir, tri, tgmm, tri_res, hist, lang, feats, set_name, extra, cfg,
+                             time.time() - t0)
+    return out
+
+
+def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], lang: Lang,
+            feats, set_name: str, extra: list[Path], cfg: AlignConfig, train_s: float) -> dict:
+    """Save a trained stage: model files, training-set alignment, extra sets, summary, marker."""
+    hmm.save(d / "final.hmm.json")
+    gmm.save(d / "final.gmm.npz")
+    summary = {"num_pdfs": hmm.num_pdfs, "num_gauss": gmm.num_gauss, "train_seconds": round(train_s, 1),
+               "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
+    summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")
+    for s in extra:
+        f, t = load_set(s, cfg.num_ceps, cfg.norm_vars)
+        _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
+                                                label=f"{d.name} {s.name}")
+    atomic_write_json(d / "summary.json", summary)
+    mark_done(d, info={"num_pdfs": hmm.num_pdfs})
+    return summary

@@ -1,0 +1,232 @@
+"""GMM-HMM training with Viterbi EM: flat-start monophones, then tree-tied word-internal triphones.
+
+Each iteration: (re)align on the realignment schedule (the Viterbi E-step over HMM states), accumulate
+Gaussian statistics with soft component posteriors inside each frame's pdf, re-estimate (M-step),
+then mix up (split Gaussians) towards the target count. The average per-frame log-likelihood of the
+aligned data under the model entering the iteration is logged (JSONL) for every iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import DataError
+from ..hmm import BOUNDARY, HmmModel
+from ..lang import Lang
+from ..utils import get_logger
+from .align import AlignResult, align, compile_graphs
+from .diag_gmm import DiagGmm, single_thread
+from .graph import UttGraph, equal_alignment
+from .tree import TreeConfig, build_trees, context_stats
+
+log = get_logger(__name__)
+
+
+@dataclass
+class AlignConfig:
+    """Options of `acoustic-kd align` (GMM-HMM training and forced alignment)."""
+
+    num_ceps: int = field(default=13, metadata={"help": "cepstra of the GMM features (+ deltas)"})
+    norm_vars: bool = field(default=True, metadata={
+        "help": "also normalise cepstral variances per speaker (helps in noise)"})
+    mono_iters: int = field(default=25, metadata={"help": "monophone EM iterations"})
+    mono_gauss: int = field(default=600, metadata={"help": "target total monophone Gaussians"})
+    mono_subset: int = field(default=0, metadata={
+        "help": "flat-start the first half of the monophone iterations on this many shortest "
+                "utterances (0 = all), as Kaldi's train_mono does"})
+    mono_realign_iters: list[int] = field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 22],
+        metadata={"help": "monophone iterations that start with a realignment"})
+    tri_leaves: int = field(default=500, metadata={"help": "target number of tied states (leaves)"})
+    tri_gauss: int = field(default=3000, metadata={"help": "target total triphone Gaussians"})
+    tri_iters: int = field(default=20, metadata={"help": "triphone EM iterations"})
+    tri_realign_iters: list[int] = field(default_factory=lambda: [5, 10, 15],
+                                         metadata={"help": "triphone realignment iterations"})
+    tree_min_count: float = field(default=50.0, metadata={"help": "min frames on each side of a split"})
+    tree_min_gain: float = field(default=20.0, metadata={"help": "min log-likelihood gain of a split"})
+    beam: float = field(default=10.0, metadata={"help": "alignment beam (scaled score units)"})
+    retry_beam: float = field(default=40.0, metadata={"help": "beam of the second try"})
+    acoustic_scale: float = field(default=0.1, metadata={"help": "acoustic scale for alignment"})
+    boost_silence: float = field(default=1.0, metadata={
+        "help": "likelihood factor for silence / spoken-noise pdfs in training alignments"})
+    batch_size: int = field(default=32, metadata={"help": "utterances aligned together"})
+    var_floor: float = field(default=0.01, metadata={"help": "variance floor, fraction of global"})
+    min_gauss_frames: float = field(default=20.0, metadata={"help": "min frames per Gaussian"})
+    mixup_power: float = field(default=0.2, metadata={"help": "Gaussians per pdf ~ occupancy^power"})
+
+
+class _Data:
+    """All training frames in one array [N, D] with per-utterance offsets."""
+
+    def __init__(self, feats: Mapping[str, np.ndarray], utts: list[str]):
+        self.utts = utts
+        self.x = np.concatenate([feats[u] for u in utts]).astype(np.float32)
+        lens = [len(feats[u]) for u in utts]
+        self.offset = dict(zip(utts, np.concatenate([[0], np.cumsum(lens)[:-1]]).tolist()))
+        self.feats = feats
+
+    def gather(self, seqs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Frame row ids of the utterances in `seqs` and the concatenated values -> ([n], [n])."""
+        us = [u for u in self.utts if u in seqs]
+        rows = np.concatenate([self.offset[u] + np.arange(len(seqs[u])) for u in us])
+        return rows, np.concatenate([seqs[u] for u in us])
+
+    def global_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x.mean(0).astype(np.float64), self.x.var(0).astype(np.float64)
+
+
+def _log_iter(log_path: Path | None, rec: dict) -> None:
+    log.info("%s iter %d: avg loglike/frame %.4f, %d Gaussians%s", rec["stage"], rec["iter"],
+             rec["avg_loglike"], rec["num_gauss"], " (realigned)" if rec["realigned"] else "")
+    if log_path:
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def viterbi_em(hmm: HmmModel, gmm: DiagGmm, data: _Data, res: AlignResult, cfg: AlignConfig,
+               iters: int, realign_iters: list[int], target_gauss: int, stage: str,
+               log_path: Path | None = None, first_iter: int = 0) -> tuple[AlignResult, list[dict]]:
+    """Run `iters` Viterbi-EM iterations from the state alignment `res`; returns the final
+    alignment (made with the final model) and the per-iteration log records. Iterations are
+    numbered from `first_iter` (also for `realign_iters`)."""
+    with single_thread():
+        return _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, stage,
+                           log_path, first_iter)
+
+
+def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, stage, log_path,
+                first_iter):
+    _, var = data.global_stats()
+    floor = cfg.var_floor * var
+    # failures decided before alignment (OOV, no transcript) have no graph: keep them listed
+    ungraphed = {u: r for u, r in res.failed.items() if u not in res.graphs}
+    start_gauss = gmm.num_gauss
+    mixup_until = max(1, int(iters * 0.75))
+    history = []
+    for it in range(iters):
+        t0 = time.time()
+        realigned = it + first_iter in realign_iters
+        if realigned:
+            res = align(hmm, gmm, data.feats, res.graphs, cfg.beam, cfg.retry_beam,
+                        cfg.acoustic_scale, cfg.batch_size, boost_silence=cfg.boost_silence)
+            res.failed.update(ungraphed)
+            hmm.update_transitions(*res.transition_counts(hmm.num_pdfs))
+        rows, pdf = data.gather(res.pdfs())
+        stats = gmm.accumulate(data.x[rows], pdf)
+        rec = {"stage": stage, "iter": it + first_iter, "utts": len(data.utts), "avg_loglike": stats.avg_loglike, "frames": stats.frames,
+               "num_gauss": gmm.num_gauss, "realigned": realigned, "aligned_utts": len(res.states),
+               "failed_utts": len(res.failed)}
+        occ = np.bincount(gmm.comp_pdf, weights=stats.occ, minlength=gmm.num_pdfs)
+        gmm.update(stats, floor)
+        if it < mixup_until:
+            goal = start_gauss + (target_gauss - start_gauss) * (it + 1) // mixup_until
+            before = gmm.num_gauss
+            gmm.split(goal, occ, cfg.mixup_power, cfg.min_gauss_frames)
+            if gmm.num_gauss > before:
+                # one EM pass on the same alignment lets the split Gaussians move apart, so the
+                # next iteration does not start from the (slightly worse) perturbed copies
+                gmm.update(gmm.accumulate(data.x[rows], pdf), floor)
+        rec["time_s"] = round(time.time() - t0, 3)
+        _log_iter(log_path, rec)
+        history.append(rec)
+    res = align(hmm, gmm, data.feats, res.graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
+                cfg.batch_size, progress=f"{stage} final align", boost_silence=cfg.boost_silence)
+    res.failed.update(ungraphed)
+    hmm.update_transitions(*res.transition_counts(hmm.num_pdfs))
+    return res, history
+
+
+def train_mono(feats: Mapping[str, np.ndarray], texts: Mapping[str, str], lang: Lang,
+               cfg: AlignConfig, log_path: Path | None = None
+               ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict]]:
+    """Flat-start monophone training on GMM features (utt -> [T, D]).
+
+    Returns (model, GMMs, final alignment incl. failures, per-iteration log records).
+    """
+    hmm = HmmModel.monophone(lang.phones, lang.topo, lang.silence_phone)
+    utts = sorted(u for u in feats if u in texts)
+    graphs, failed = compile_graphs(hmm, lang, texts, utts)
+    res = AlignResult(graphs=graphs, failed=dict(failed))
+    for u, g in graphs.items():
+        path = equal_alignment(g, len(feats[u]))
+        if path is None:
+            res.failed[u] = f"too_short({len(feats[u])}<{g.min_frames})"
+        else:
+            res.states[u] = path
+    if not res.states:
+        raise DataError(None, "no utterance could be flat-start aligned",
+                        "check transcripts, lexicon and feature lengths")
+    data = _Data(feats, [u for u in utts if u in graphs])
+    log.info("monophones: %d phones, %d pdfs, %d utterances (%d failed flat start)",
+             len(lang.phones) - 1, hmm.num_pdfs, len(res.states), len(res.failed))
+    hist: list[dict] = []
+    first = 0
+    if 0 < cfg.mono_subset < len(res.states):
+        # flat start is most accurate on short utterances: train on those, then align everything
+        short = sorted(res.states, key=lambda u: (len(feats[u]), u))[:cfg.mono_subset]
+        sub = AlignResult(graphs={u: graphs[u] for u in short},
+                          states={u: res.states[u] for u in short})
+        sub_data = _Data(feats, sorted(short))
+        gmm = _flat_gmm(hmm, sub_data, sub, cfg)
+        first = cfg.mono_iters // 2
+        _, hist = viterbi_em(hmm, gmm, sub_data, sub, cfg, first, cfg.mono_realign_iters,
+                             cfg.mono_gauss // 2, "mono", log_path)
+        res = align(hmm, gmm, feats, graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
+                    cfg.batch_size, boost_silence=cfg.boost_silence)
+        res.failed.update(failed)
+    else:
+        gmm = _flat_gmm(hmm, data, res, cfg)
+    res, more = viterbi_em(hmm, gmm, data, res, cfg, cfg.mono_iters - first,
+                           cfg.mono_realign_iters, cfg.mono_gauss, "mono", log_path, first)
+    return hmm, gmm, res, hist + more
+
+
+def _flat_gmm(hmm: HmmModel, data: _Data, res: AlignResult, cfg: AlignConfig) -> DiagGmm:
+    """One Gaussian per pdf from the frames of a state alignment (the flat start)."""
+    rows, pdf = data.gather(res.pdfs())
+    x = data.x[rows].astype(np.float64)
+    n = np.bincount(pdf, minlength=hmm.num_pdfs).astype(np.float64)
+    s1 = np.zeros((hmm.num_pdfs, x.shape[1]))
+    s2 = np.zeros_like(s1)
+    np.add.at(s1, pdf, x)
+    np.add.at(s2, pdf, x * x)
+    mean, var = data.global_stats()
+    return DiagGmm.from_stats(n, s1, s2, cfg.var_floor * var, mean, var)
+
+
+def train_tri(feats: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, mono_res: AlignResult,
+              cfg: AlignConfig, log_path: Path | None = None
+              ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict]]:
+    """Tree-tied word-internal triphones from a monophone alignment (same features)."""
+    data = _Data(feats, sorted(mono_res.graphs))
+    infos = {u: mono_res.graphs[u].info[s] for u, s in mono_res.states.items()}
+    us = [u for u in data.utts if u in infos]
+    rows = np.concatenate([data.offset[u] + np.arange(len(infos[u])) for u in us])
+    info = np.concatenate([infos[u] for u in us])
+    keys, n, s1, s2 = context_stats(info, data.x[rows], len(mono.phones))
+    mean, var = data.global_stats()
+    floor = cfg.var_floor * var
+    tri, leaf_n, leaf_s = build_trees(mono, keys, n, s1, s2, floor,
+                                      TreeConfig(cfg.tri_leaves, cfg.tree_min_count, cfg.tree_min_gain))
+    gmm = DiagGmm.from_stats(leaf_n, leaf_s[:, 0], leaf_s[:, 1], floor, mean, var)
+    log.info("triphones: %d tied states from %d seen contexts", tri.num_pdfs, len(keys))
+    graphs = {u: _retarget(tri, g) for u, g in mono_res.graphs.items()}
+    res = AlignResult(graphs=graphs, states=dict(mono_res.states), failed=dict(mono_res.failed))
+    res, hist = viterbi_em(tri, gmm, data, res, cfg, cfg.tri_iters, cfg.tri_realign_iters,
+                           cfg.tri_gauss, "tri", log_path)
+    return tri, gmm, res, hist
+
+
+def _retarget(tri: HmmModel, g: UttGraph) -> UttGraph:
+    """The same graph with triphone pdfs: graph structure and state order do not depend on the
+    model, only each state's pdf does (looked up from its stored context)."""
+    names = tri.phones
+    pdf = np.array([tri.pdf(names[lc] if lc else BOUNDARY, names[p], names[rc] if rc else BOUNDARY,
+                            int(s)) for lc, p, rc, s in g.info], dtype=np.int64)
+    return replace(g, pdf=pdf)

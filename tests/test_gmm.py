@@ -1,0 +1,256 @@
+"""GMM-HMM training and forced alignment: GMM maths, Viterbi, EM, trees, alignment outputs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from acoustic_kd.ali import check_lengths, read_alignments
+from acoustic_kd.gmm.align import (align, compile_graphs, viterbi_batch, word_boundary_agreement)
+from acoustic_kd.gmm.diag_gmm import DiagGmm
+from acoustic_kd.gmm.feats import add_deltas, dct_matrix, gmm_features
+from acoustic_kd.gmm.graph import compile_graph, equal_alignment
+from acoustic_kd.gmm.run import write_result
+from acoustic_kd.gmm.train import AlignConfig, train_mono, train_tri
+from acoustic_kd.hmm import HmmModel
+from acoustic_kd.lang import Lang, LangConfig, load_lexicon, make_topology
+from conftest import corpus_path
+
+DIGITS = "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE".split()
+
+
+def test_gmm_loglikes_match_direct_formula(rng):
+    c, d, p = 9, 4, 3
+    g = DiagGmm(rng.normal(size=(c, d)), rng.uniform(0.5, 2, (c, d)), np.log(np.full(c, 1 / 3)),
+                np.repeat(np.arange(p), 3), p)
+    x = rng.normal(size=(6, d)).astype(np.float32)
+    ll = g.loglikes(x, np.array([2, 0]))
+    for j, pdf in enumerate([2, 0]):
+        comps = np.nonzero(g.comp_pdf == pdf)[0]
+        dens = sum(np.exp(g.log_weights[k]) * np.prod(np.exp(-0.5 * (x - g.means[k]) ** 2 / g.vars[k])
+                   / np.sqrt(2 * np.pi * g.vars[k]), axis=1) for k in comps)
+        np.testing.assert_allclose(ll[:, j], np.log(dens), rtol=1e-4)
+
+
+def test_gmm_em_and_split_raise_likelihood(rng):
+    x = np.concatenate([rng.normal(-3, 1, (400, 2)), rng.normal(3, 1, (400, 2))])
+    pdf = np.zeros(len(x), dtype=np.int64)
+    n, s1, s2 = np.array([len(x)]), x.sum(0)[None], (x * x).sum(0)[None]
+    g = DiagGmm.from_stats(n.astype(float), s1, s2, np.full(2, 1e-3), x.mean(0), x.var(0))
+    floor = np.full(2, 1e-3)
+    lls = []
+    for it in range(6):
+        st = g.accumulate(x, pdf)
+        lls.append(st.avg_loglike)
+        g.update(st, floor)
+        if it == 0:
+            g.split(2, np.array([len(x)]))
+            assert g.num_gauss == 2
+    assert all(b >= a - 1e-9 for a, b in zip(lls[1:], lls[2:])) and lls[-1] > lls[0] + 0.5
+    assert sorted(np.round(g.means[:, 0])) == [-3, 3]
+
+
+def test_features_shapes_and_deltas():
+    ramp = np.arange(10, dtype=np.float64)[:, None] * np.ones((1, 2))
+    d = add_deltas(ramp)
+    assert d.shape == (10, 6)
+    np.testing.assert_allclose(d[3:7, 2:4], 1.0)   # slope of a ramp
+    np.testing.assert_allclose(d[4:6, 4:6], 0.0)   # its curvature
+    m = dct_matrix(40, 13)
+    np.testing.assert_allclose(m.T @ m, np.eye(13), atol=1e-12)
+    f = gmm_features({"a": np.random.default_rng(0).normal(size=(20, 40))})
+    assert f["a"].shape == (20, 39) and f["a"].dtype == np.float32
+    np.testing.assert_allclose(f["a"][:, :13].mean(0), 0, atol=1e-5)
+
+
+# ------------------------------------------------------------------ Viterbi vs brute force
+def _toy_lang() -> tuple[Lang, HmmModel]:
+    phones = ["<eps>", "SIL", "A", "B"]
+    topo = make_topology(phones[1:], LangConfig(phone_states=2, sil_states=1, self_loop_prob=0.6))
+    lang = Lang(phones, ["<eps>", "X", "Y"], {"X": [["A", "B"], ["B"]], "Y": [["A"]]}, topo,
+                sil_prob=0.3)
+    return lang, HmmModel.monophone(phones, topo)
+
+
+def _brute_force(g, em, hmm) -> float:
+    loop, arcs, final = g.weights(hmm)
+    succ = {i: [] for i in range(g.num_states)}
+    for j in range(g.num_states):
+        for i, w in zip(g.pred[j], arcs[j]):
+            if np.isfinite(w):
+                succ[i].append((j, w))
+    best = -np.inf
+
+    def walk(s, t, score):
+        nonlocal best
+        if t == len(em) - 1:
+            best = max(best, score + final[s])
+            return
+        walk(s, t + 1, score + loop[s] + em[t + 1, s])
+        for j, w in succ[s]:
+            walk(j, t + 1, score + w + em[t + 1, j])
+
+    for s in np.nonzero(np.isfinite(g.init))[0]:
+        walk(s, 0, g.init[s] + em[0, s])
+    return best
+
+
+def test_viterbi_matches_brute_force(rng):
+    lang, hmm = _toy_lang()
+    graphs = [compile_graph(hmm, lang, ["X", "Y"]), compile_graph(hmm, lang, ["Y"])]
+    assert graphs[0].min_frames == 2 + 2 and graphs[1].min_frames == 2
+    ems = [rng.normal(size=(8, graphs[0].num_states)), rng.normal(size=(5, graphs[1].num_states))]
+    out = viterbi_batch(graphs, ems, beam=np.inf, hmm=hmm)
+    for g, em, (path, score) in zip(graphs, ems, out):
+        assert math.isclose(score, _brute_force(g, em, hmm), rel_tol=1e-9)
+        assert len(path) == len(em)
+    eq = equal_alignment(graphs[0], 9)
+    assert len(eq) == 9 and np.all(np.diff(eq) >= 0)
+    assert equal_alignment(graphs[0], 3) is None
+
+
+# ------------------------------------------------------------------ FSDD: real speech
+@pytest.fixture(scope="module")
+def fsdd_small():
+    import soundfile as sf
+    from acoustic_kd.features import FbankConfig, compute_fbank
+
+    rec = corpus_path("fsdd") / "recordings"
+    cfg = FbankConfig(sample_rate=8000)
+    fb, texts, u2s = {}, {}, {}
+    for spk in ("jackson", "theo"):
+        for digit in range(10):
+            for idx in range(15):  # takes 0-4 held out, 5-14 train
+                x, sr = sf.read(rec / f"{digit}_{spk}_{idx}.wav", dtype="float32")
+                u = f"{spk}-{digit}-{idx:02d}"
+                fb[u], texts[u], u2s[u] = compute_fbank(x, sr, cfg), DIGITS[digit], spk
+    feats = gmm_features(fb, sorted(fb), u2s)
+    train = {u: f for u, f in feats.items() if int(u[-2:]) >= 5}
+    held = {u: f for u, f in feats.items() if int(u[-2:]) < 5}
+    from acoustic_kd.corpora.fsdd import LEXICON
+
+    lex = load_lexicon(LEXICON, strip=True)
+    phones = ["<eps>", "SIL"] + sorted({p for ps in lex.values() for q in ps for p in q})
+    lang = Lang(phones, ["<eps>"] + sorted(lex), lex, make_topology(phones[1:], LangConfig()))
+    cfg = AlignConfig(mono_iters=8, mono_gauss=200, mono_realign_iters=[1, 2, 3, 4, 6],
+                      tri_iters=6, tri_gauss=200, tri_realign_iters=[2, 4], tri_leaves=120,
+                      tree_min_count=20, tree_min_gain=5)
+    mono, mgmm, mres, mhist = train_mono(train, texts, lang, cfg)
+    tri, tgmm, tres, thist = train_tri(train, lang, mono, mres, cfg)
+    return dict(train=train, held=held, texts=texts, lang=lang, cfg=cfg, mono=(mono, mgmm, mres, mhist),
+                tri=(tri, tgmm, tres, thist))
+
+
+def test_em_loglike_rises(fsdd_small):
+    for stage in ("mono", "tri"):
+        ll = [h["avg_loglike"] for h in fsdd_small[stage][3]]
+        assert all(b > a - 0.05 for a, b in zip(ll, ll[1:])), (stage, ll)
+        assert ll[-1] > ll[0] + 1.0
+
+
+def test_triphones_beat_monophones_on_heldout(fsdd_small):
+    held, texts, lang = fsdd_small["held"], fsdd_small["texts"], fsdd_small["lang"]
+    scores = {}
+    for stage in ("mono", "tri"):
+        hmm, gmm = fsdd_small[stage][:2]
+        graphs, failed = compile_graphs(hmm, lang, texts, sorted(held))
+        res = align(hmm, gmm, held, graphs)
+        assert not failed and len(res.states) == len(held)
+        scores[stage] = res.avg_loglike
+    tri = fsdd_small["tri"][0]
+    assert tri.num_pdfs > fsdd_small["mono"][0].num_pdfs
+    assert scores["tri"] > scores["mono"], scores
+
+
+def test_alignment_outputs_and_failures(fsdd_small, tmp_path):
+    tri, gmm, _, _ = fsdd_small["tri"]
+    held, texts, lang = dict(fsdd_small["held"]), fsdd_small["texts"], fsdd_small["lang"]
+    held["jackson-8-00"] = held["jackson-8-00"][:4]   # EIGHT needs >= 6 frames
+    texts = {**texts, "theo-x-01": "ONE BANANA"}
+    held["theo-x-01"] = held["theo-1-01"]
+    graphs, failed = compile_graphs(tri, lang, texts, sorted(held))
+    assert failed == {"theo-x-01": "oov:BANANA"}   # no <unk> in this lang: listed, not dropped
+    del held["theo-x-01"]
+    res = align(tri, gmm, held, graphs)
+    assert res.failed == {"jackson-8-00": "too_short(4<6)"}
+    summary = write_result(res, tri, held, tmp_path / "ali")
+    alis = read_alignments(tmp_path / "ali")
+    check_lengths(alis, {u: len(f) for u, f in held.items()}, tolerance=0)
+    assert len(alis) == len(held) - 1 and summary["failed"] == 1
+    assert "jackson-8-00 too_short" in (tmp_path / "ali" / "failed.txt").read_text()
+    assert all(tri.pdf_to_phone[a[0]] == tri.phone_id["SIL"] or len(a) for a in alis.values())
+    # word boundaries recovered from pdf alignments agree with the aligner's own word times
+    ref = {u: [(texts[u], s, e) for _, s, e in res.word_times(u)] for u in list(res.states)[:20]}
+    agree = word_boundary_agreement(alis, tri, lang, texts, ref)
+    assert agree["utts"] == 20 and agree["agreement"] == 1.0
+    late = {u: [(w, s + 0.05, e + 0.05) for w, s, e in r] for u, r in ref.items()}
+    assert word_boundary_agreement(alis, tri, lang, texts, late)["agreement"] == 0.0
+
+
+def test_unseen_triphones_map_to_leaves(fsdd_small):
+    tri = fsdd_small["tri"][0]
+    speech = [p for p in tri.phones[1:] if p not in tri.context_independent]
+    for p, lc, rc in itertools.product(speech[:6], speech + ["#"], speech + ["#"]):
+        for s in range(tri.num_states[p]):
+            k = tri.pdf(lc, p, rc, s)
+            assert tri.pdf_to_phone[k] == tri.phone_id[p] and tri.pdf_to_state[k] == s
+
+
+def test_cli_lang_align_resume_and_import(tmp_path, fsdd_dir):
+    """`acoustic-kd lang` + `align` on a tiny FSDD data dir: exp layout, .done resume, Kaldi import."""
+    import json
+
+    import soundfile as sf
+
+    from acoustic_kd.ali import read_num_pdfs
+    from acoustic_kd.cli import main
+    from acoustic_kd.corpora.fsdd import LEXICON
+    from acoustic_kd.features import FbankConfig, make_features
+
+    data = tmp_path / "data" / "train"
+    data.mkdir(parents=True)
+    rows = [(f"theo-{d}-{i:02d}", fsdd_dir / "recordings" / f"{d}_theo_{i}.wav", DIGITS[d])
+            for d in range(10) for i in range(3)]
+    (data / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p, _ in rows))
+    (data / "text").write_text("".join(f"{u} {w}\n" for u, _, w in rows))
+    (data / "utt2spk").write_text("".join(f"{u} theo\n" for u, _, _ in rows))
+    (data / "spk2utt").write_text("theo " + " ".join(u for u, _, _ in rows) + "\n")
+    assert sf.info(str(rows[0][1])).samplerate == 8000
+    make_features(data, FbankConfig(sample_rate=8000))
+    lang, exp = tmp_path / "lang", tmp_path / "exp"
+    assert main(["lang", "--data", str(data), "--lexicon", str(LEXICON), "--out", str(lang)]) == 0
+    args = ["align", "--data", str(data), "--lang", str(lang), "--exp", str(exp), "--mono-iters", "3",
+            "--tri-iters", "2", "--mono-gauss", "80", "--tri-gauss", "80", "--tri-leaves", "80",
+            "--tree-min-count", "10"]
+    assert main(args) == 0
+    for stage in ("mono", "tri"):
+        d = exp / stage
+        for name in ("final.hmm.json", "final.gmm.npz", "log.jsonl", "summary.json", "info.json", ".done",
+                     "ali_train/ali.scp", "ali_train/priors.txt", "ali_train/words.ctm"):
+            assert (d / name).exists(), d / name
+        hmm = HmmModel.load(d / "final.hmm.json")
+        assert read_num_pdfs(d / "ali_train") == hmm.num_pdfs
+        assert len(read_alignments(d / "ali_train")) == len(rows)
+        assert len((d / "log.jsonl").read_text().splitlines()) == (3 if stage == "mono" else 2)
+    before = (exp / "tri" / ".done").read_text()
+    assert main(args) == 0 and (exp / "tri" / ".done").read_text() == before  # resumed: nothing redone
+    txt = tmp_path / "kaldi_ali.txt"
+    txt.write_text("u1 0 0 1 2\nu2 3 3\n")
+    assert main(["align", "--import-kaldi", str(txt), "--num-pdfs", "4", "--out", str(tmp_path / "ext")]) == 0
+    assert read_alignments(tmp_path / "ext")["u1"].tolist() == [0, 0, 1, 2]
+    assert json.loads((exp / "tri" / "summary.json").read_text())["num_pdfs"] == hmm.num_pdfs
+
+
+def test_boost_silence_gives_silence_more_frames(fsdd_small):
+    mono, gmm = fsdd_small["mono"][:2]
+    held, texts, lang = fsdd_small["held"], fsdd_small["texts"], fsdd_small["lang"]
+    graphs, _ = compile_graphs(mono, lang, texts, sorted(held)[:20])
+    sil = mono.phone_id["SIL"]
+    counts = []
+    for boost in (1.0, 1e4):
+        res = align(mono, gmm, held, graphs, boost_silence=boost)
+        counts.append(sum(int((mono.pdf_to_phone[a] == sil).sum()) for a in res.pdfs().values()))
+    assert counts[1] > counts[0]

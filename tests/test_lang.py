@@ -1,0 +1,104 @@
+"""Lexicon parsing, OOV policy, lang dir files and the ARPA grammar."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from acoustic_kd.errors import DataError
+from acoustic_kd.lang import (LangConfig, cmudict_lexicon, estimate_ngram, load_lang, load_lexicon,
+                              oov_report, position_dependent, prepare_lang, read_arpa, strip_stress)
+
+TEXTS = {"u1": "ZERO ONE TWO", "u2": "TWO TWO OH", "u3": "ONE BANANA", "u4": "ZERO"}
+
+
+@pytest.fixture
+def lexfile(tmp_path):
+    p = tmp_path / "lex.txt"
+    p.write_text("ZERO Z IH1 R OW0\nZERO\tZ IY1 R OW0\nONE W AH1 N\nTWO 1.0 T UW1\nOH OW1\n"
+                 "ZERO Z IH1 R OW0\r\n")
+    return p
+
+
+def test_load_lexicon_multiple_prons_and_stress(lexfile):
+    lex = load_lexicon(lexfile)
+    assert lex["ZERO"] == [["Z", "IH1", "R", "OW0"], ["Z", "IY1", "R", "OW0"]]  # duplicate merged
+    assert lex["TWO"] == [["T", "UW1"]]  # probability column skipped
+    stripped = load_lexicon(lexfile, strip=True)
+    assert stripped["ZERO"][1] == ["Z", "IY", "R", "OW"]
+    assert strip_stress("AH0") == "AH" and strip_stress("T") == "T"
+
+
+def test_lexicon_errors_name_the_line(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text("ONE W AH N\n\nTWO T UW\n")
+    with pytest.raises(DataError, match=r"bad.txt:2"):
+        load_lexicon(p)
+
+
+def test_cmudict_lexicon_and_oov_report():
+    lex, missing = cmudict_lexicon(["ZERO", "HELLO", "QWXZZ"])
+    assert ["Z", "IH", "R", "OW"] in lex["ZERO"] and "HELLO" in lex
+    assert missing == ["QWXZZ"]
+    counts, per_utt = oov_report({"a": "ZERO QWXZZ QWXZZ", "b": "HELLO"}, lex)
+    assert counts == {"QWXZZ": 2} and per_utt == {"a": ["QWXZZ", "QWXZZ"]}
+
+
+def test_position_dependent():
+    assert position_dependent(["K", "AE", "T"]) == ["K_B", "AE_I", "T_E"]
+    assert position_dependent(["OW"]) == ["OW_S"]
+
+
+def test_prepare_lang_unk_policy(tmp_path, lexfile):
+    lang = prepare_lang(TEXTS, str(lexfile), tmp_path / "lang")
+    d = tmp_path / "lang"
+    assert (d / "oov.txt").read_text() == "BANANA 1\n"
+    assert (d / "oov_utts.txt").read_text() == "u3 BANANA\n"
+    phones = [line.split()[0] for line in (d / "phones.txt").read_text().splitlines()]
+    assert phones[:3] == ["<eps>", "SIL", "SPN"] and "IH" in phones and "IH1" not in phones
+    words = (d / "words.txt").read_text().split()
+    assert words[:2] == ["<eps>", "0"] and "<unk>" in words and "#0" in words
+    assert lang.map_oov(["ONE", "BANANA"]) == (["ONE", "<unk>"], ["BANANA"])
+    loaded = load_lang(d)
+    assert loaded.phones == lang.phones and loaded.lexicon == lang.lexicon
+    assert loaded.topo["SIL"]["num_states"] == 5 and loaded.topo["AH"]["num_states"] == 3
+    assert loaded.topo["SIL"]["context_independent"] and loaded.unk_word == "<unk>"
+
+
+def test_prepare_lang_skip_policy_and_positions(tmp_path, lexfile):
+    cfg = LangConfig(oov_policy="skip", position_dependent=True)
+    lang = prepare_lang(TEXTS, str(lexfile), tmp_path / "lang", cfg)
+    assert "SPN" not in lang.phones and lang.unk_word is None
+    assert lang.map_oov(["ONE", "BANANA"]) == (["ONE", "BANANA"], ["BANANA"])
+    assert lang.lexicon["ONE"] == [["W_B", "AH_I", "N_E"]] and lang.lexicon["OH"] == [["OW_S"]]
+
+
+def _prob(probs, backoffs, w, hist):
+    """log10 P(w | hist) under an ARPA backoff model."""
+    ng = tuple(hist) + (w,)
+    if ng in probs[len(ng) - 1]:
+        return probs[len(ng) - 1][ng]
+    return backoffs.get(tuple(hist), 0.0) + _prob(probs, backoffs, w, hist[1:])
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_arpa_normalised(tmp_path, lexfile, order):
+    prepare_lang(TEXTS, str(lexfile), tmp_path / "lang", LangConfig(lm_order=order))
+    probs, backoffs = read_arpa(tmp_path / "lang" / "G.arpa")
+    assert len(probs) == order
+    events = [ng[0] for ng in probs[0] if ng[0] != "<s>"]
+    assert math.isclose(sum(10 ** probs[0][(w,)] for w in events), 1.0, rel_tol=1e-4)
+    text = (tmp_path / "lang" / "G.arpa").read_text()
+    assert text.lstrip().startswith("\\data\\") and text.rstrip().endswith("\\end\\")
+    for n in range(2, order + 1):  # every history's backoff distribution sums to one
+        hists = {ng[:-1] for ng in probs[n - 1]}
+        for h in hists:
+            total = sum(10 ** _prob(probs, backoffs, w, list(h)) for w in events)
+            assert math.isclose(total, 1.0, rel_tol=1e-4), (h, total)
+
+
+def test_unigram_is_add_one():
+    probs, _ = estimate_ngram([["A", "A"], ["B"]], ["A", "B", "C"], 1)
+    # counts A2 B1 C0 </s>2 (+1 each) over total 5 + 4
+    assert math.isclose(10 ** probs[0][("C",)], 1 / 9) and math.isclose(10 ** probs[0][("A",)], 3 / 9)
