@@ -1,0 +1,136 @@
+"""Decode a data set with one acoustic model or an ensemble, then score it.
+
+Frame scores are acwt·(log p(s|x) − log p(s)); several --model options form an ensemble whose
+posteriors are combined (--combine). The acoustic scale and word penalty are given (--acwt,
+--word-penalty) or tuned on a dev set (--tune-on-dev DIR), never on the decoded set itself.
+Log-posteriors can also come from a Kaldi scp of [T, P] matrices (--logpost-scp), e.g. an export.
+
+Writes OUT/hyp.txt, hyp.json (word times), wer, errs.txt, frame_acc (with --ali), decode.json,
+tune.json (with --tune-on-dev), info.json and .done; a finished OUT is reused unless --force.
+
+  acoustic-kd decode --graph exp/tri/graph --data data/test --model exp/m1/final.pt \\
+      --priors exp/tri/ali_train/priors.txt --out exp/decode/m1_test --tune-on-dev data/dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import add_config_args, load_config, overrides_from_args, to_dict
+from ..decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_to_dir,
+                              nnet_log_posteriors)
+from ..decode.score import read_text
+from ..decode.tune import TuneConfig, tune_on_dev
+from ..errors import ConfigError
+from ..utils import atomic_write_json, c_sorted, get_logger, write_exp_info
+
+HELP = "decode a data set (one model or an ensemble) and score it"
+log = get_logger(__name__)
+Source = tuple[Callable[[str], np.ndarray], list[str], dict]   # (utt -> log_post, utts, meta)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--graph", required=True, help="graph dir (acoustic-kd mkgraph)")
+    p.add_argument("--data", required=True, help="data dir with features (and text for scoring)")
+    p.add_argument("--model", action="append", default=[],
+                   help="checkpoint (final.pt); repeat for an ensemble")
+    p.add_argument("--combine", default="arithmetic", choices=["arithmetic", "geometric"],
+                   help="ensemble combination rule")
+    p.add_argument("--logpost-scp", help="scp of log-posteriors [T, P] instead of --model")
+    p.add_argument("--priors", help="priors.txt (default: the priors stored in the checkpoint)")
+    p.add_argument("--out", required=True, help="output dir (e.g. exp/decode/NAME_test)")
+    p.add_argument("--ali", help="alignment dir of --data, for frame accuracy")
+    p.add_argument("--tune-on-dev", metavar="DIR", help="dev data dir to tune acwt/word penalty on")
+    p.add_argument("--dev-logpost-scp", help="dev log-posteriors scp (with --logpost-scp)")
+    p.add_argument("--config", help="recipe YAML (sections 'decode' and 'tune')")
+    p.add_argument("--force", action="store_true", help="redo a finished decode")
+    add_config_args(p, DecodeConfig)
+    add_config_args(p, TuneConfig)
+
+
+def nnet_source(model_paths: list[str], data_dir: str | Path, rule: str, chunk: int = 32) -> Source:
+    """Log-posteriors of a data dir's features from one checkpoint or an ensemble (batched)."""
+    from ..features import FeatureSet
+    from ..nnet.checkpoint import load_checkpoint
+
+    models = [load_checkpoint(p) for p in model_paths]
+    meta = models[0][1]
+    feats = FeatureSet(data_dir, cmvn=meta.get("cmvn", "speaker"),
+                       norm_vars=bool(meta.get("norm_vars", False)),
+                       global_stats=meta.get("cmvn_stats"))
+    utts = list(feats.utts)
+    fn = ChunkedLogPost(lambda us: nnet_log_posteriors(models, feats, us, rule), utts, chunk)
+    shift = (feats.config.frame_shift_ms / 1000.0) if feats.config is not None else 0.01
+    return fn, utts, {**meta, "frame_shift": shift}
+
+
+def scp_source(scp: str | Path) -> Source:
+    """Log-posteriors read from a Kaldi scp of float matrices [T, P]."""
+    import kaldiio
+
+    table = kaldiio.load_scp(str(scp))
+    return (lambda u: np.asarray(table[u], np.float32)), c_sorted(table.keys()), {"frame_shift": 0.01}
+
+
+def log_priors_from(args: argparse.Namespace, meta: dict) -> np.ndarray:
+    """log p(s) [P] from --priors or the checkpoint's stored priors (floored at 1e-10)."""
+    if args.priors:
+        priors = np.loadtxt(args.priors, dtype=np.float64, ndmin=1)
+    elif meta.get("priors") is not None:
+        priors = np.asarray(meta["priors"], np.float64)
+    else:
+        raise ConfigError("no priors: pass --priors exp/tri/ali_train/priors.txt")
+    return np.log(np.maximum(priors / priors.sum(), 1e-10))
+
+
+def _source(args: argparse.Namespace, data_dir: str, scp: str | None) -> Source:
+    if scp:
+        return scp_source(scp)
+    if not args.model:
+        raise ConfigError("give --model (one or more checkpoints) or --logpost-scp")
+    return nnet_source(args.model, data_dir, args.combine)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(DecodeConfig, args.config, "decode", overrides_from_args(args, DecodeConfig))
+    tcfg = load_config(TuneConfig, args.config, "tune", overrides_from_args(args, TuneConfig))
+    if args.tune_on_dev and (args.acwt is not None or args.word_penalty is not None):
+        raise ConfigError("give either --acwt/--word-penalty or --tune-on-dev, not both")
+    if args.tune_on_dev and Path(args.tune_on_dev).resolve() == Path(args.data).resolve():
+        raise ConfigError("--tune-on-dev must name a dev set, not the set being decoded")
+    graph = Graph.load(args.graph)
+    fn, utts, meta = _source(args, args.data, args.logpost_scp)
+    log_priors = log_priors_from(args, meta)
+    extra: dict = {"models": args.model, "combine": args.combine if len(args.model) > 1 else None,
+                   "data": str(args.data), "priors": args.priors}
+    if args.tune_on_dev:
+        if args.logpost_scp and not args.dev_logpost_scp:
+            raise ConfigError("with --logpost-scp, --tune-on-dev needs --dev-logpost-scp")
+        dfn, dutts, _ = _source(args, args.tune_on_dev, args.dev_logpost_scp)
+        drefs = read_text(Path(args.tune_on_dev) / "text")
+        dutts = [u for u in dutts if u in drefs]
+        tuned = tune_on_dev(graph, dutts, drefs, dfn, log_priors, cfg, tcfg)
+        cfg = dataclasses.replace(cfg, acwt=tuned.acwt, word_penalty=tuned.word_penalty)
+        extra["tune"] = {"dev": str(args.tune_on_dev), **tuned.to_dict()}
+    text = Path(args.data) / "text"
+    refs = read_text(text) if text.exists() else None
+    alis = None
+    if args.ali:
+        from ..ali import read_alignments
+        alis = read_alignments(args.ali)
+    summary = decode_to_dir(graph, utts, fn, log_priors, args.out, cfg, refs, alis,
+                            meta.get("frame_shift", 0.01), extra, force=args.force)
+    if "tune" in summary:
+        atomic_write_json(Path(args.out) / "tune.json", summary["tune"])
+    write_exp_info(args.out, {"decode": to_dict(cfg), "tune": to_dict(tcfg)})
+    wer = (Path(args.out) / "wer")
+    print(wer.read_text(), end="") if wer.exists() else print(f"decoded {len(utts)} utterances")
+    if summary.get("rtf") is not None:
+        print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
+              f"{summary['audio_s']:.1f} s audio)")
+    return 0

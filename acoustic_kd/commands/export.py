@@ -1,0 +1,84 @@
+"""Export a trained model (normally the distilled student) for deployment.
+
+Writes OUT/model.pt (TorchScript), OUT/model.onnx, OUT/model.int8.onnx, export.json and README.txt.
+Each model file carries everything decoding needs (fbank options, global CMVN stats, priors,
+pdf->HMM map, acoustic scale, beam, the HCLG graph and the word list), so `acoustic-kd transcribe`
+and `acoustic_kd.export.load_exported` need nothing but the directory. --acwt takes a number or
+the decode stage's tune.json / decode.json (acwt and word penalty are read from it).
+A finished OUT is skipped unless --force.
+
+  acoustic-kd export --checkpoint exp/student_kd/final.pt --graph exp/tri/graph \\
+      --data data/train --out exp/export --acwt exp/decode/student_kd_test/tune.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..utils import is_done, mark_done
+
+HELP = "export a checkpoint to TorchScript / ONNX / int8 ONNX with all decoding metadata inside"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="model checkpoint (final.pt)")
+    p.add_argument("--graph", required=True, help="graph dir (HCLG.fst, words.txt, graph.json)")
+    p.add_argument("--out", required=True, help="export directory to write")
+    p.add_argument("--data", help="data dir whose features give the global CMVN stats "
+                   "(default: the stats stored in the checkpoint)")
+    p.add_argument("--hmm", help="HMM json (default: GRAPH/../final.hmm.json)")
+    p.add_argument("--words", help="words.txt (default: GRAPH/words.txt)")
+    p.add_argument("--priors", help="priors.txt (default: the priors stored in the checkpoint)")
+    p.add_argument("--acwt", default="0.1",
+                   help="acoustic scale, or a tune.json / decode.json to read it from (default 0.1)")
+    p.add_argument("--word-penalty", type=float, default=None,
+                   help="word insertion penalty baked into the graph (default: from --acwt file, else 0)")
+    p.add_argument("--beam", type=float, default=15.0, help="decoding beam (default 15)")
+    p.add_argument("--max-active", type=int, default=7000, help="max active tokens (default 7000)")
+    p.add_argument("--force", action="store_true", help="re-export a finished OUT")
+
+
+def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, float]:
+    """(acwt, word penalty) from a number or a decode-stage JSON (tune.json or decode.json)."""
+    try:
+        return float(acwt), (word_penalty or 0.0)
+    except ValueError:
+        pass
+    path = Path(acwt)
+    if not path.is_file():
+        raise ConfigError(f"--acwt {acwt!r} is neither a number nor a file")
+    d = json.loads(path.read_text())
+    d = d.get("tune") or d.get("config") or d  # decode.json nests its settings
+    if "acwt" not in d:
+        raise ConfigError(f"{path}: no 'acwt' key (expected a tune.json or decode.json)")
+    pen = d.get("word_penalty", 0.0) if word_penalty is None else word_penalty
+    return float(d["acwt"]), float(pen)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export.writer import export
+
+    if is_done(args.out) and not args.force:
+        print(f"{args.out}: already exported (use --force to redo)")
+        return 0
+    acwt, penalty = decoding_settings(args.acwt, args.word_penalty)
+    stats = check = None
+    if args.data:
+        from ..features import FeatureSet
+
+        feats = FeatureSet(args.data, cmvn="global")
+        stats = feats.global_cmvn_stats()
+        check = np.concatenate([feats[u] for u in feats.utts[:5]])  # compare on real features
+    priors = np.loadtxt(args.priors, dtype=np.float64, ndmin=1) if args.priors else None
+    summary = export(args.checkpoint, args.out, args.graph, args.words, stats, acwt, args.beam,
+                     args.hmm, {"cmvn_data": args.data, "priors_file": args.priors},
+                     word_penalty=penalty, max_active=args.max_active, priors=priors,
+                     check_feats=check)
+    mark_done(args.out)
+    print(Path(args.out, "README.txt").read_text().split("\nProvenance")[0].rstrip())
+    return 0

@@ -1,0 +1,39 @@
+"""Build the decoding graph HCLG = HL ∘ G for a lang dir and an HMM model.
+
+ilabel = pdf + 1, olabel = word id; optional silence between words (lang.json sil_prob).
+Writes OUT/HCLG.fst, OUT/words.txt and OUT/graph.json; a re-run reuses the graph when the lang dir,
+the HMM and the options are unchanged (use --force to rebuild).
+
+  acoustic-kd mkgraph --lang data/lang --model exp/tri/final.hmm.json --out exp/tri/graph
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import add_config_args, load_config, overrides_from_args
+from ..decode.graph import GraphConfig, build_graph
+
+HELP = "build the decoding graph (HMM∘lexicon∘grammar) for a lang dir and an HMM model"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", required=True, help="lang dir (acoustic-kd lang)")
+    p.add_argument("--model", required=True, help="HMM model JSON (e.g. exp/tri/final.hmm.json)")
+    p.add_argument("--out", help="graph dir (default: <model dir>/graph)")
+    p.add_argument("--config", help="recipe YAML (section 'mkgraph')")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    add_config_args(p, GraphConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..hmm import HmmModel
+
+    cfg = load_config(GraphConfig, args.config, "mkgraph", overrides_from_args(args, GraphConfig))
+    out = Path(args.out) if args.out else Path(args.model).parent / "graph"
+    path = build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=args.force)
+    info = json.loads((out / "graph.json").read_text())
+    print(f"{path}: {info['num_states']} states, {info['num_arcs']} arcs, {info['num_pdfs']} pdfs")
+    return 0

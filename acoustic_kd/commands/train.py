@@ -1,0 +1,54 @@
+"""Train one frame-level DNN acoustic model (an ensemble member) on hard alignment targets.
+
+Reads features (CMVN on the fly) and tied-state alignments, trains with early stopping on dev
+frame accuracy, and writes OUT/final.pt (best dev weights + everything needed to rebuild and use
+the model), epoch-N.pt, train_log.jsonl and info.json. An interrupted run resumes where it
+stopped; a finished one is skipped unless --force. Options: defaults < the `model:` / `train:`
+sections of --config < the command-line options below. Runs DDP unchanged under torchrun.
+
+Example:  acoustic-kd train --train-data data/train --train-ali exp/tri/ali_train \\
+              --dev-data data/dev --dev-ali exp/tri/ali_dev --out exp/members/m1 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import add_config_args, load_config, overrides_from_args
+from ..errors import ConfigError
+from ..nnet.models import ModelConfig
+from ..nnet.stage import run_train_stage
+from ..nnet.trainer import TrainConfig
+
+HELP = "train a frame-level DNN (MLP/TDNN) on alignments; resumable, DDP under torchrun"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train-data", required=True, help="training data dir (with feats.scp)")
+    parser.add_argument("--train-ali", required=True, help="training alignment dir (ali.scp)")
+    parser.add_argument("--dev-data", default=None, help="dev data dir (model selection)")
+    parser.add_argument("--dev-ali", default=None, help="dev alignment dir")
+    parser.add_argument("--out", required=True, help="output dir, e.g. exp/members/m1")
+    parser.add_argument("--config", default=None, help="recipe YAML (`model:` and `train:` sections)")
+    parser.add_argument("--force", action="store_true", help="retrain from scratch")
+    add_config_args(parser, ModelConfig)
+    add_config_args(parser, TrainConfig)
+
+
+def configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """Resolved (ModelConfig, TrainConfig): defaults < YAML < command line."""
+    return (load_config(ModelConfig, args.config, "model", overrides_from_args(args, ModelConfig)),
+            load_config(TrainConfig, args.config, "train", overrides_from_args(args, TrainConfig)))
+
+
+def run(args: argparse.Namespace) -> int:
+    model_cfg, train_cfg = configs(args)
+    if bool(args.dev_data) != bool(args.dev_ali):
+        raise ConfigError("--dev-data and --dev-ali go together")
+    res = run_train_stage(args.train_data, args.train_ali, args.dev_data, args.dev_ali, args.out,
+                          model_cfg, train_cfg, force=args.force)
+    best = res["best"]
+    acc = f", dev frame acc {100 * best['dev_acc']:.2f}%" if best.get("dev_acc") is not None else ""
+    print(f"{args.out}: {res['params']} params, {res['macs_per_frame']} MACs/frame, "
+          f"best epoch {best['epoch']}{acc} -> {res['final']}")
+    return 0

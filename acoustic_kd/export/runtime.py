@@ -1,0 +1,167 @@
+"""Load an export directory and transcribe audio with it; no training code, no torch for ONNX.
+
+`load_exported(dir, format)` reads the model file of that format, takes everything else (front
+end, CMVN, priors, graph, words, acwt, beam) from the metadata inside it, and returns an
+`ExportedModel`:
+
+    feats [T, D] = model.features(samples [N], sample_rate)        # fbank + CMVN
+    logp  [T, P] = model.log_posteriors(feats)                     # network output
+    ll    [T, P] = model.log_likelihoods(feats)                    # logp - log priors
+    hyp          = model.transcribe(samples, sample_rate)          # words + per-word times
+
+The ONNX formats need onnxruntime, numpy, kaldi-native-fbank, kaldifst and kaldi-decoder only;
+the TorchScript format imports torch when loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import DataError
+from . import metadata as md
+from .frontend import FeaturePipeline
+from .search import GraphDecoder, Hypothesis
+
+#: File name of each format inside an export directory.
+FORMAT_FILES = {"onnx": "model.onnx", "int8": "model.int8.onnx", "torchscript": "model.pt"}
+
+
+class Backend(Protocol):
+    """A network runner: metadata strings and `run(feats [T, D]) -> log posteriors [T, P]`."""
+
+    props: dict[str, str]
+
+    def run(self, feats: np.ndarray) -> np.ndarray: ...
+
+
+class OnnxBackend:
+    """onnxruntime session over `model.onnx` / `model.int8.onnx` (input `feats`, output `log_probs`)."""
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(num_threads)
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._input = self.session.get_inputs()[0].name
+
+    def run(self, feats: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: feats})[0]
+
+
+class TorchScriptBackend:
+    """`torch.jit.load` of `model.pt`; metadata from its extra files."""
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        import torch
+
+        self.num_threads = int(num_threads)
+        extra = dict.fromkeys(md.KEYS, "")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is the asked-for format
+            self.module = torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
+        self.module.eval()
+        self.props = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in extra.items()}
+        self._torch = torch
+
+    def run(self, feats: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        before = torch.get_num_threads()
+        if self.num_threads:  # torch's thread count is process-wide: restore it afterwards
+            torch.set_num_threads(self.num_threads)
+        try:
+            with torch.inference_mode():
+                return self.module(torch.from_numpy(feats)).numpy()
+        finally:
+            torch.set_num_threads(before)
+
+
+class ExportedModel:
+    """Front end + network + decoder, all configured from the export's metadata."""
+
+    def __init__(self, backend: Backend, source: str, fmt: str):
+        self.backend, self.format, self.source = backend, fmt, source
+        self.meta: dict[str, Any] = md.decode(backend.props, source)
+        m = self.meta
+        self.context: tuple[int, int] = tuple(m["model"]["context"])
+        self.num_pdfs = int(m["model"]["num_pdfs"])
+        self.frontend = FeaturePipeline(m["features"], m["cmvn"])
+        self.sample_rate = self.frontend.sample_rate
+        self.frame_shift_s = self.frontend.frame_shift_s
+        dec = m["decoding"]
+        self.acwt = float(dec["acwt"])
+        priors = np.asarray(m["priors"], dtype=np.float64)
+        # normalised and floored exactly as the decode stage does: [P] float64
+        floor = float(dec.get("prior_floor", 1e-10))
+        self.log_priors = np.log(np.maximum(priors / priors.sum(), floor))
+        self.words = {int(i): w for i, w in m["words"]}
+        self._decoder: GraphDecoder | None = None
+
+    # ------------------------------------------------------------------ acoustics
+    def features(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Audio [N] in [-1, 1] -> normalised fbank [T, D] float32 at the model's rate."""
+        return self.frontend(samples, sample_rate)
+
+    def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
+        """Normalised features [T, D] -> log p(pdf | x) [T, P] float32 (context spliced inside)."""
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if feats.shape[0] == 0:
+            return np.zeros((0, self.num_pdfs), np.float32)
+        return self.backend.run(feats)
+
+    def log_likelihoods(self, feats: np.ndarray) -> np.ndarray:
+        """Hybrid pseudo log-likelihoods log p(x | pdf) + const = log posteriors - log priors [T, P]."""
+        return (self.log_posteriors(feats) - self.log_priors).astype(np.float32)
+
+    # ------------------------------------------------------------------ decoding
+    @property
+    def decoder(self) -> GraphDecoder:
+        """The graph decoder, built on first use (reading the graph takes a moment)."""
+        if self._decoder is None:
+            m = self.meta
+            hmm, dec = m["hmm"], m["decoding"]
+            silence = np.zeros(self.num_pdfs, dtype=bool)
+            silence[np.asarray(hmm["silence_pdfs"], dtype=np.int64)] = True
+            self._decoder = GraphDecoder(md.graph_from_base64(m["graph"]), self.words, silence,
+                                         self.frame_shift_s, beam=dec["beam"],
+                                         max_active=dec.get("max_active", 7000),
+                                         min_active=dec.get("min_active", 20))
+        return self._decoder
+
+    def decode_features(self, feats: np.ndarray) -> Hypothesis:
+        """Normalised features [T, D] -> best hypothesis."""
+        # float64 until the end, as the decode stage computes its scores
+        scores = (self.acwt * (self.log_posteriors(feats) - self.log_priors)).astype(np.float32)
+        return self.decoder.decode(scores)
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> Hypothesis:
+        """Audio [N] in [-1, 1] at `sample_rate` Hz -> words with per-word times (seconds)."""
+        return self.decode_features(self.features(samples, sample_rate))
+
+
+def load_exported(directory: str | os.PathLike, format: str = "onnx",
+                  num_threads: int = 1) -> ExportedModel:
+    """Load `directory/<model file of format>`; format is onnx | int8 | torchscript.
+
+    `num_threads`: threads of one forward pass (0 = the runtime's default, all cores). One is
+    the default because per-utterance matrices are small: intra-op threads barely help them and,
+    on a busy machine, spinning thread pools slow them down by orders of magnitude; run several
+    processes for throughput instead.
+    """
+    if format not in FORMAT_FILES:
+        raise DataError(directory, f"unknown export format {format!r}",
+                        f"use one of {', '.join(FORMAT_FILES)}")
+    path = Path(directory) / FORMAT_FILES[format]
+    if not path.exists():
+        raise DataError(path, "model file does not exist",
+                        "point --model at a directory written by `acoustic-kd export`")
+    backend = TorchScriptBackend(path, num_threads) if format == "torchscript" else \
+        OnnxBackend(path, num_threads)
+    return ExportedModel(backend, str(path), format)

@@ -1,0 +1,146 @@
+"""Frame classifiers over a context window: MLP (ReLU) and TDNN (dilated 1-D convolutions).
+
+Every model maps x [B, L+1+R, D] -> logits [B, P] and carries `config`, `input_dim`, `num_pdfs`
+so a checkpoint can rebuild it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Acoustic model architecture (YAML section `model`)."""
+
+    arch: str = field(default="mlp", metadata={"help": "mlp | tdnn"})
+    hidden: int = field(default=512, metadata={
+        "help": "hidden width (at batch 512 the matmuls run at ~0.85 of the CPU's fp32 peak)"})
+    layers: int = field(default=3, metadata={"help": "hidden layers (MLP) or conv layers (TDNN)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout after each hidden layer"})
+    norm: str = field(default="none", metadata={"help": "none | batch | layer"})
+    context: tuple[int, int] = field(default=(10, 10), metadata={
+        "help": "left right context frames (the paper used 20 5)"})
+    tdnn_kernel: int = field(default=3, metadata={"help": "TDNN kernel size"})
+    tdnn_dilations: tuple[int, ...] = field(default=(1, 2, 3), metadata={
+        "help": "TDNN dilation per layer (repeated/truncated to `layers`)"})
+
+    def __post_init__(self):
+        self.context = tuple(int(c) for c in self.context)  # YAML/CLI give lists
+        self.tdnn_dilations = tuple(int(d) for d in self.tdnn_dilations)
+        if len(self.context) != 2 or min(self.context) < 0:
+            raise ConfigError(f"model.context must be two non-negative ints, got {self.context}")
+        if self.arch not in ("mlp", "tdnn"):
+            raise ConfigError(f"model.arch must be mlp or tdnn, got {self.arch!r}")
+        if self.norm not in ("none", "batch", "layer"):
+            raise ConfigError(f"model.norm must be none, batch or layer, got {self.norm!r}")
+        if self.layers < 1 or self.hidden < 1:
+            raise ConfigError("model.layers and model.hidden must be positive")
+
+    @property
+    def window(self) -> int:
+        return self.context[0] + 1 + self.context[1]
+
+
+def _norm(kind: str, width: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    return nn.Identity()
+
+
+class MLP(nn.Module):
+    """Flattened window -> `layers` x (Linear, norm, ReLU, dropout) -> Linear to pdfs."""
+
+    def __init__(self, cfg: ModelConfig, input_dim: int, num_pdfs: int):
+        super().__init__()
+        self.config, self.input_dim, self.num_pdfs = cfg, input_dim, num_pdfs
+        mods: list[nn.Module] = []
+        width = cfg.window * input_dim
+        for _ in range(cfg.layers):
+            mods += [nn.Linear(width, cfg.hidden), _norm(cfg.norm, cfg.hidden), nn.ReLU(),
+                     nn.Dropout(cfg.dropout)]
+            width = cfg.hidden
+        mods.append(nn.Linear(width, num_pdfs))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, W, D] -> logits [B, P]."""
+        return self.net(x.flatten(1))
+
+
+class _ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over channels of a [B, C, T] tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class TDNN(nn.Module):
+    """Dilated 1-D convolutions over the window (valid padding), then a Linear over what remains."""
+
+    def __init__(self, cfg: ModelConfig, input_dim: int, num_pdfs: int):
+        super().__init__()
+        self.config, self.input_dim, self.num_pdfs = cfg, input_dim, num_pdfs
+        dil = [cfg.tdnn_dilations[min(i, len(cfg.tdnn_dilations) - 1)] for i in range(cfg.layers)]
+        length, chans = cfg.window, input_dim
+        mods: list[nn.Module] = []
+        for d in dil:
+            span = d * (cfg.tdnn_kernel - 1)
+            if length - span < 1:
+                raise ConfigError(f"TDNN: window of {cfg.window} frames is too short for kernel "
+                                  f"{cfg.tdnn_kernel} with dilations {dil}; widen model.context")
+            norm = (nn.BatchNorm1d(cfg.hidden) if cfg.norm == "batch" else
+                    _ChannelLayerNorm(cfg.hidden) if cfg.norm == "layer" else nn.Identity())
+            mods += [nn.Conv1d(chans, cfg.hidden, cfg.tdnn_kernel, dilation=d), norm, nn.ReLU(),
+                     nn.Dropout(cfg.dropout)]
+            length, chans = length - span, cfg.hidden
+        self.convs = nn.Sequential(*mods)
+        self.out = nn.Linear(chans * length, num_pdfs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, W, D] -> logits [B, P]."""
+        return self.out(self.convs(x.transpose(1, 2)).flatten(1))
+
+
+def build_model(cfg: ModelConfig, input_dim: int, num_pdfs: int) -> nn.Module:
+    """The model named by `cfg.arch` (random init from torch's global RNG: seed first)."""
+    return (MLP if cfg.arch == "mlp" else TDNN)(cfg, input_dim, num_pdfs)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def macs_per_frame(model: nn.Module) -> int:
+    """Multiply-accumulates of one forward pass for one frame (Linear and Conv1d layers)."""
+    cfg = model.config
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, nn.Linear):
+            total += mod.in_features * out.numel()
+        elif isinstance(mod, nn.Conv1d):
+            total += (mod.in_channels // mod.groups) * mod.kernel_size[0] * out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.Conv1d))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            p = next(model.parameters())
+            model(torch.zeros(1, cfg.window, model.input_dim, dtype=p.dtype, device=p.device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return int(total)

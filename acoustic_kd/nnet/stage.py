@@ -1,0 +1,78 @@
+"""The `train` stage on disk: data dir + alignment dir in, self-describing exp dir out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..ali import read_alignments, read_num_pdfs, read_priors
+from ..config import to_dict
+from ..errors import DataError
+from ..utils import get_logger, write_exp_info
+from .data import FrameDataset
+from .models import ModelConfig, build_model, count_params, macs_per_frame
+from .stream import StreamingFrameDataset
+from .trainer import TrainConfig, train
+
+log = get_logger("nnet.stage")
+
+_OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done")
+
+
+def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple[int, int],
+                cfg: TrainConfig):
+    """(dataset, FeatureSet) for a data dir with its alignments (None = unlabelled).
+
+    The dataset is a FrameDataset, or a StreamingFrameDataset when `cfg.streaming`.
+    """
+    from ..features import FeatureSet
+
+    fs = FeatureSet(data_dir, cmvn=cfg.cmvn, norm_vars=cfg.norm_vars)
+    alis = read_alignments(ali_dir) if ali_dir is not None else None
+    if cfg.streaming:
+        return StreamingFrameDataset(fs, alis, context, shard_utts=cfg.shard_utts,
+                                     buffer_shards=cfg.buffer_shards), fs
+    return FrameDataset(fs, alis, context), fs
+
+
+def checkpoint_meta(fs, train_data, train_ali, cfg: TrainConfig) -> dict:
+    """Checkpoint meta shared by every model trained on these features and alignments."""
+    return {
+        "feature_config": fs.config.to_dict() if fs.config is not None else None,
+        "cmvn": cfg.cmvn,
+        "norm_vars": cfg.norm_vars,
+        "cmvn_stats": np.asarray(fs.global_cmvn_stats()).tolist(),  # for deployment (global CMVN)
+        "priors": read_priors(train_ali).tolist(),
+        "train_data": str(train_data),
+        "train_ali": str(train_ali),
+    }
+
+
+def clear_outputs(out_dir: str | Path) -> None:
+    """Remove a previous run's checkpoints and log (for --force)."""
+    out_dir = Path(out_dir)
+    for p in [*out_dir.glob("epoch-*.pt"), *(out_dir / n for n in _OUTPUTS)]:
+        p.unlink(missing_ok=True)
+
+
+def run_train_stage(train_data, train_ali, dev_data, dev_ali, out_dir, model_cfg: ModelConfig,
+                    train_cfg: TrainConfig, force: bool = False) -> dict:
+    """Train one frame classifier from data/alignment dirs into `out_dir` (resumes; skips if done)."""
+    if force:
+        clear_outputs(out_dir)
+    num_pdfs = read_num_pdfs(train_ali)
+    if dev_ali is not None and read_num_pdfs(dev_ali) != num_pdfs:
+        raise DataError(dev_ali, f"dev alignments have {read_num_pdfs(dev_ali)} pdfs but the "
+                        f"training alignments {num_pdfs}", "align both sets with the same model")
+    train_ds, fs = load_frames(train_data, train_ali, model_cfg.context, train_cfg)
+    dev_ds = load_frames(dev_data, dev_ali, model_cfg.context, train_cfg)[0] if dev_data else None
+    torch.manual_seed(train_cfg.seed)
+    model = build_model(model_cfg, fs.dim, num_pdfs)
+    log.info("%s: %s, %d params, %d MACs/frame, %d training frames, %d pdfs", out_dir,
+             model_cfg.arch, count_params(model), macs_per_frame(model), train_ds.num_frames, num_pdfs)
+    write_exp_info(out_dir, {"model": to_dict(model_cfg), "train": to_dict(train_cfg)})
+    meta = checkpoint_meta(fs, train_data, train_ali, train_cfg)
+    res = train(model, train_ds, dev_ds, train_cfg, out_dir, meta=meta)
+    return {**res, "params": count_params(model), "macs_per_frame": macs_per_frame(model)}

@@ -1,0 +1,342 @@
+"""Frame-classifier training: optimiser + LR schedule, early stopping, exact resume, DDP.
+
+Outputs in `out_dir`: `epoch-N.pt` (full training state after epoch N), `latest.pt` (mid-epoch
+state every `save_every_steps` steps), `best.pt` (best dev weights so far), `final.pt` (best dev
+weights + meta; see nnet.checkpoint), `train_log.jsonl` (step and epoch records), `.train.done`.
+
+Resume is exact on CPU: model, optimiser, schedule, RNG states and the batch position within the
+epoch are restored, and the data order is a function of (seed, epoch), so a killed-and-resumed run
+ends with the same weights as an uninterrupted one.
+
+Under `torchrun` (WORLD_SIZE > 1) the same code runs DDP (gloo on CPU, nccl on GPU): every rank takes
+a contiguous share of each global batch of `batch_size` frames and gradients are averaged with
+weights so the update equals the single-process one up to float summation order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..config import to_dict
+from ..errors import ConfigError
+from ..utils import get_logger, is_done, mark_done, set_num_threads
+from .checkpoint import checkpoint_dict, read_checkpoint, unwrap, write_checkpoint_dict
+from .infer import frame_metrics
+
+log = get_logger("nnet.trainer")
+
+Objective = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class TrainConfig:
+    """Training options (YAML section `train`)."""
+
+    epochs: int = field(default=12, metadata={"help": "maximum epochs"})
+    batch_size: int = field(default=512, metadata={"help": "global frames per step (all ranks)"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    optimizer: str = field(default="adamw", metadata={"help": "adamw | sgd"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    weight_decay: float = field(default=0.01, metadata={"help": "decoupled weight decay"})
+    schedule: str = field(default="cosine", metadata={
+        "help": "cosine | linear (decay after warmup) | plateau (halve on dev stall) | constant"})
+    warmup_steps: int = field(default=200, metadata={"help": "linear warmup steps"})
+    min_lr_ratio: float = field(default=0.01, metadata={"help": "final lr / peak lr (cosine, linear)"})
+    plateau_factor: float = field(default=0.5, metadata={"help": "lr factor on a dev stall (plateau)"})
+    patience: int = field(default=3, metadata={
+        "help": "stop after this many epochs without dev accuracy gain (0 = never)"})
+    min_delta: float = field(default=1e-4, metadata={"help": "dev accuracy gain that counts"})
+    seed: int = field(default=1, metadata={"help": "seed of initialisation, dropout and data order"})
+    data_seed: int | None = field(default=None, metadata={
+        "help": "separate seed of the frame order (default: seed)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (CPU or GPU)"})
+    grad_clip: float = field(default=0.0, metadata={"help": "max gradient norm (0 = off)"})
+    save_every_steps: int = field(default=0, metadata={
+        "help": "also checkpoint mid-epoch every N steps (latest.pt; 0 = epoch ends only)"})
+    keep_epochs: int = field(default=2, metadata={"help": "epoch-N.pt files kept (0 = all)"})
+    log_every: int = field(default=50, metadata={"help": "steps between step records in the log"})
+    eval_batch_size: int = field(default=4096, metadata={"help": "frames per evaluation batch"})
+    num_threads: int = field(default=0, metadata={"help": "torch threads (0 = leave as is)"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    cmvn: str = field(default="speaker", metadata={"help": "speaker | global | none (data loading)"})
+    norm_vars: bool = field(default=False, metadata={"help": "variance normalisation in CMVN"})
+    streaming: bool = field(default=False, metadata={"help": "bounded-memory sharded data loading"})
+    shard_utts: int = field(default=256, metadata={"help": "utterances per shard (streaming)"})
+    buffer_shards: int = field(default=4, metadata={"help": "shards shuffled together (streaming)"})
+
+    def __post_init__(self):
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"train.optimizer must be adamw or sgd, got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "linear", "plateau", "constant"):
+            raise ConfigError(f"train.schedule: unknown {self.schedule!r}")
+
+
+def cross_entropy_objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Default objective: mean CE of logits [B, P] against batch["y"] [B] (-1 ignored)."""
+    logits = model(batch["x"])
+    return F.cross_entropy(logits.float(), batch["y"], ignore_index=-1), logits
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int, plateau_scale: float) -> float:
+    """LR multiplier at optimiser step `step` (0-based) of `total_steps`."""
+    warm = min(cfg.warmup_steps, max(total_steps // 10, 1))
+    if step < warm:
+        return (step + 1) / warm
+    frac = min(1.0, (step - warm) / max(total_steps - warm, 1))
+    if cfg.schedule == "cosine":
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+    if cfg.schedule == "linear":
+        return 1 - (1 - cfg.min_lr_ratio) * frac
+    return plateau_scale if cfg.schedule == "plateau" else 1.0
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Sum floats over ranks (float64)."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def _setup(cfg: TrainConfig) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return _Dist(rank, world, device)
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _find_resume(out_dir: Path) -> dict | None:
+    """The newest training state among latest.pt and the highest epoch-N.pt (None if none)."""
+    cands = []
+    epochs = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    if epochs:
+        cands.append(read_checkpoint(epochs[-1]))
+    if (out_dir / "latest.pt").exists():
+        cands.append(read_checkpoint(out_dir / "latest.pt"))
+    cands = [c for c in cands if "train_state" in c]
+    return max(cands, key=lambda c: c["train_state"]["state"]["global_step"]) if cands else None
+
+
+class _Log:
+    """train_log.jsonl writer (rank 0); on resume drops records newer than the resumed step."""
+
+    def __init__(self, path: Path, resume_step: int | None, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        keep = []
+        if resume_step is not None and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # torn last line of a killed run
+                    continue
+                if rec.get("step", 0) <= resume_step:
+                    keep.append(line + "\n")
+        path.write_text("".join(keep))
+
+    def write(self, rec: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+
+
+def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objective: Objective | None = None,
+          augment: Callable[[dict], dict] | None = None, meta: dict | None = None,
+          step_hook: Callable[[int, dict], None] | None = None) -> dict:
+    """Train `model` on `train_ds` (FrameDataset or StreamingFrameDataset); select on `dev_ds`.
+
+    objective(model, batch) -> (mean loss, logits [B, P]) (default: CE on batch["y"]);
+    augment(batch) -> batch on training batches only; meta: extra checkpoint meta (feature config,
+    CMVN, priors...); step_hook(global_step, info) after every optimiser step, and once with
+    info["resumed"] = True when a run resumes (tests kill runs here).
+    Returns {"history": [epoch records], "best": {...}, "final": path}.
+    """
+    out_dir = Path(out_dir)
+    if is_done(out_dir, "train") and (out_dir / "final.pt").exists():
+        log.info("%s: training already done (remove .train.done to retrain)", out_dir)
+        m = read_checkpoint(out_dir / "final.pt")["meta"]
+        return {"history": m.get("history", []), "best": m.get("best", {}),
+                "final": str(out_dir / "final.pt")}
+    set_num_threads(cfg.num_threads)
+    d = _setup(cfg)
+    is_main = d.rank == 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objective = objective or cross_entropy_objective
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    bare = unwrap(model).to(d.device)
+    params = [p for p in bare.parameters() if p.requires_grad]
+    opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+           if cfg.optimizer == "adamw" else
+           torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay))
+    steps_per_epoch = train_ds.num_batches(cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    st = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_acc": -math.inf, "best_epoch": 0,
+          "bad_epochs": 0, "plateau_scale": 1.0, "history": [], "acc": [0.0, 0.0, 0.0]}
+    ckpt = _find_resume(out_dir)
+    if ckpt is not None:
+        bare.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["train_state"]["optimizer"])
+        st = ckpt["train_state"]["state"]
+        _set_rng_state(ckpt["train_state"]["rng"])
+        if is_main:
+            log.info("%s: resuming at epoch %d step %d", out_dir, st["epoch"] + 1, st["step_in_epoch"])
+        if step_hook is not None:  # stateful objectives (α/T schedules) restore their progress
+            step_hook(st["global_step"], {"resumed": True, "epoch": st["epoch"]})
+    tlog = _Log(out_dir / "train_log.jsonl", st["global_step"], is_main)
+    net = bare
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            bare, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    full_meta = {**(meta or {}), "train_config": to_dict(cfg), "context": list(bare.config.context)}
+
+    def save(path: Path, with_state: bool) -> None:
+        if is_main:
+            ts = ({"optimizer": opt.state_dict(), "state": st, "rng": _rng_state()}
+                  if with_state else None)
+            write_checkpoint_dict(path, checkpoint_dict(bare, full_meta, ts))
+
+    while st["epoch"] < cfg.epochs and not st.get("stopped"):
+        epoch = st["epoch"]
+        net.train()
+        t0, frames0 = time.time(), st["acc"][2]
+        bar = tqdm(total=steps_per_epoch, initial=st["step_in_epoch"], disable=None if is_main else True,
+                   desc=f"epoch {epoch + 1}", leave=False)
+        for batch in train_ds.iter_batches(cfg.batch_size, shuffle=True, seed=data_seed, epoch=epoch,
+                                           start_step=st["step_in_epoch"], rank=d.rank,
+                                           world_size=d.world):
+            batch = {k: v.to(d.device) for k, v in batch.items()}
+            if augment is not None:
+                batch = augment(batch)
+            lr = cfg.lr * lr_factor(cfg, st["global_step"], total_steps, st["plateau_scale"])
+            for g in opt.param_groups:
+                g["lr"] = lr
+            n_local = len(batch["idx"])
+            with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, logits = (objective(net, batch) if n_local else _empty_step(net, batch))
+            y = batch["y"]
+            lv = float(loss.detach()) * n_local
+            correct = float(((logits.detach().argmax(-1) == y) & (y >= 0)).sum()) if n_local else 0.0
+            # one all-reduce gives the global batch size and the epoch statistics (same on all ranks)
+            n_global, lv, correct = d.sum([float(n_local), lv, correct])
+            # DDP averages gradients over ranks: weight each rank's mean by its share of the batch
+            opt.zero_grad(set_to_none=True)
+            (loss * (n_local * d.world / n_global)).backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            st["acc"] = [st["acc"][0] + lv, st["acc"][1] + correct, st["acc"][2] + n_global]
+            st["global_step"] += 1
+            st["step_in_epoch"] += 1
+            bar.update(1)
+            if cfg.log_every and st["global_step"] % cfg.log_every == 0:
+                gl = lv / n_global
+                tlog.write({"type": "step", "epoch": epoch + 1, "step": st["global_step"],
+                            "loss": gl, "lr": lr})
+                bar.set_postfix(loss=f"{gl:.3f}")
+            if cfg.save_every_steps and st["global_step"] % cfg.save_every_steps == 0:
+                save(out_dir / "latest.pt", True)
+            if step_hook is not None:
+                step_hook(st["global_step"], {"epoch": epoch, "loss": float(loss.detach()), "lr": lr})
+        bar.close()
+        loss_sum, correct, frames = st["acc"]
+        rec = {"type": "epoch", "epoch": epoch + 1, "step": st["global_step"],
+               "train_loss": loss_sum / max(frames, 1), "train_acc": correct / max(frames, 1),
+               "lr": cfg.lr * lr_factor(cfg, max(st["global_step"] - 1, 0), total_steps,
+                                        st["plateau_scale"]),
+               "frames_per_s": (frames - frames0) / max(time.time() - t0, 1e-9)}
+        if dev_ds is not None:
+            dm = frame_metrics(bare, dev_ds, cfg.eval_batch_size, d.device, d.rank, d.world)
+            rec.update(dev_acc=dm["acc"], dev_ce=dm["ce"])
+            score = dm["acc"]
+        else:
+            score = -rec["train_loss"]
+        improved = score > st["best_acc"] + cfg.min_delta
+        if improved:
+            st.update(best_acc=score, best_epoch=epoch + 1, bad_epochs=0)
+            save(out_dir / "best.pt", False)
+        else:
+            st["bad_epochs"] += 1
+            if cfg.schedule == "plateau":
+                st["plateau_scale"] *= cfg.plateau_factor
+        st["history"].append(rec)
+        st.update(epoch=epoch + 1, step_in_epoch=0, acc=[0.0, 0.0, 0.0],
+                  stopped=bool(cfg.patience and st["bad_epochs"] >= cfg.patience))
+        tlog.write(rec)
+        if is_main:
+            log.info("epoch %d: %s", epoch + 1, ", ".join(
+                f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float)))
+        save(out_dir / f"epoch-{epoch + 1}.pt", True)
+        if is_main:
+            (out_dir / "latest.pt").unlink(missing_ok=True)
+            _prune(out_dir, cfg.keep_epochs)
+        if st["stopped"] and is_main:
+            log.info("early stop: no dev gain for %d epochs", cfg.patience)
+    best = {"epoch": st["best_epoch"], "dev_acc": st["best_acc"] if dev_ds is not None else None}
+    if is_main:
+        final = read_checkpoint(out_dir / "best.pt")
+        final["meta"].update(history=st["history"], best=best)
+        write_checkpoint_dict(out_dir / "final.pt", final)
+        mark_done(out_dir, "train", {"best": best})
+    if d.world > 1:
+        dist.barrier()
+    return {"history": st["history"], "best": best, "final": str(out_dir / "final.pt")}
+
+
+def _empty_step(net: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(zero loss, empty logits) for a DDP rank whose share of the last batch is empty: it still
+    runs forward/backward so that it takes part in the gradient all-reduce."""
+    out = net(batch["x"].new_zeros((2, *batch["x"].shape[1:])))  # 2 frames: batch norm needs > 1
+    return out.float().sum() * 0.0, out[:0]
+
+
+def _prune(out_dir: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    eps = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    for p in eps[:-keep]:
+        p.unlink(missing_ok=True)

@@ -1,0 +1,137 @@
+"""Graph building: ARPA -> G, HL with optional silence, composed graph accepts the right words."""
+
+from __future__ import annotations
+
+import math
+
+import kaldifst as kf
+import pytest
+
+from acoustic_kd.decode.decoder import Graph, decode_utterance
+from acoustic_kd.decode.graph import arpa_to_fst, build_graph, with_word_penalty
+from acoustic_kd.lang import read_arpa
+from test_decode_fakes import FakeHmm, alignment, perfect_loglikes, unigram_arpa, write_lang
+
+LEX = {"NO": [["N", "OW"]], "YES": [["Y", "EH", "S"]], "TWO": [["T", "UW"], ["T", "OW"]]}
+PHONES = ["SIL", "EH", "N", "OW", "S", "T", "UW", "Y"]
+BIGRAM = """\\data\\
+ngram 1=5
+ngram 2=3
+
+\\1-grams:
+-1.0\t</s>
+-99\t<s>\t-0.3
+-0.5\tNO\t-0.2
+-0.6\tYES\t-0.1
+-0.7\tTWO\t-0.4
+
+\\2-grams:
+-0.05\t<s> YES
+-0.2\tYES NO
+-0.3\tNO </s>
+
+\\end\\
+"""
+
+
+def path_cost(g: kf.StdVectorFst, word_ids: list[int]) -> float:
+    """Cost of the best path of G that accepts exactly `word_ids`."""
+    text = "".join(f"{i} {i + 1} {w} {w}\n" for i, w in enumerate(word_ids)) + f"{len(word_ids)}\n"
+    lin = kf.compile(text)
+    kf.arcsort(lin, sort_type="olabel")
+    kf.arcsort(g, sort_type="ilabel")
+    best = kf.shortest_path(kf.compose(lin, g))
+    return kf.get_linear_symbol_sequence(best)[3].value
+
+
+def test_arpa_bigram_costs(tmp_path):
+    (tmp_path / "G.arpa").write_text(BIGRAM)
+    ids = {"NO": 1, "TWO": 2, "YES": 3}
+    g = arpa_to_fst(*read_arpa(tmp_path / "G.arpa"), ids)
+    ln = math.log(10)
+    # <s> YES NO </s>: all explicit bigrams
+    assert path_cost(g, [3, 1]) == pytest.approx((0.05 + 0.2 + 0.3) * ln, abs=1e-4)
+    # <s> NO: backoff(<s>) + p(NO); NO TWO: backoff(NO) + p(TWO); TWO </s>: backoff(TWO) + p(</s>)
+    assert path_cost(g, [1, 2]) == pytest.approx((0.3 + 0.5 + 0.2 + 0.7 + 0.4 + 1.0) * ln, abs=1e-4)
+
+
+def test_arpa_unigram_word_loop(tmp_path):
+    (tmp_path / "G.arpa").write_text(unigram_arpa(["NO", "YES"], end_lp=-0.5))
+    g = arpa_to_fst(*read_arpa(tmp_path / "G.arpa"), {"NO": 1, "YES": 2})
+    assert g.num_states == 1
+    assert path_cost(g, [2, 1, 1]) == pytest.approx((3 * math.log10(2) + 0.5) * math.log(10), abs=1e-4)
+
+
+def test_arpa_unknown_word_is_an_error(tmp_path):
+    (tmp_path / "G.arpa").write_text(unigram_arpa(["NO", "MAYBE"]))
+    with pytest.raises(Exception, match="MAYBE"):
+        arpa_to_fst(*read_arpa(tmp_path / "G.arpa"), {"NO": 1})
+
+
+@pytest.fixture
+def graph(tmp_path):
+    hmm = FakeHmm(PHONES)
+    lang = write_lang(tmp_path / "lang", LEX, BIGRAM, sil_prob=0.3)
+    build_graph(lang, hmm, tmp_path / "graph")
+    return Graph.load(tmp_path / "graph"), hmm
+
+
+@pytest.mark.parametrize("phones,words", [
+    (["SIL", "Y", "EH", "S", "N", "OW", "SIL"], ["YES", "NO"]),
+    (["Y", "EH", "S", "SIL", "N", "OW"], ["YES", "NO"]),
+    (["T", "OW", "T", "UW", "SIL"], ["TWO", "TWO"]),
+    (["SIL"], []),
+])
+def test_perfect_loglikes_decode_to_the_words(graph, phones, words):
+    g, hmm = graph
+    ali = alignment(hmm, phones, frames_per_state=2)
+    res = decode_utterance(g.fst, perfect_loglikes(ali, hmm.num_pdfs),
+                           silence_pdfs=g.info["silence_pdfs"])
+    assert res.reached_final
+    assert [g.words[i] for i in res.word_ids] == words
+    assert res.acoustic_cost == pytest.approx(0.0, abs=1e-4)
+    if words == ["YES", "NO"] and phones[0] == "SIL":
+        assert res.word_frames == [(6, 24), (24, 36)]     # SIL 3 states x 2 frames first
+
+
+def test_graph_is_cached_and_rebuilt_on_change(tmp_path):
+    hmm = FakeHmm(PHONES)
+    lang = write_lang(tmp_path / "lang", LEX, BIGRAM)
+    fst = build_graph(lang, hmm, tmp_path / "graph")
+    mtime = fst.stat().st_mtime_ns
+    assert build_graph(lang, hmm, tmp_path / "graph").stat().st_mtime_ns == mtime
+    (lang / "G.arpa").write_text(unigram_arpa(["NO", "TWO", "YES"]))
+    build_graph(lang, hmm, tmp_path / "graph")
+    assert fst.stat().st_mtime_ns != mtime
+    assert (tmp_path / "graph" / "words.txt").read_text() == (lang / "words.txt").read_text()
+
+
+def test_word_penalty_adds_per_word(graph):
+    g, hmm = graph
+    ll = perfect_loglikes(alignment(hmm, ["Y", "EH", "S", "N", "OW"]), hmm.num_pdfs)
+    base = decode_utterance(g.fst, ll)
+    pen = decode_utterance(with_word_penalty(g.fst, 1.5), ll)
+    assert pen.word_ids == base.word_ids
+    assert pen.graph_cost == pytest.approx(base.graph_cost + 1.5 * 2, abs=1e-4)
+
+
+def test_mkgraph_cli_with_real_lang_and_hmm(tmp_path, capsys):
+    """`acoustic-kd lang` output + a monophone HmmModel -> graph that decodes perfect loglikes."""
+    from acoustic_kd.cli import main
+    from acoustic_kd.hmm import HmmModel
+    from acoustic_kd.lang import prepare_lang
+
+    (tmp_path / "lexicon.txt").write_text("NO N OW\nYES Y EH S\n")
+    lang = prepare_lang({"u1": "YES NO", "u2": "NO NO YES"}, str(tmp_path / "lexicon.txt"),
+                        tmp_path / "lang")
+    hmm = HmmModel.monophone(lang.phones, lang.topo, lang.silence_phone)
+    hmm.save(tmp_path / "final.hmm.json")
+    assert main(["mkgraph", "--lang", str(tmp_path / "lang"), "--model",
+                 str(tmp_path / "final.hmm.json")]) == 0
+    assert "states" in capsys.readouterr().out
+    g = Graph.load(tmp_path / "graph")
+    ali = [p for st in hmm.silence_hmm() for p in [st[0]] * 2]
+    for w in ("NO", "YES", "YES"):
+        ali += [st[0] for ph in hmm.word_hmm(lang.lexicon[w][0]) for st in ph for _ in range(2)]
+    res = decode_utterance(g.fst, perfect_loglikes(ali, hmm.num_pdfs), silence_pdfs=g.info["silence_pdfs"])
+    assert [g.words[i] for i in res.word_ids] == ["NO", "YES", "YES"]

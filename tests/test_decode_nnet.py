@@ -1,0 +1,77 @@
+"""Decoding from network checkpoints: batched log-posteriors and the decode CLI's --model path."""
+
+from __future__ import annotations
+
+import json
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+from acoustic_kd.cli import main
+from acoustic_kd.decode.decoder import ChunkedLogPost, nnet_log_posteriors
+from acoustic_kd.decode.graph import build_graph
+from acoustic_kd.nnet.checkpoint import save_checkpoint
+from acoustic_kd.nnet.infer import log_posteriors
+from acoustic_kd.nnet.models import ModelConfig, build_model
+from test_decode_fakes import FakeHmm, unigram_arpa, write_lang
+
+
+def tiny_model(num_pdfs: int, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(hidden=16, layers=1, context=(2, 2)), 5, num_pdfs).eval()
+
+
+def test_batched_posteriors_equal_per_utterance():
+    rng = np.random.default_rng(0)
+    feats = {f"u{i}": rng.normal(size=(int(rng.integers(1, 30)), 5)).astype(np.float32) for i in range(5)}
+    model = tiny_model(7)
+    got = nnet_log_posteriors([(model, {"context": (2, 2)})], feats, sorted(feats), batch_size=16)
+    for u, x in feats.items():
+        np.testing.assert_allclose(got[u], log_posteriors(model, x, (2, 2)), atol=1e-5)
+
+
+def test_chunked_source_computes_each_chunk_once():
+    calls = []
+
+    def many(us):
+        calls.append(list(us))
+        return {u: np.full((2, 3), float(u[1:]), np.float32) for u in us}
+
+    fn = ChunkedLogPost(many, [f"u{i}" for i in range(5)], chunk=2)
+    assert [float(fn(f"u{i}")[0, 0]) for i in range(5)] == [0, 1, 2, 3, 4]
+    assert calls == [["u0", "u1"], ["u2", "u3"], ["u4"]]
+
+
+def test_decode_cli_with_checkpoints(tmp_path, capsys):
+    hmm = FakeHmm(["SIL", "A", "B"], states=2)
+    lang = write_lang(tmp_path / "lang", {"X": [["A"]], "Y": [["B", "A"]]}, unigram_arpa(["X", "Y"]))
+    build_graph(lang, hmm, tmp_path / "graph")
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    with kaldiio.WriteHelper(f"ark,scp:{data / 'feats.ark'},{data / 'feats.scp'}") as w:
+        for u in ("a1", "a2", "a3"):
+            w[u] = rng.normal(size=(40, 5)).astype(np.float32)
+    (data / "text").write_text("a1 X\na2 Y X\na3 Y\n")
+    priors = np.full(hmm.num_pdfs, 1.0 / hmm.num_pdfs)
+    save_checkpoint(tmp_path / "m1.pt", tiny_model(hmm.num_pdfs),
+                    {"cmvn": "none", "priors": priors.tolist()})
+    out = tmp_path / "dec"
+    assert main(["decode", "--graph", str(tmp_path / "graph"), "--data", str(data),
+                 "--model", str(tmp_path / "m1.pt"), "--out", str(out), "--acwt", "0.5"]) == 0
+    assert capsys.readouterr().out.startswith("%WER ")
+    assert len((out / "hyp.txt").read_text().splitlines()) == 3
+    summary = json.loads((out / "decode.json").read_text())
+    assert summary["config"]["acwt"] == 0.5 and summary["rtf"] > 0
+
+
+def test_ensemble_is_decoded_from_combined_posteriors():
+    ensemble = pytest.importorskip("acoustic_kd.ensemble")
+    rng = np.random.default_rng(2)
+    feats = {"u": rng.normal(size=(12, 5)).astype(np.float32)}
+    members = [(tiny_model(4, s), {"context": (2, 2)}) for s in (0, 1)]
+    got = nnet_log_posteriors(members, feats, ["u"], rule="geometric")["u"]
+    each = [log_posteriors(m, feats["u"], (2, 2)) for m, _ in members]
+    np.testing.assert_allclose(got, ensemble.combine(each, "geometric"), atol=1e-5)

@@ -1,0 +1,114 @@
+"""Acoustic-scale tuning on dev only, and the decode CLI's outputs (atomic, .done, re-run)."""
+
+from __future__ import annotations
+
+import json
+
+import kaldiio
+import numpy as np
+import pytest
+
+from acoustic_kd.cli import main
+from acoustic_kd.decode.decoder import DecodeConfig, Graph
+from acoustic_kd.decode.graph import build_graph
+from acoustic_kd.decode.tune import TuneConfig, grid_search, pick_best, tune_on_dev
+from test_decode_fakes import FakeHmm, alignment, perfect_loglikes, unigram_arpa, write_lang
+
+LEX = {"NO": [["N", "OW"]], "YES": [["Y", "EH", "S"]]}
+PRONS = {"NO": ["N", "OW"], "YES": ["Y", "EH", "S"]}
+
+
+def test_pick_best_ties_go_to_smaller_acwt_then_penalty():
+    grid = [{"acwt": 0.2, "word_penalty": 0.0, "wer": 1.0}, {"acwt": 0.1, "word_penalty": 0.5, "wer": 1.0},
+            {"acwt": 0.1, "word_penalty": 0.0, "wer": 1.0}, {"acwt": 0.05, "word_penalty": 0.0, "wer": 3.0},
+            {"acwt": 0.1, "word_penalty": -0.5, "wer": 1.0}]
+    assert pick_best(grid) == {"acwt": 0.1, "word_penalty": 0.0, "wer": 1.0}
+
+
+def test_grid_search_evaluates_every_point():
+    seen = []
+
+    def evaluate(a, p):
+        seen.append((a, p))
+        return abs(a - 0.1) * 100 + p
+
+    res = grid_search(evaluate, TuneConfig(acwts=[0.2, 0.1, 0.05], word_penalties=[1.0, 0.0]))
+    assert (res.acwt, res.word_penalty, res.dev_wer) == (0.1, 0.0, 0.0)
+    assert len(seen) == 6 and len(res.grid) == 6
+
+
+def make_set(tmp_path, name, hmm, utts, rng):
+    """A data dir with text + a log-posterior scp of noisy 'perfect' posteriors."""
+    d = tmp_path / name
+    d.mkdir(parents=True)
+    text, mats = [], {}
+    for utt, words in utts.items():
+        phones = ["SIL"] + [p for w in words for p in PRONS[w]] + ["SIL"]
+        ll = perfect_loglikes(alignment(hmm, phones, 3), hmm.num_pdfs, low=-4.0)
+        ll += rng.normal(0, 0.5, ll.shape).astype(np.float32)
+        mats[utt] = ll - np.logaddexp.reduce(ll, axis=1, keepdims=True)
+        text.append(f"{utt} {' '.join(words)}\n")
+    (d / "text").write_text("".join(text))
+    with kaldiio.WriteHelper(f"ark,scp:{d / 'post.ark'},{d / 'post.scp'}") as w:
+        for utt, m in mats.items():
+            w[utt] = m.astype(np.float32)
+    return d
+
+
+@pytest.fixture
+def setup(tmp_path):
+    rng = np.random.default_rng(0)
+    hmm = FakeHmm(["SIL", "EH", "N", "OW", "S", "Y"])
+    lang = write_lang(tmp_path / "lang", LEX, unigram_arpa(["NO", "YES"]))
+    build_graph(lang, hmm, tmp_path / "graph")
+    dev = make_set(tmp_path, "dev", hmm, {"d1": ["YES", "NO", "YES"], "d2": ["NO", "NO"]}, rng)
+    test = make_set(tmp_path, "test", hmm, {"t1": ["NO", "YES"], "t2": ["YES"], "t3": ["NO"]}, rng)
+    (tmp_path / "priors.txt").write_text("".join(f"{1 / hmm.num_pdfs}\n" for _ in range(hmm.num_pdfs)))
+    return tmp_path, hmm, dev, test
+
+
+def test_tune_on_dev_picks_smallest_scale_with_best_dev_wer(setup):
+    tmp_path, hmm, dev, _ = setup
+    g = Graph.load(tmp_path / "graph")
+    table = kaldiio.load_scp(str(dev / "post.scp"))
+    refs = {"d1": ["YES", "NO", "YES"], "d2": ["NO", "NO"]}
+    res = tune_on_dev(g, ["d1", "d2"], refs, lambda u: table[u], np.full(hmm.num_pdfs, -np.log(hmm.num_pdfs)),
+                      DecodeConfig(), TuneConfig(acwts=[1.0, 0.5, 0.001], word_penalties=[0.0]))
+    wers = {p["acwt"]: p["wer"] for p in res.grid}
+    assert wers[0.001] > 0.0 and wers[0.5] == wers[1.0] == 0.0   # tiny scale: the graph dominates
+    assert res.acwt == 0.5
+
+
+def test_decode_cli_tunes_on_dev_and_writes_outputs(setup, capsys):
+    tmp_path, hmm, dev, test = setup
+    out = tmp_path / "exp" / "decode" / "x_test"
+    stale = out.parent / ".x_test.tmp.99999"
+    stale.mkdir(parents=True)                                 # left over by a killed run
+    args = ["decode", "--graph", str(tmp_path / "graph"), "--data", str(test),
+            "--logpost-scp", str(test / "post.scp"), "--priors", str(tmp_path / "priors.txt"),
+            "--out", str(out), "--tune-on-dev", str(dev), "--dev-logpost-scp", str(dev / "post.scp"),
+            "--acwts", "0.001", "0.5", "1.0", "--word-penalties", "0.0"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("%WER 0.00 [ 0 / 4, 0 ins, 0 del, 0 sub ]")
+    assert not stale.exists()
+    assert (out / "hyp.txt").read_text() == "t1 NO YES\nt2 YES\nt3 NO\n"
+    tune = json.loads((out / "tune.json").read_text())
+    assert tune["dev"] == str(dev) and tune["acwt"] == 0.5 and len(tune["grid"]) == 3
+    summary = json.loads((out / "decode.json").read_text())
+    assert summary["config"]["acwt"] == 0.5 and summary["num_utts"] == 3
+    times = json.loads((out / "hyp.json").read_text())["t2"]["times"]
+    assert times == [[pytest.approx(0.09), pytest.approx(0.36)]]    # 3 SIL states x 3 frames first
+    for f in ("wer", "errs.txt", ".done", "info.json"):
+        assert (out / f).exists()
+    mtime = (out / "hyp.txt").stat().st_mtime_ns
+    assert main(args) == 0                                    # done: reused, not redone
+    assert (out / "hyp.txt").stat().st_mtime_ns == mtime
+
+
+def test_decode_cli_refuses_to_tune_on_the_test_set(setup, capsys):
+    tmp_path, _, _, test = setup
+    rc = main(["decode", "--graph", str(tmp_path / "graph"), "--data", str(test),
+               "--logpost-scp", str(test / "post.scp"), "--priors", str(tmp_path / "priors.txt"),
+               "--out", str(tmp_path / "o"), "--tune-on-dev", str(test),
+               "--dev-logpost-scp", str(test / "post.scp")])
+    assert rc == 1 and "dev set" in capsys.readouterr().err

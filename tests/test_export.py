@@ -1,0 +1,222 @@
+"""Export: fp32 formats equal the checkpoint on real speech, int8 is close, metadata round-trips,
+the runtime decodes a known word sequence (also without torch), and its search agrees with the
+decode stage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from test_export_helpers import (SR, make_graph, make_hmm, random_checkpoint, tone_audio,
+                                 tone_checkpoint)
+
+from acoustic_kd.audio import read_wav_entry, resample
+from acoustic_kd.cmvn import apply_cmvn, compute_cmvn_stats
+from acoustic_kd.decode.decoder import decode_utterance
+from acoustic_kd.errors import DataError
+from acoustic_kd.export import FORMAT_FILES, export, load_exported
+from acoustic_kd.export import metadata as md
+from acoustic_kd.features import FbankConfig, compute_fbank
+from acoustic_kd.nnet.infer import log_posteriors
+
+REPO = Path(__file__).resolve().parents[1]
+FSDD_FILES = ["0_george_0.wav", "3_jackson_12.wav", "7_nicolas_5.wav", "9_theo_20.wav"]
+
+
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory):
+    """Export of the tone model (LOW = 500 Hz, HIGH = 2 kHz) with its 1-state-per-phone graph."""
+    d = tmp_path_factory.mktemp("tone")
+    tone_checkpoint(d / "final.pt")
+    make_graph(d / "graph", make_hmm(d / "final.hmm.json", 1))
+    export(d / "final.pt", d / "export", d / "graph", acwt=1.0)
+    return d
+
+
+@pytest.fixture(scope="module")
+def fsdd_audio():
+    """A few real FSDD utterances: {name: samples [N] at 8 kHz}."""
+    root = REPO.parent / "shared" / "corpora" / "fsdd" / "recordings"
+    if not root.exists():
+        pytest.skip(f"{root} not present")
+    return {f: read_wav_entry(str(root / f))[0] for f in FSDD_FILES}
+
+
+@pytest.fixture(scope="module", params=["mlp", "tdnn"])
+def random_export(request, tmp_path_factory, fsdd_audio):
+    """(export dir, torch model, global CMVN stats, raw fbank per utt) for a random tiny model."""
+    d = tmp_path_factory.mktemp(request.param)
+    hmm = make_hmm(d / "final.hmm.json", 3)
+    make_graph(d / "graph", hmm)
+    model = random_checkpoint(d / "final.pt", request.param, hmm.num_pdfs)
+    cfg = FbankConfig(sample_rate=SR)
+    raw = {u: compute_fbank(x, SR, cfg) for u, x in fsdd_audio.items()}
+    stats = compute_cmvn_stats(list(raw.values()))
+    export(d / "final.pt", d / "export", d / "graph", cmvn_stats=stats, acwt=0.1,
+           provenance={"data": "fsdd-test-subset"})
+    return d / "export", model, stats, raw
+
+
+def test_fp32_exports_equal_checkpoint_on_real_speech(random_export, fsdd_audio):
+    out, model, stats, raw = random_export
+    worst = {f: 0.0 for f in FORMAT_FILES}
+    agree = []
+    for fmt in FORMAT_FILES:
+        em = load_exported(out, fmt)
+        for utt, x in fsdd_audio.items():
+            feats = apply_cmvn(raw[utt], stats, norm_vars=True)          # the training pipeline
+            np.testing.assert_allclose(em.features(x, SR), feats, atol=1e-4)
+            ref = log_posteriors(model, feats)
+            got = em.log_posteriors(feats)
+            assert got.shape == ref.shape
+            worst[fmt] = max(worst[fmt], float(np.abs(got - ref).max()))
+            if fmt == "int8":
+                agree.append(float((got.argmax(1) == ref.argmax(1)).mean()))
+        for t in (1, 2):  # shorter than the context: every window is edge-replicated
+            short = apply_cmvn(raw[utt][:t], stats, norm_vars=True)
+            np.testing.assert_allclose(em.log_posteriors(short), log_posteriors(model, short),
+                                       atol=1e-4 if fmt != "int8" else 0.5)
+    assert worst["onnx"] <= 1e-4 and worst["torchscript"] <= 1e-4, worst
+    assert worst["int8"] < 0.5 and min(agree) > 0.8, (worst, agree)
+
+
+def test_resampled_input_matches_training_resampling(random_export, fsdd_audio):
+    out, _, stats, _ = random_export
+    em = load_exported(out, "onnx")
+    x = next(iter(fsdd_audio.values()))
+    x16 = resample(x, SR, 16000)
+    want = apply_cmvn(compute_fbank(resample(x16, 16000, SR), SR, FbankConfig(sample_rate=SR)),
+                      stats, norm_vars=True)
+    np.testing.assert_allclose(em.features(x16, 16000), want, atol=1e-4)
+
+
+def test_metadata_round_trip(random_export):
+    out, model, stats, _ = random_export
+    ckpt = torch.load(out.parent / "final.pt", weights_only=False)
+    proto = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(proto)
+    assert proto.opset_import[0].version >= 17
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "frames"
+    props = {p.key: p.value for p in proto.metadata_props}
+    extra = dict.fromkeys(md.KEYS, "")
+    torch.jit.load(str(out / "model.pt"), _extra_files=extra)
+    int8 = {p.key: p.value for p in onnx.load(str(out / "model.int8.onnx")).metadata_props}
+    assert set(props) == set(md.KEYS) and set(int8) == set(md.KEYS)
+    for k in md.KEYS:
+        assert extra[k].decode() == props[k] == int8[k], k
+    meta = md.decode(props, "model.onnx")
+    assert meta["features"]["fbank"] == FbankConfig(sample_rate=SR).to_dict()
+    assert meta["features"]["waveform_scale"] == 32768.0
+    np.testing.assert_allclose(meta["cmvn"]["stats"], stats)
+    assert meta["cmvn"]["mode"] == "global" and meta["cmvn"]["norm_vars"] is True
+    assert meta["model"]["context"] == list(model.config.context) == [4, 3]
+    assert meta["model"]["num_pdfs"] == 9 and meta["model"]["output"] == "log_posteriors"
+    np.testing.assert_allclose(meta["priors"], ckpt["meta"]["priors"])
+    assert meta["hmm"]["pdf_to_phone"] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert meta["hmm"]["pdf_to_state"] == [0, 1, 2] * 3 and meta["hmm"]["silence_pdfs"] == [0, 1, 2]
+    assert meta["decoding"]["acwt"] == 0.1 and meta["decoding"]["beam"] == 15.0
+    prov = meta["provenance"]
+    assert prov["teachers"] == ["exp/members/m1/final.pt", "exp/members/m2/final.pt"]
+    assert (prov["temperature"], prov["alpha"], prov["data"]) == (2.0, 0.5, "fsdd-test-subset")
+    assert prov["git_revision"] and prov["checkpoint_sha256"]
+    assert meta["version"]["acoustic_kd"] and meta["words"] == [[0, "<eps>"], [1, "LOW"], [2, "HIGH"]]
+    g = md.graph_from_base64(meta["graph"])
+    import kaldifst
+
+    orig = kaldifst.StdVectorFst.read(str(out.parent / "graph" / "HCLG.fst"))
+    assert g.num_states == orig.num_states and g.to_str() == orig.to_str()
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["max_abs_diff_log_prob"]["onnx"] <= 1e-4
+    assert all(summary["files"][f] == (out / n).stat().st_size for f, n in FORMAT_FILES.items())
+    assert "model.int8.onnx" in (out / "README.txt").read_text()
+
+
+@pytest.mark.parametrize("fmt", list(FORMAT_FILES))
+def test_transcribe_known_word_sequence(tone, fmt):
+    x, truth = tone_audio(["LOW", "HIGH", "LOW", "LOW"])
+    em = load_exported(tone / "export", fmt)
+    for audio, rate in ((x, SR), (resample(x, SR, 16000), 16000)):
+        hyp = em.transcribe(audio, rate)
+        assert hyp.words == ["LOW", "HIGH", "LOW", "LOW"] and hyp.reached_final
+        for span, (w, start, end) in zip(hyp.spans, truth):
+            assert span.word == w
+            assert abs(span.start - start) < 0.05 and abs(span.end - end) < 0.05, (span, start, end)
+
+
+def test_search_agrees_with_decode_stage(tone, random_export, fsdd_audio):
+    # the tone model (clean known path) and a random model on real speech (arbitrary paths)
+    em = load_exported(tone / "export", "onnx")
+    cases = [(em, em.features(tone_audio(["HIGH", "LOW"])[0], SR))]
+    rem = load_exported(random_export[0], "onnx")
+    cases += [(rem, rem.features(x, SR)) for x in fsdd_audio.values()]
+    for model, feats in cases:
+        scores = (model.acwt * (model.log_posteriors(feats) - model.log_priors)).astype(np.float32)
+        mine = model.decoder.decode(scores)
+        theirs = decode_utterance(model.decoder.graph, scores, beam=15.0, max_active=7000,
+                                  min_active=20, silence_pdfs=model.meta["hmm"]["silence_pdfs"])
+        assert mine.words == [model.words[i] for i in theirs.word_ids]
+        assert mine.words == model.decode_features(feats).words
+        fs = model.frame_shift_s
+        assert [(round(s.start / fs), round(s.end / fs)) for s in mine.spans] == \
+            [tuple(f) for f in theirs.word_frames]
+
+
+_NO_TORCH = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, Block())
+import numpy as np
+from acoustic_kd.export import load_exported
+x = np.load(sys.argv[2])
+out = {fmt: load_exported(sys.argv[1], fmt).transcribe(x, 8000).words for fmt in ("onnx", "int8")}
+try:
+    load_exported(sys.argv[1], "torchscript")
+    out["torchscript"] = "loaded"
+except ImportError:
+    out["torchscript"] = "blocked"
+out["torch_loaded"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def test_onnx_runtime_runs_without_torch(tone, tmp_path):
+    x, _ = tone_audio(["HIGH", "LOW"])
+    np.save(tmp_path / "x.npy", x)
+    res = subprocess.run([sys.executable, "-c", _NO_TORCH, str(tone / "export"),
+                          str(tmp_path / "x.npy")], capture_output=True, text=True, timeout=60,
+                         cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {"onnx": ["HIGH", "LOW"], "int8": ["HIGH", "LOW"], "torchscript": "blocked",
+                   "torch_loaded": False}
+
+
+def test_empty_and_short_audio(tone):
+    em = load_exported(tone / "export", "onnx")
+    for n in (0, 50):  # shorter than one 25 ms frame at 8 kHz
+        hyp = em.transcribe(np.zeros(n, np.float32), SR)
+        assert hyp.words == [] and hyp.num_frames == 0
+
+
+def test_load_errors(tone, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_exported(tmp_path / "nothing", "onnx")
+    with pytest.raises(DataError, match="unknown export format"):
+        load_exported(tone / "export", "tflite")
+    bare = onnx.load(str(tone / "export" / "model.onnx"))
+    md_keys = [p.key for p in bare.metadata_props]
+    del bare.metadata_props[:]
+    (tmp_path / "bad").mkdir()
+    onnx.save(bare, str(tmp_path / "bad" / "model.onnx"))
+    with pytest.raises(DataError, match="not an acoustic_kd export"):
+        load_exported(tmp_path / "bad", "onnx")
+    assert md_keys == list(md.KEYS)

@@ -1,0 +1,118 @@
+"""`acoustic-kd export` and `acoustic-kd transcribe` end to end on the tone model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_export_helpers import SR, make_graph, make_hmm, tone_audio, tone_checkpoint
+
+from acoustic_kd.audio import resample
+from acoustic_kd.cli import main
+from acoustic_kd.export import load_exported
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    tone_checkpoint(d / "final.pt")
+    make_graph(d / "graph", make_hmm(d / "final.hmm.json", 1))
+    (d / "tune.json").write_text(json.dumps({"acwt": 0.8, "word_penalty": 0.5, "dev_wer": 1.0}))
+    rc = main(["export", "--checkpoint", str(d / "final.pt"), "--graph", str(d / "graph"),
+               "--out", str(d / "export"), "--acwt", str(d / "tune.json"), "--beam", "12"])
+    assert rc == 0
+    return d
+
+
+def test_export_command_reads_tuning_and_skips_when_done(exported, capsys):
+    meta = load_exported(exported / "export", "onnx").meta
+    assert meta["decoding"]["acwt"] == 0.8 and meta["decoding"]["word_penalty"] == 0.5
+    assert meta["decoding"]["beam"] == 12.0
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(exported / "final.pt"), "--graph",
+                 str(exported / "graph"), "--out", str(exported / "export")]) == 0
+    assert "already exported" in capsys.readouterr().out
+
+
+def test_export_command_errors(exported, tmp_path, capsys):
+    rc = main(["export", "--checkpoint", str(exported / "final.pt"), "--graph",
+               str(exported / "graph"), "--out", str(tmp_path / "x"), "--acwt", "nope"])
+    assert rc == 1 and "neither a number nor a file" in capsys.readouterr().err
+    rc = main(["export", "--checkpoint", str(tmp_path / "missing.pt"), "--graph",
+               str(exported / "graph"), "--out", str(tmp_path / "x")])
+    assert rc == 1 and "checkpoint not found" in capsys.readouterr().err
+
+
+def test_transcribe_files_and_wav_scp(exported, tmp_path, capsys):
+    x, truth = tone_audio(["HIGH", "LOW", "HIGH"])
+    sf.write(tmp_path / "a.wav", x, SR, subtype="PCM_16")
+    sf.write(tmp_path / "b16k.wav", resample(x, SR, 16000), 16000, subtype="PCM_16")
+    (tmp_path / "wav.scp").write_text(f"utt1 {tmp_path / 'a.wav'}\nutt2 b16k.wav\n")
+    capsys.readouterr()
+    assert main(["transcribe", "--model", str(exported / "export"), str(tmp_path / "a.wav"),
+                 "--wav-scp", str(tmp_path / "wav.scp"), "--corpus-root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "a HIGH LOW HIGH", "utt1 HIGH LOW HIGH", "utt2 HIGH LOW HIGH"]
+    for fmt in ("int8", "torchscript"):
+        assert main(["transcribe", "--model", str(exported / "export"), "--format", fmt, "--json",
+                     str(tmp_path / "b16k.wav")]) == 0
+        rec = json.loads(capsys.readouterr().out)
+        assert rec["utt"] == "b16k" and rec["text"] == "HIGH LOW HIGH"
+        for w, (word, start, end) in zip(rec["words"], truth):
+            assert w["word"] == word and abs(w["start"] - start) < 0.05 and abs(w["end"] - end) < 0.05
+
+
+def test_transcribe_needs_input(exported, capsys):
+    assert main(["transcribe", "--model", str(exported / "export")]) == 1
+    assert "give audio files" in capsys.readouterr().err
+
+
+def _data_dir(d, utts: dict[str, list[str]]) -> None:
+    """A Kaldi data dir of tone utterances with fbank features (no CMVN stats file)."""
+    from acoustic_kd.features import FbankConfig, compute_fbank
+    from acoustic_kd.features_io import ArkWriter
+    from acoustic_kd.utils import write_table
+
+    d.mkdir()
+    cfg = FbankConfig(sample_rate=SR)
+    with ArkWriter(d / "feats.ark") as ark:
+        for i, (utt, words) in enumerate(utts.items()):
+            x, _ = tone_audio(words, seed=i)
+            sf.write(d / f"{utt}.wav", x, SR, subtype="PCM_16")
+            ark.write(utt, compute_fbank(x, SR, cfg))
+    write_table(d / "feats.scp", ark.entries)
+    write_table(d / "wav.scp", {u: str(d / f"{u}.wav") for u in utts})
+    write_table(d / "text", {u: " ".join(w) for u, w in utts.items()})
+    write_table(d / "utt2spk", {u: "spk1" for u in utts})
+    write_table(d / "spk2utt", {"spk1": " ".join(sorted(utts))})
+    (d / "fbank.json").write_text(json.dumps(cfg.to_dict()))
+
+
+def test_transcribe_data_dir_and_export_with_global_cmvn(exported, tmp_path, capsys):
+    from acoustic_kd.cmvn import compute_cmvn_stats
+    from acoustic_kd.features import FeatureSet
+    from test_export_helpers import random_checkpoint
+
+    utts = {"u1": ["LOW", "HIGH"], "u2": ["HIGH"]}
+    _data_dir(tmp_path / "data", utts)
+    capsys.readouterr()
+    assert main(["transcribe", "--model", str(exported / "export"), "--data",
+                 str(tmp_path / "data")]) == 0
+    assert capsys.readouterr().out.splitlines() == ["u1 LOW HIGH", "u2 HIGH"]
+    # a model trained with CMVN gets the data dir's global stats baked in
+    hmm = make_hmm(tmp_path / "final.hmm.json", 3)
+    make_graph(tmp_path / "graph", hmm)
+    random_checkpoint(tmp_path / "final.pt", "mlp", hmm.num_pdfs)
+    args = ["export", "--checkpoint", str(tmp_path / "final.pt"), "--graph", str(tmp_path / "graph"),
+            "--out", str(tmp_path / "export")]
+    assert main(args) == 1 and "--data" in capsys.readouterr().err   # no stats anywhere
+    assert main(args + ["--data", str(tmp_path / "data")]) == 0
+    fs = FeatureSet(tmp_path / "data", cmvn="none")
+    want = compute_cmvn_stats([fs[u] for u in fs.utts])
+    meta = load_exported(tmp_path / "export", "int8").meta
+    np.testing.assert_allclose(meta["cmvn"]["stats"], want)
+    assert meta["provenance"]["cmvn_data"] == str(tmp_path / "data")
+    summary = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert summary["max_abs_diff_log_prob"]["onnx"] <= 1e-4

@@ -1,0 +1,85 @@
+"""Scoring reference values: edit distance, Kaldi WER/SER lines, PARTIAL, errs.txt, frame accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acoustic_kd.cli import main
+from acoustic_kd.decode.score import align_words, edit_counts, format_errs, frame_accuracy, score, wer
+from acoustic_kd.errors import DataError
+
+
+@pytest.mark.parametrize("ref,hyp,counts", [
+    ("a b c", "a b c", dict(cor=3, sub=0, ins=0, dele=0)),
+    ("a b c", "a x c", dict(cor=2, sub=1, ins=0, dele=0)),
+    ("", "a b", dict(cor=0, sub=0, ins=2, dele=0)),
+    ("a b", "", dict(cor=0, sub=0, ins=0, dele=2)),
+    ("", "", dict(cor=0, sub=0, ins=0, dele=0)),
+    ("a b c d", "b c d e", dict(cor=3, sub=0, ins=1, dele=1)),
+    ("a b", "x a b y z", dict(cor=2, sub=0, ins=3, dele=0)),
+    ("a b c", "c", dict(cor=1, sub=0, ins=0, dele=2)),
+])
+def test_edit_counts_reference_values(ref, hyp, counts):
+    c = edit_counts(ref.split(), hyp.split())
+    assert c == {"cor": counts["cor"], "sub": counts["sub"], "ins": counts["ins"], "del": counts["dele"]}
+
+
+def test_alignment_pairs_words():
+    assert align_words(["a", "b", "c"], ["a", "c", "c", "d"]) == [
+        ("a", "a", "C"), ("b", "c", "S"), ("c", "c", "C"), ("***", "d", "I")]
+    # equal-cost alternatives (2 sub vs 1 del + 1 ins) resolve to substitutions
+    assert [op for _, _, op in align_words(["a", "b", "c"], ["a", "c", "d"])] == ["C", "S", "S"]
+
+
+def test_kaldi_format_lines():
+    refs = {"u1": "a b c d".split(), "u2": "e f".split(), "u3": "g".split()}
+    hyps = {"u1": "a x c".split(), "u2": "e f z".split(), "u3": ["g"]}
+    res, _ = score(refs, hyps)
+    assert (res.ins, res.dels, res.subs, res.ref_words) == (1, 1, 1, 7)
+    lines = res.kaldi_lines().splitlines()
+    assert lines[0] == "%WER 42.86 [ 3 / 7, 1 ins, 1 del, 1 sub ]"
+    assert lines[1] == "%SER 66.67 [ 2 / 3 ]"
+
+
+def test_partial_scores_missing_as_deletions():
+    res, _ = score({"u1": ["a", "b"], "u2": ["c", "d", "e"]}, {"u1": ["a", "b"]})
+    assert res.missing == ["u2"]
+    assert res.kaldi_lines().splitlines()[0] == "%WER 60.00 [ 3 / 5, 0 ins, 3 del, 0 sub ] [PARTIAL]"
+    assert "1 not present in hyp" in res.kaldi_lines()
+
+
+def test_hyp_without_ref_is_an_error():
+    with pytest.raises(DataError, match="no reference"):
+        score({"u1": ["a"]}, {"u1": ["a"], "u9": ["b"]})
+
+
+def test_empty_reference_corpus():
+    assert wer([[]], [[]])["wer"] == 0.0
+    assert wer([[]], [["a"]])["wer"] == float("inf")
+    assert wer([["a", "b"]], [[]])["wer"] == 100.0
+
+
+def test_errs_file_layout():
+    _, aligned = score({"u1": ["seven", "no"]}, {"u1": ["yes", "no", "oh"]})
+    assert format_errs(aligned).splitlines() == [
+        "u1 ref  seven no ***", "u1 hyp  yes   no oh", "u1 op   S     C  I", "u1 #csid 1 1 1 0"]
+
+
+def test_frame_accuracy_from_posteriors_or_ids():
+    alis = {"a": np.array([0, 1, 1]), "b": np.array([2, 2]), "c": np.array([0])}
+    post = {"a": np.log(np.array([[.9, .1, 0], [.2, .8, 0], [.6, .4, 0]]) + 1e-9), "b": np.array([2, 0])}
+    fa = frame_accuracy(post, alis)
+    assert fa["acc"] == pytest.approx(3 / 5)
+    assert (fa["frames"], fa["utts"], fa["missing"]) == (5, 2, 1)
+
+
+def test_score_cli(tmp_path, capsys):
+    (tmp_path / "ref").write_text("u1 a b c\nu2 d\nu3\n")
+    (tmp_path / "hyp").write_text("u1 a c\nu3 x\n")
+    assert main(["score", "--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("%WER 75.00 [ 3 / 4, 1 ins, 2 del, 0 sub ] [PARTIAL]")
+    assert (tmp_path / "wer").read_text() == out
+    assert "u2 ref  d" in (tmp_path / "errs.txt").read_text()
+    assert (tmp_path / "missing.txt").read_text() == "u2\n"
