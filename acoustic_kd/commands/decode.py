@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output dir (e.g. exp/decode/NAME_test)")
     p.add_argument("--ali", help="alignment dir of --data, for frame accuracy")
     p.add_argument("--tune-on-dev", metavar="DIR", help="dev data dir to tune acwt/word penalty on")
+    p.add_argument("--tuned", metavar="TUNE_JSON",
+                   help="take acwt and word penalty from a tune.json written by a --tune-on-dev run "
+                        "(e.g. to decode the dev set itself with the values tuned on it)")
     p.add_argument("--dev-logpost-scp", help="dev log-posteriors scp (with --logpost-scp)")
     p.add_argument("--config", help="recipe YAML (sections 'decode' and 'tune')")
     p.add_argument("--force", action="store_true", help="redo a finished decode")
@@ -101,6 +104,15 @@ def run(args: argparse.Namespace) -> int:
     tcfg = load_config(TuneConfig, args.config, "tune", overrides_from_args(args, TuneConfig))
     if args.tune_on_dev and (args.acwt is not None or args.word_penalty is not None):
         raise ConfigError("give either --acwt/--word-penalty or --tune-on-dev, not both")
+    if args.tuned:
+        if args.tune_on_dev or args.acwt is not None or args.word_penalty is not None:
+            raise ConfigError("give --tuned alone, without --tune-on-dev/--acwt/--word-penalty")
+        tuned_path = Path(args.tuned)
+        if not tuned_path.exists():
+            raise ConfigError(f"{tuned_path}: no tune.json there; run the decode with --tune-on-dev first")
+        import json
+        t = json.loads(tuned_path.read_text())
+        cfg = dataclasses.replace(cfg, acwt=float(t["acwt"]), word_penalty=float(t["word_penalty"]))
     if args.tune_on_dev and Path(args.tune_on_dev).resolve() == Path(args.data).resolve():
         raise ConfigError("--tune-on-dev must name a dev set, not the set being decoded")
     graph = Graph.load(args.graph)
@@ -108,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     log_priors = log_priors_from(args, meta)
     extra: dict = {"models": args.model, "combine": args.combine if len(args.model) > 1 else None,
                    "data": str(args.data), "priors": args.priors}
+    if args.tuned:
+        extra["tuned_from"] = str(args.tuned)
     if args.tune_on_dev:
         if args.logpost_scp and not args.dev_logpost_scp:
             raise ConfigError("with --logpost-scp, --tune-on-dev needs --dev-logpost-scp")

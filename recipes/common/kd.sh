@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Shared stages of every acoustic_kd recipe (ESPnet-TEMPLATE style). A corpus recipe's run.sh sets
+# its corpus variables, prepares data/{train,dev,test} + data/local/lexicon.txt (stage 0), then
+# sources this file. Every stage is one `acoustic-kd <command>` call per model or data set; each
+# command skips work already marked done, so re-running a killed recipe simply resumes.
+#
+#   1 lang        data/lang: phones, lexicon, HMM topology, G.arpa
+#   2 features    data/<set>/feats.scp, cmvn.scp (per speaker), utt2num_frames
+#   3 align       exp/mono, exp/tri (GMM-HMM) + exp/tri/ali_{train,dev,test}
+#   4 ensemble    exp/members/m1..mK on hard targets (different seeds) + evaluation
+#   5 soft        exp/ensemble/soft: top-k soft targets at temperature T (cached teacher)
+#   6 distill     exp/student_kd: student trained on the ensemble's soft targets
+#   7 baseline    exp/student_hard: the same student on hard targets only (the control)
+#   8 decode      exp/tri/graph + exp/decode/<system>_{dev,test}: WER and frame accuracy
+#   9 export      exp/export: TorchScript / ONNX / int8; transcribe the test set with int8
+#  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
+#
+# Variables a run.sh may set before sourcing (defaults below):
+#   stage stop_stage nj config student_config num_members distill_mode members_nj
+
+set -euo pipefail
+
+: "${stage:=1}" "${stop_stage:=10}" "${nj:=2}" "${members_nj:=1}" "${num_members:=5}"
+: "${config:=conf/default.yaml}" "${student_config:=conf/student.yaml}"
+: "${distill_mode:=online}"      # online (teacher runs on the augmented batch) | cached (stage 5)
+: "${data:=data}" "${exp:=exp}"
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+sets="train dev test"
+members=$(for i in $(seq 1 "$num_members"); do echo "$exp/members/m$i/final.pt"; done)
+
+if run_stage 1; then
+  log "Stage 1: lang"
+  acoustic-kd lang --data "$data/train" --lexicon "$data/local/lexicon.txt" --out "$data/lang" \
+    --config "$config"
+fi
+
+if run_stage 2; then
+  log "Stage 2: features"
+  for s in $sets; do
+    acoustic-kd features --data "$data/$s" --config "$config" --nj "$nj"
+  done
+fi
+
+if run_stage 3; then
+  log "Stage 3: GMM-HMM alignment (monophone -> triphone)"
+  acoustic-kd align --data "$data/train" --lang "$data/lang" --exp "$exp" --config "$config" \
+    --align-sets "$data/dev" "$data/test"
+fi
+
+ali_args="--train-data $data/train --train-ali $exp/tri/ali_train --dev-data $data/dev --dev-ali $exp/tri/ali_dev"
+
+if run_stage 4; then
+  log "Stage 4: ensemble of $num_members members"
+  acoustic-kd ensemble --num-members "$num_members" --nj "$members_nj" --out "$exp/members" \
+    --config "$config" $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test"
+fi
+
+if run_stage 5 && [ "$distill_mode" = cached ]; then
+  log "Stage 5: soft targets"
+  acoustic-kd soft-targets --members $members --data "$data/train" --out "$exp/ensemble/soft" \
+    --config "$student_config"
+fi
+
+if run_stage 6; then
+  log "Stage 6: distill student ($distill_mode teacher)"
+  if [ "$distill_mode" = cached ]; then teacher="--soft $exp/ensemble/soft"; else teacher="--online --members $members"; fi
+  acoustic-kd distill $teacher $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
+    --student-config "$student_config" --out "$exp/student_kd"
+fi
+
+if run_stage 7; then
+  log "Stage 7: hard-target control (same student, same budget, alpha=1)"
+  acoustic-kd distill --alpha 1 $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
+    --student-config "$student_config" --out "$exp/student_hard"
+fi
+
+if run_stage 8; then
+  log "Stage 8: graph, decoding and scoring"
+  acoustic-kd mkgraph --lang "$data/lang" --model "$exp/tri/final.hmm.json" --out "$exp/tri/graph" \
+    --config "$config"
+  decode() {  # decode <system name> <checkpoint>...
+    local name=$1; shift
+    local models=""; for m in "$@"; do models="$models --model $m"; done
+    # acoustic scale and word penalty are tuned on dev, then applied to test (never tuned on test)
+    acoustic-kd decode --graph "$exp/tri/graph" --data "$data/test" $models --config "$config" \
+      --ali "$exp/tri/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$data/dev"
+    acoustic-kd decode --graph "$exp/tri/graph" --data "$data/dev" $models --config "$config" \
+      --ali "$exp/tri/ali_dev" --out "$exp/decode/${name}_dev" --tuned "$exp/decode/${name}_test/tune.json"
+  }
+  decode student_hard "$exp/student_hard/final.pt"
+  for i in $(seq 1 "$num_members"); do decode "m$i" "$exp/members/m$i/final.pt"; done
+  decode ensemble $members
+  decode student_kd "$exp/student_kd/final.pt"
+fi
+
+if run_stage 9; then
+  log "Stage 9: export the distilled student; transcribe the test set with the int8 model"
+  acoustic-kd export --checkpoint "$exp/student_kd/final.pt" --graph "$exp/tri/graph" \
+    --data "$data/train" --out "$exp/export" --acwt "$exp/decode/student_kd_test/tune.json"
+  mkdir -p "$exp/decode/export_int8_test"
+  acoustic-kd transcribe --model "$exp/export" --format int8 --data "$data/test" \
+    > "$exp/decode/export_int8_test/hyp.txt"
+  acoustic-kd score --ref "$data/test/text" --hyp "$exp/decode/export_int8_test/hyp.txt" \
+    --out "$exp/decode/export_int8_test"
+fi
+
+if run_stage 10; then
+  log "Stage 10: report"
+  acoustic-kd report --exp "$exp" --num-members "$num_members" --title "${recipe_title:-acoustic_kd results}"
+fi

@@ -1,0 +1,18 @@
+# Parse `--name value` options into shell variables of the same name (dashes -> underscores).
+# Only variables already defined by the caller are accepted, so typos fail loudly.
+# `--help` prints the caller's header comment (its lines starting with '#', up to the first blank).
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help|-h)
+      sed -n '2,/^$/p' "$(basename "$0")" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
+    --*) name="$1"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+         value="$2"; shift 2 ;;
+    *) echo "$0: unexpected argument '$1' (options are --name value; see --help)" >&2; exit 1 ;;
+  esac
+  name="${name#--}"; name="${name//-/_}"
+  if [ -z "${!name+set}" ]; then
+    echo "$0: unknown option --${name//_/-} (see --help)" >&2; exit 1
+  fi
+  printf -v "$name" '%s' "$value"
+done

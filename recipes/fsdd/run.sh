@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# fsdd: Free Spoken Digit Dataset (6 speakers, 3000 isolated digits, 8 kHz; CC BY-SA 4.0,
+# Zohar Jackson et al., github.com/Jakobovski/free-spoken-digit-dataset). Official split: take
+# indices 0-4 = test; 5-9 = dev; 10-49 = train. Then the shared distillation stages.
+#
+# Usage: ./run.sh [--src DIR] [--stage N] [--stop-stage M] [--nj J] [--config conf/fsdd.yaml] [--seed S]
+#   --src: the corpus download (a directory holding recordings/); default ../../../shared/corpora/fsdd
+#   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
+
+cd "$(dirname "$0")"
+stage=0; stop_stage=10; nj=2; members_nj=1; num_members=5; seed=1
+src=../../../shared/corpora/fsdd
+config=conf/fsdd.yaml; student_config=conf/student.yaml; distill_mode=online
+data=data; exp=exp
+. ../common/parse_options.sh "$@"
+set -euo pipefail
+recipe_title="fsdd (seed $seed)"
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  echo "$(date '+%F %T') Stage 0: prepare FSDD from $src"
+  acoustic-kd prepare fsdd --src "$src" --out "$data"
+fi
+stage=$(( stage > 1 ? stage : 1 ))
+. ../common/kd.sh
