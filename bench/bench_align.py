@@ -63,7 +63,8 @@ def main() -> None:
     lang = load_lang(args.lang)
     # the features must be made as in training (cepstra count, variance normalisation)
     trained = json.loads((Path(args.exp) / args.stage[0] / "info.json").read_text())["config"]["align"]
-    feats, texts = load_set(args.data, trained["num_ceps"], trained.get("norm_vars", False))
+    feats, texts = load_set(args.data, trained["num_ceps"], trained.get("norm_vars", False),
+                            trained.get("cmvn", "speaker"))
     frame_shift = 0.01
     refs_path = Path(args.data) / "word_times.txt"
     refs = read_word_times(refs_path) if refs_path.exists() else None
@@ -88,10 +89,10 @@ def main() -> None:
               f"(speed-up {audio / secs / (ref_audio / ref_secs):.1f}x); "
               f"avg loglike/frame {res.avg_loglike:.3f}")
         if refs:
-            for offset in (0.0, 0.0075):
+            for tol, offset in ((args.tol, 0.0), (args.tol, 0.0075), (0.05, 0.0)):
                 agree = word_boundary_agreement(res.pdfs(), hmm, lang, texts, refs, frame_shift,
-                                                args.tol, offset)
-                print(f"{stage}: word boundaries within {args.tol * 1000:.0f} ms (offset "
+                                                tol, offset)
+                print(f"{stage}: word boundaries within {tol * 1000:.0f} ms (offset "
                       f"{offset * 1000:.1f} ms): {100 * agree['agreement']:.1f}% of "
                       f"{agree['boundaries']} ({agree['utts']} utts, {agree['skipped']} skipped)")
             phone_path = Path(args.data) / "phone_times.txt"

@@ -149,6 +149,19 @@ def _shortest(g: UttGraph) -> tuple[int, np.ndarray]:
 def equal_alignment(g: UttGraph, num_frames: int) -> np.ndarray | None:
     """Flat-start path: first pronunciations, silence at the edges if the frames allow, frames split
     evenly over the states -> graph state per frame int64 [T], or None when T is too short."""
+    words, sils = first_pron_chains(g)
+    core = [s for ids in words for s in ids]
+    path = core
+    if len(sils) >= 2 and num_frames >= len(core) + len(sils[0]) + len(sils[-1]):
+        path = sils[0] + core + sils[-1]
+    if num_frames < len(path):
+        return None
+    return spread(path, num_frames)
+
+
+def first_pron_chains(g: UttGraph) -> tuple[list[list[int]], list[list[int]]]:
+    """State ids of each word's first pronunciation (in order) and of each optional silence
+    (before word 0, ..., after the last word); an empty transcript is its one silence as a word."""
     first = {}
     for w, a, ids in g.segments:
         if w >= 0 and a == 0:
@@ -157,11 +170,12 @@ def equal_alignment(g: UttGraph, num_frames: int) -> np.ndarray | None:
     sils = [ids for w, _, ids in g.segments if w < 0]
     if not words:  # empty transcript: the single silence chain
         words, sils = sils[:1], []
-    core = [s for ids in words for s in ids]
-    path = core
-    if len(sils) >= 2 and num_frames >= len(core) + len(sils[0]) + len(sils[-1]):
-        path = sils[0] + core + sils[-1]
-    if num_frames < len(path):
-        return None
-    seg = np.floor(np.arange(num_frames) * len(path) / num_frames).astype(np.int64)
-    return np.asarray(path, dtype=np.int64)[seg]
+    return words, sils
+
+
+def spread(states: list[int], frames: int) -> np.ndarray:
+    """`frames` frames split evenly over `states` in order (frames >= len(states)) -> int64 [frames]."""
+    if frames <= 0:
+        return np.zeros(0, dtype=np.int64)
+    seg = np.floor(np.arange(frames) * len(states) / frames).astype(np.int64)
+    return np.asarray(states, dtype=np.int64)[seg]

@@ -33,15 +33,21 @@ from .train import AlignConfig, train_mono, train_tri
 log = get_logger(__name__)
 
 
-def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False
+def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False, cmvn: str = "speaker"
              ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """GMM features (utt -> [T, 39]) and transcripts of a data dir with computed fbank features."""
+    """GMM features (utt -> [T, 39]) and transcripts of a data dir with computed fbank features.
+
+    cmvn: "speaker" (per utt2spk speaker) or "utterance" normalisation of the cepstra."""
     from ..features import FeatureSet
 
     data_dir = Path(data_dir)
-    fs = FeatureSet(data_dir, cmvn="none")  # CMN is applied to the cepstra, per speaker
+    if cmvn not in ("speaker", "utterance"):
+        raise DataError(None, f"unknown GMM cmvn mode {cmvn!r}", "use 'speaker' or 'utterance'")
+    fs = FeatureSet(data_dir, cmvn="none")  # CMVN is applied to the cepstra
     u2s_path = data_dir / "utt2spk"
-    utt2spk = {k: v for k, v, _ in read_table(u2s_path)} if u2s_path.exists() else None
+    utt2spk = None
+    if cmvn == "speaker" and u2s_path.exists():
+        utt2spk = {k: v for k, v, _ in read_table(u2s_path)}
     feats = gmm_features(fs, fs.utts, utt2spk, num_ceps, norm_vars=norm_vars)
     texts = {k: v for k, v, _ in read_table(data_dir / "text", min_fields=1)}
     return feats, texts
@@ -112,7 +118,7 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
         raise DataError(None, f"unknown stage {stage!r}", "use --stage mono or --stage tri")
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     lang = load_lang(lang_dir)
-    feats, texts = load_set(data_dir, cfg.num_ceps, cfg.norm_vars)
+    feats, texts = load_set(data_dir, cfg.num_ceps, cfg.norm_vars, cfg.cmvn)
     set_name = data_dir.name
     extra = [Path(s) for s in align_sets]
     out: dict = {}
@@ -156,7 +162,7 @@ def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[d
                "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
     summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")
     for s in extra:
-        f, t = load_set(s, cfg.num_ceps, cfg.norm_vars)
+        f, t = load_set(s, cfg.num_ceps, cfg.norm_vars, cfg.cmvn)
         _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
                                                 label=f"{d.name} {s.name}")
     atomic_write_json(d / "summary.json", summary)

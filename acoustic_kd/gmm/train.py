@@ -22,6 +22,7 @@ from ..lang import Lang
 from ..utils import get_logger
 from .align import AlignResult, align, compile_graphs
 from .diag_gmm import DiagGmm, single_thread
+from .flatstart import loud_frames, vad_alignment
 from .graph import UttGraph, equal_alignment
 from .tree import TreeConfig, build_trees, context_stats
 
@@ -34,7 +35,15 @@ class AlignConfig:
 
     num_ceps: int = field(default=13, metadata={"help": "cepstra of the GMM features (+ deltas)"})
     norm_vars: bool = field(default=True, metadata={
-        "help": "also normalise cepstral variances per speaker (helps in noise)"})
+        "help": "also normalise cepstral variances (helps in noise)"})
+    cmvn: str = field(default="utterance", metadata={
+        "help": "cepstral mean/variance normalisation unit: 'utterance' (noise differs per "
+                "utterance) or 'speaker' (utt2spk)"})
+    flat_start_vad: bool = field(default=True, metadata={
+        "help": "flat start from frame energy (c0): quiet edges and pauses start as silence "
+                "(see gmm/flatstart.py) instead of all frames being split evenly"})
+    flat_start_min_pause: int = field(default=20, metadata={
+        "help": "shortest quiet run (frames) inside an utterance that the flat start makes a pause"})
     mono_iters: int = field(default=25, metadata={"help": "monophone EM iterations"})
     mono_gauss: int = field(default=600, metadata={"help": "target total monophone Gaussians"})
     mono_subset: int = field(default=0, metadata={
@@ -154,7 +163,11 @@ def train_mono(feats: Mapping[str, np.ndarray], texts: Mapping[str, str], lang: 
     graphs, failed = compile_graphs(hmm, lang, texts, utts)
     res = AlignResult(graphs=graphs, failed=dict(failed))
     for u, g in graphs.items():
-        path = equal_alignment(g, len(feats[u]))
+        if cfg.flat_start_vad:  # c0 of the GMM features: an affine function of log energy
+            path = vad_alignment(g, len(feats[u]), loud_frames(feats[u][:, 0]),
+                                 cfg.flat_start_min_pause)
+        else:
+            path = equal_alignment(g, len(feats[u]))
         if path is None:
             res.failed[u] = f"too_short({len(feats[u])}<{g.min_frames})"
         else:
