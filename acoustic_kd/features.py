@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import shlex
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -54,7 +55,8 @@ class FbankConfig:
     frame_length_ms: float = field(default=25.0, metadata={"help": "analysis window length in ms"})
     frame_shift_ms: float = field(default=10.0, metadata={"help": "hop between frames in ms"})
     dither: float = field(default=0.0, metadata={
-        "help": "Gaussian dither std on the int16 sample scale (0 = deterministic; Kaldi uses 1)"})
+        "help": "Gaussian dither std on the int16 sample scale (Kaldi uses 1; recipes use 1). The "
+                "noise is seeded by the signal itself, so features stay deterministic"})
     window_type: str = field(default="povey", metadata={
         "help": "povey | hamming | hanning | rectangular | sine | blackman"})
     preemph_coeff: float = field(default=0.97, metadata={"help": "pre-emphasis coefficient"})
@@ -147,7 +149,7 @@ def _knf_options(values: tuple) -> knf.FbankOptions:
     fo.samp_freq = float(cfg.sample_rate)
     fo.frame_length_ms = cfg.frame_length_ms
     fo.frame_shift_ms = cfg.frame_shift_ms
-    fo.dither = cfg.dither
+    fo.dither = 0.0  # dither is added by compute_fbank, deterministically
     fo.window_type = cfg.window_type
     fo.preemph_coeff = cfg.preemph_coeff
     fo.remove_dc_offset = cfg.remove_dc_offset
@@ -158,6 +160,17 @@ def _knf_options(values: tuple) -> knf.FbankOptions:
     o.use_energy = cfg.use_energy
     o.energy_floor = cfg.energy_floor
     return o
+
+
+def dither(x: np.ndarray, amount: float) -> np.ndarray:
+    """Add Gaussian noise of std `amount` to int16-scale samples [N], seeded by the samples' bytes.
+
+    Why: digital silence (exact zeros) gives log-mel values far below any real recording, which
+    throws off CMVN, the GMMs and the DNNs; Kaldi dithers by default for this reason. Seeding from
+    the signal keeps features reproducible: the same audio always gets the same noise.
+    """
+    rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(x).tobytes()))
+    return (x + amount * rng.standard_normal(x.shape[0], dtype=np.float32)).astype(np.float32)
 
 
 def compute_fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig) -> np.ndarray:
@@ -172,8 +185,11 @@ def compute_fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig) -> np
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"compute_fbank expects mono samples [N], got shape {x.shape}")
+    x = x * np.float32(INT16_SCALE)
+    if cfg.dither > 0:
+        x = dither(x, cfg.dither)
     fb = knf.OnlineFbank(cfg.knf_options())
-    fb.accept_waveform(float(sample_rate), (x * INT16_SCALE).tolist())
+    fb.accept_waveform(float(sample_rate), x.tolist())
     fb.input_finished()
     n = fb.num_frames_ready
     if n == 0:

@@ -300,3 +300,18 @@ def test_write_failure_names_the_path(tmp_path, rng, monkeypatch):
     with pytest.raises(DataError, match="raw_fbank_train.1.ark: cannot write features: No space left"):
         make_features(d, FbankConfig(sample_rate=SR))
     assert not (d / "feats.scp").exists() and not list((d / "data").glob(".*tmp*"))
+
+
+def test_dither_is_deterministic_and_lifts_digital_silence():
+    """Exact zeros get Kaldi-style dither, seeded by the signal: same audio -> same features."""
+    rng = np.random.default_rng(3)
+    speech = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+    x = np.concatenate([np.zeros(4000, np.float32), speech])
+    cfg = FbankConfig(sample_rate=8000, dither=1.0)
+    a, b = compute_fbank(x, 8000, cfg), compute_fbank(x, 8000, cfg)
+    assert np.array_equal(a, b)
+    plain = compute_fbank(x, 8000, FbankConfig(sample_rate=8000))
+    silent = slice(0, 40)  # frames inside the zero run
+    assert plain[silent].max() < -10          # log(FLT_EPSILON)-like floor without dither
+    assert a[silent].min() > plain[silent].max() + 5
+    assert np.abs(a[-20:] - plain[-20:]).max() < 0.05  # dither is negligible on real signal

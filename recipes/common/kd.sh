@@ -16,14 +16,14 @@
 #  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
 #
 # Variables a run.sh may set before sourcing (defaults below):
-#   stage stop_stage nj config student_config num_members distill_mode members_nj
+#   stage stop_stage nj config student_config num_members distill_mode members_nj train_seed
 
 set -euo pipefail
 
 : "${stage:=1}" "${stop_stage:=10}" "${nj:=2}" "${members_nj:=1}" "${num_members:=5}"
 : "${config:=conf/default.yaml}" "${student_config:=conf/student.yaml}"
 : "${distill_mode:=online}"      # online (teacher runs on the augmented batch) | cached (stage 5)
-: "${data:=data}" "${exp:=exp}"
+: "${data:=data}" "${exp:=exp}" "${train_seed:=1}"
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -55,7 +55,8 @@ ali_args="--train-data $data/train --train-ali $exp/tri/ali_train --dev-data $da
 if run_stage 4; then
   log "Stage 4: ensemble of $num_members members"
   acoustic-kd ensemble --num-members "$num_members" --nj "$members_nj" --out "$exp/members" \
-    --config "$config" $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test"
+    --config "$config" $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
+    --seed "$train_seed"
 fi
 
 if run_stage 5 && [ "$distill_mode" = cached ]; then
@@ -68,13 +69,13 @@ if run_stage 6; then
   log "Stage 6: distill student ($distill_mode teacher)"
   if [ "$distill_mode" = cached ]; then teacher="--soft $exp/ensemble/soft"; else teacher="--online --members $members"; fi
   acoustic-kd distill $teacher $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
-    --student-config "$student_config" --out "$exp/student_kd"
+    --student-config "$student_config" --seed "$train_seed" --out "$exp/student_kd"
 fi
 
 if run_stage 7; then
   log "Stage 7: hard-target control (same student, same budget, alpha=1)"
   acoustic-kd distill --alpha 1 $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
-    --student-config "$student_config" --out "$exp/student_hard"
+    --student-config "$student_config" --seed "$train_seed" --out "$exp/student_hard"
 fi
 
 if run_stage 8; then

@@ -3,18 +3,18 @@
 # Zohar Jackson et al., github.com/Jakobovski/free-spoken-digit-dataset). Official split: take
 # indices 0-4 = test; 5-9 = dev; 10-49 = train. Then the shared distillation stages.
 #
-# Usage: ./run.sh [--src DIR] [--stage N] [--stop-stage M] [--nj J] [--config conf/fsdd.yaml] [--seed S]
+# Usage: ./run.sh [--src DIR] [--stage N] [--stop-stage M] [--nj J] [--config conf/fsdd.yaml] [--train-seed S]
 #   --src: the corpus download (a directory holding recordings/); default ../../../shared/corpora/fsdd
 #   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 
 cd "$(dirname "$0")"
-stage=0; stop_stage=10; nj=2; members_nj=1; num_members=5; seed=1
+stage=0; stop_stage=10; nj=2; members_nj=1; num_members=5; train_seed=1
 src=../../../shared/corpora/fsdd
 config=conf/fsdd.yaml; student_config=conf/student.yaml; distill_mode=online
 data=data; exp=exp
 . ../common/parse_options.sh "$@"
 set -euo pipefail
-recipe_title="fsdd (seed $seed)"
+recipe_title="fsdd (training seed $train_seed)"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "$(date '+%F %T') Stage 0: prepare FSDD from $src"

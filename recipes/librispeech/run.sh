@@ -6,19 +6,19 @@
 # Then the shared distillation stages.
 #
 # Usage: ./run.sh --src DIR [--train-sets "S ..."] [--dev-sets "S ..."] [--test-sets "S ..."]
-#                 [--stage N] [--stop-stage M] [--nj J] [--config conf/librispeech.yaml] [--seed S]
+#                 [--stage N] [--stop-stage M] [--nj J] [--config conf/librispeech.yaml] [--train-seed S]
 #   --src: directory holding the set folders (or LibriSpeech/ as unpacked); required for stages -1, 0
 #   stage -1 (only when asked: --stage -1) downloads and unpacks the missing sets into --src;
 #   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 
 cd "$(dirname "$0")"
-stage=0; stop_stage=10; nj=2; members_nj=1; num_members=5; seed=1
+stage=0; stop_stage=10; nj=2; members_nj=1; num_members=5; train_seed=1
 src=; train_sets=train-clean-5; dev_sets=dev-clean-2; test_sets=
 config=conf/librispeech.yaml; student_config=conf/student.yaml; distill_mode=online
 data=data; exp=exp
 . ../common/parse_options.sh "$@"
 set -euo pipefail
-recipe_title="librispeech $train_sets (seed $seed)"
+recipe_title="librispeech $train_sets (training seed $train_seed)"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge -1 ]; then
   [ -n "$src" ] || { echo "$0: --src DIR is required (see --help)" >&2; exit 1; }

@@ -4,21 +4,23 @@
 # distillation workflow: lang, fbank, GMM-HMM alignment, a K-member DNN ensemble, a distilled
 # student and its hard-target control, WFST decoding, export, and the comparison table.
 #
-# Usage: ./run.sh [--stage N] [--stop-stage M] [--nj J] [--config conf/demo.yaml] [--seed S]
+# Usage: ./run.sh [--stage N] [--stop-stage M] [--nj J] [--config conf/demo.yaml] [--seed S] [--train-seed S]
 #   stage 0 synthesizes data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 # Outputs: data/ and exp/ here; the table lands in exp/RESULTS.md.
 
 cd "$(dirname "$0")"
-stage=0; stop_stage=10; nj=2; members_nj=1; num_members=5; seed=0
+stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; seed=0; train_seed=1
+num_train=800; num_dev=150; num_test=150
 config=conf/demo.yaml; student_config=conf/student.yaml; distill_mode=online
 data=data; exp=exp
 . ../common/parse_options.sh "$@"
 set -euo pipefail
-recipe_title="synth_digits (seed $seed)"
+recipe_title="synth_digits (corpus seed $seed, training seed $train_seed)"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "$(date '+%F %T') Stage 0: synthesize the corpus"
-  acoustic-kd prepare synth_digits --out "$data" --seed "$seed" --nj "$nj" --config "$config"
+  acoustic-kd prepare synth_digits --out "$data" --seed "$seed" --nj "$nj" \
+    --opt num_train=$num_train --opt num_dev=$num_dev --opt num_test=$num_test
 fi
 stage=$(( stage > 1 ? stage : 1 ))
 . ../common/kd.sh
