@@ -2,7 +2,7 @@
 
 Reads what earlier stages left in an experiment dir:
 - `exp/decode/<system>_<set>/wer` (Kaldi format `%WER 1.23 [ 12 / 975, ...]`), `frame_acc` (a float,
-  percent) and `summary.json` (optional: `rtf`, `acwt`, ...);
+  percent) and `decode.json` (`rtf`, ...);
 - `exp/<system dir>/final.pt` or `model_info.json` for parameters and MACs per frame;
 - `train_log.jsonl` of each trained model for the training-curve plot.
 Writes `exp/RESULTS.md` and `exp/plots/*.png`.
@@ -66,7 +66,7 @@ def collect_decode(row: SystemRow, decode_root: Path, system: str, sets: list[st
         w = parse_wer_file(d / "wer")
         row.wer[s], row.partial[s] = (w if w else (None, False))
         row.frame_acc[s] = read_float(d / "frame_acc")
-        summ = d / "summary.json"
+        summ = d / "decode.json"
         if summ.exists():
             info = json.loads(summ.read_text())
             if row.frame_acc[s] is None and info.get("frame_acc") is not None:

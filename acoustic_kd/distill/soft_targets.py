@@ -1,0 +1,103 @@
+"""Compute the ensemble's soft targets at temperature T over a transfer set and store them.
+
+The transfer set is any frame dataset (labelled train set, or features without alignments); frames
+are processed in the dataset's global order, shard by shard, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm import tqdm
+
+from ..config import to_dict
+from ..errors import ConfigError
+from ..utils import get_logger, is_done
+from .store import SoftTargetWriter
+from .targets import check_rule, topk_targets
+from .teacher import TeacherEnsemble
+
+log = get_logger("distill.soft_targets")
+
+
+@dataclass
+class SoftTargetConfig:
+    """Soft-target generation (YAML section `soft_targets`)."""
+
+    T: float = field(default=5.0, metadata={
+        "help": "temperature applied to every member's logits (5: see acoustic_kd.distill)"})
+    k: int = field(default=20, metadata={
+        "help": "probabilities kept per frame (top-k; the remainder is spread uniformly in the loss)"})
+    rule: str = field(default="arithmetic", metadata={"help": "arithmetic | geometric combination"})
+    dense: bool = field(default=False, metadata={"help": "store the full float32 distribution"})
+    shard_frames: int = field(default=200_000, metadata={"help": "frames per shard file"})
+    batch_size: int = field(default=4096, metadata={"help": "frames per teacher forward pass"})
+
+    def __post_init__(self):
+        check_rule(self.rule)
+        if self.T <= 0 or self.k < 1 or self.shard_frames < 1 or self.batch_size < 1:
+            raise ConfigError("soft_targets: T must be > 0 and k, shard_frames, batch_size >= 1")
+
+
+def compute_soft_targets(teacher: TeacherEnsemble, dataset, cfg: SoftTargetConfig,
+                         out_dir: str | Path, members: Sequence[str] = (),
+                         transfer_set: str = "", force: bool = False) -> dict:
+    """Run `teacher` at cfg.T over every frame of `dataset` and write the store at `out_dir`.
+
+    dataset: a FrameDataset (batch(idx) -> x [B, W, D] with W = teacher.context window; utts,
+    offsets, num_frames). force: recompute done shards. Returns the store's meta dict (incl.
+    bytes per frame vs dense).
+    """
+    out_dir = Path(out_dir)
+    if tuple(dataset.context) != tuple(teacher.context):
+        raise ConfigError(f"transfer set window {tuple(dataset.context)} != teacher window "
+                          f"{tuple(teacher.context)}; build the dataset with the teacher's context")
+    k = teacher.num_pdfs if cfg.dense else min(cfg.k, teacher.num_pdfs)
+    settings = {"T": cfg.T, "k": k, "rule": cfg.rule, "dense": cfg.dense,
+                "shard_frames": cfg.shard_frames, "members": [str(m) for m in members],
+                "transfer_set": str(transfer_set), "num_frames": int(dataset.num_frames),
+                "num_utts": len(dataset.utts)}
+    if is_done(out_dir) and not force:
+        SoftTargetWriter(out_dir, settings)  # raises ConfigError if made with other settings
+        log.info("%s: soft targets already done (use --force to recompute)", out_dir)
+        return json.loads((out_dir / "meta.json").read_text())
+    writer = SoftTargetWriter(out_dir, settings, force=force)
+    n = int(dataset.num_frames)
+    n_shards = (n + cfg.shard_frames - 1) // cfg.shard_frames
+    t0 = time.time()
+    device = next(teacher.parameters()).device
+    bar = tqdm(total=n, desc="soft targets", unit="frame", disable=None)
+    for s in range(n_shards):
+        lo, hi = s * cfg.shard_frames, min(n, (s + 1) * cfg.shard_frames)
+        if writer.done(s):
+            bar.update(hi - lo)
+            continue
+        parts_i, parts_p = [], []
+        for b in range(lo, hi, cfg.batch_size):
+            batch = dataset.batch(torch.arange(b, min(hi, b + cfg.batch_size)))
+            probs = teacher(batch["x"].to(device), cfg.T).cpu()
+            if cfg.dense:
+                parts_p.append(probs)
+            else:
+                i, p = topk_targets(probs, k)
+                parts_i.append(i)
+                parts_p.append(p)
+            bar.update(len(batch["x"]))
+        if cfg.dense:
+            writer.write(s, torch.cat(parts_p).numpy())
+        else:
+            writer.write(s, torch.cat(parts_i).numpy(), torch.cat(parts_p).numpy())
+    bar.close()
+    meta = writer.finish({**settings, "num_pdfs": teacher.num_pdfs,
+                          "context": list(teacher.context), "utts": list(dataset.utts),
+                          "offsets": [int(o) for o in dataset.offsets],
+                          "config": to_dict(cfg), "seconds": round(time.time() - t0, 2)})
+    log.info("%s: %d frames, T=%g, k=%d (%s): %d bytes/frame vs %d dense (%.1f%%)", out_dir, n,
+             cfg.T, k, cfg.rule, meta["bytes_per_frame"], meta["dense_bytes_per_frame"],
+             100 * meta["ratio"])
+    return meta

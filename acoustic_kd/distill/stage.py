@@ -1,0 +1,127 @@
+"""The `soft-targets` and `distill` stages on disk: data/alignment dirs in, exp dirs out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..ali import read_alignments, read_num_pdfs
+from ..config import to_dict
+from ..errors import ConfigError, DataError
+from ..nnet.data import FrameDataset
+from ..nnet.infer import frame_metrics
+from ..nnet.models import ModelConfig, build_model, count_params, macs_per_frame
+from ..nnet.stage import checkpoint_meta, clear_outputs
+from ..nnet.stream import StreamingFrameDataset
+from ..nnet.trainer import TrainConfig
+from ..utils import atomic_write_json, get_logger, write_exp_info
+from .augment import AugmentConfig
+from .soft_targets import SoftTargetConfig, compute_soft_targets
+from .store import SoftTargetStore
+from .teacher import load_teacher, union_context
+from .train import ConcatFrames, DistillConfig, fraction_utts, train_student
+
+log = get_logger("distill.stage")
+
+
+def _features(data_dir, train_cfg: TrainConfig):
+    from ..features import FeatureSet
+
+    return FeatureSet(data_dir, cmvn=train_cfg.cmvn, norm_vars=train_cfg.norm_vars)
+
+
+def _frames(fs, alis, context, cfg: TrainConfig, utts=None):
+    if cfg.streaming:
+        return StreamingFrameDataset(fs, alis, context, utts, cfg.shard_utts, cfg.buffer_shards)
+    return FrameDataset(fs, alis, context, utts)
+
+
+def soft_targets_stage(members: Sequence[str], data_dir: str | Path, out_dir: str | Path,
+                       cfg: SoftTargetConfig, train_cfg: TrainConfig | None = None,
+                       device: str = "cpu", force: bool = False) -> dict:
+    """Soft targets of `members` over every frame of `data_dir` (alignments not needed)."""
+    teacher, metas = load_teacher(members, cfg.rule, device)
+    cmvn = metas[0].get("cmvn", "speaker")
+    train_cfg = train_cfg or TrainConfig(cmvn=cmvn, norm_vars=bool(metas[0].get("norm_vars")))
+    fs = _features(data_dir, train_cfg)
+    ds = FrameDataset(fs, None, teacher.context)
+    return compute_soft_targets(teacher, ds, cfg, out_dir, [str(m) for m in members], str(data_dir),
+                                force=force)
+
+
+def _training_set(train_data, train_ali, transfer_data, window, kd_cfg: DistillConfig,
+                  train_cfg: TrainConfig):
+    """(training dataset, FeatureSet of train_data): labelled part (+ fraction) + unlabelled part."""
+    fs = _features(train_data, train_cfg)
+    alis = read_alignments(train_ali) if train_ali else None
+    utts = [u for u in fs.utts if alis is None or u in alis]
+    if kd_cfg.train_fraction < 1:
+        utts = fraction_utts(utts, [fs.num_frames(u) for u in utts], kd_cfg.train_fraction,
+                             kd_cfg.fraction_seed)
+        log.info("train fraction %.3g: %d utterances", kd_cfg.train_fraction, len(utts))
+    parts = [_frames(fs, alis, window, train_cfg, utts)]
+    if transfer_data:
+        if train_cfg.streaming:
+            raise ConfigError("--transfer-data is not supported with streaming data loading")
+        parts.append(FrameDataset(_features(transfer_data, train_cfg), None, window))
+        log.info("transfer set %s: %d unlabelled frames (KD term only)", transfer_data,
+                 parts[-1].num_frames)
+    return (parts[0] if len(parts) == 1 else ConcatFrames(parts)), fs
+
+
+def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: DistillConfig,
+                  aug_cfg: AugmentConfig, train_data, train_ali, dev_data, dev_ali, out_dir,
+                  soft: str | Path | None = None, members: Sequence[str] = (),
+                  transfer_data=None, test_data=None, test_ali=None, force: bool = False) -> dict:
+    """Train a student (or, with α = 1, its hard-target control) from data dirs into `out_dir`.
+
+    Teacher: `soft` (a soft-target store, cached mode) or `members` (kd_cfg.teacher "online").
+    Frames with no alignment (train_ali None, or transfer_data) use the KD term only. Returns the
+    training result + params, MACs/frame and dev/test frame accuracy; writes out_dir/distill.json
+    and info.json.
+    """
+    hard_only = kd_cfg.schedule(train_cfg.epochs).hard_only
+    if force:
+        clear_outputs(out_dir)
+    if not train_ali and kd_cfg.alpha > 0:
+        raise ConfigError("no --train-ali (transfer set without transcripts): use --alpha 0")
+    teacher = store = None
+    if not hard_only:
+        if kd_cfg.teacher == "online":
+            teacher, _ = load_teacher(members, kd_cfg.rule, bf16=kd_cfg.teacher_bf16)
+        elif soft:
+            store = SoftTargetStore(soft)
+        else:
+            raise ConfigError("alpha < 1 needs a teacher: --soft DIR, or --online --members ...")
+    num_pdfs = (read_num_pdfs(train_ali) if train_ali else
+                teacher.num_pdfs if teacher is not None else store.num_pdfs)
+    window = tuple(student_cfg.context)
+    if teacher is not None:
+        window = union_context([window, teacher.context])
+    train_ds, fs = _training_set(train_data, train_ali, transfer_data, window, kd_cfg, train_cfg)
+    dev_ds = (_frames(_features(dev_data, train_cfg), read_alignments(dev_ali),
+                      student_cfg.context, train_cfg) if dev_data else None)
+    torch.manual_seed(train_cfg.seed)
+    student = build_model(student_cfg, fs.dim, num_pdfs)
+    if teacher is not None and teacher.num_pdfs != num_pdfs:
+        raise DataError(train_ali, f"alignments have {num_pdfs} pdfs but the members "
+                        f"{teacher.num_pdfs}", "use the alignments the members were trained on")
+    write_exp_info(out_dir, {"student": to_dict(student_cfg), "train": to_dict(train_cfg),
+                             "distill": to_dict(kd_cfg), "augment": to_dict(aug_cfg)})
+    meta = checkpoint_meta(fs, train_data, train_ali, train_cfg) if train_ali else {
+        "feature_config": fs.config.to_dict() if fs.config is not None else None,
+        "cmvn": train_cfg.cmvn, "norm_vars": train_cfg.norm_vars, "train_data": str(train_data)}
+    res = train_student(student, train_ds, dev_ds, train_cfg, kd_cfg, aug_cfg, out_dir,
+                        teacher=teacher, store=store, meta=meta)
+    res.update(params=count_params(student), macs_per_frame=macs_per_frame(student))
+    if test_data and test_ali:
+        from ..nnet.checkpoint import load_checkpoint
+
+        best, _ = load_checkpoint(Path(out_dir) / "final.pt")
+        test_ds = _frames(_features(test_data, train_cfg), read_alignments(test_ali),
+                          student_cfg.context, train_cfg)
+        res["test"] = frame_metrics(best, test_ds, train_cfg.eval_batch_size)
+    atomic_write_json(Path(out_dir) / "distill.json", res)
+    return res

@@ -1,0 +1,147 @@
+"""End to end on tiny synthetic data: members -> soft targets -> distilled student and hard control,
+through the `acoustic-kd` commands and the Python API."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from acoustic_kd.ali import write_alignments
+from acoustic_kd.cli import main
+from acoustic_kd.distill.augment import AugmentConfig
+from acoustic_kd.distill.store import SoftTargetStore
+from acoustic_kd.distill.teacher import load_teacher
+from acoustic_kd.distill.train import ConcatFrames, DistillConfig, fraction_utts, train_student
+from acoustic_kd.features_io import ArkWriter
+from acoustic_kd.nnet.data import FrameDataset
+from acoustic_kd.nnet.infer import frame_metrics
+from acoustic_kd.nnet.models import ModelConfig, build_model
+from acoustic_kd.nnet.trainer import TrainConfig
+from acoustic_kd.utils import write_table
+
+P, D = 4, 6
+
+
+def synth(n_utts, seed):
+    """Runs of 5 frames per class; each class has a mean pattern + noise, so context helps."""
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(99).standard_normal((P, D)) * 2.5
+    feats, alis = {}, {}
+    for i in range(n_utts):
+        t = int(rng.integers(20, 40))
+        y = np.repeat(rng.integers(0, P, size=t // 5 + 1), 5)[:t]
+        feats[f"s{seed}u{i:03d}"] = (means[y] + rng.standard_normal((t, D))).astype(np.float32)
+        alis[f"s{seed}u{i:03d}"] = y.astype(np.int32)
+    return feats, alis
+
+
+def write_set(root, name, n_utts, seed):
+    feats, alis = synth(n_utts, seed)
+    d = root / "data" / name
+    d.mkdir(parents=True)
+    with ArkWriter(d / "feats.ark") as w:
+        for u in sorted(feats):
+            w.write(u, feats[u])
+    write_table(d / "feats.scp", w.entries)
+    write_table(d / "utt2spk", {u: "spk" for u in feats})
+    write_table(d / "utt2num_frames", {u: str(len(f)) for u, f in feats.items()})
+    write_alignments(root / "ali" / name, alis, P)
+    return str(d), str(root / "ali" / name)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kd")
+    sets = {n: write_set(root, n, k, s) for n, k, s in (("train", 60, 1), ("dev", 15, 2),
+                                                      ("test", 15, 3))}
+    common = ["--train-data", sets["train"][0], "--train-ali", sets["train"][1],
+              "--dev-data", sets["dev"][0], "--dev-ali", sets["dev"][1], "--context", "1", "1",
+              "--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--log-every", "0",
+              "--num-threads", "1"]
+    for i in (1, 2):
+        assert main(["train", *common, "--hidden", "32", "--layers", "2", "--seed", str(i),
+                     "--out", str(root / f"m{i}")]) == 0
+    return root, sets
+
+
+def test_commands_end_to_end(recipe, capsys):
+    root, sets = recipe
+    members = [str(root / "m1" / "final.pt"), str(root / "m2" / "final.pt")]
+    assert main(["soft-targets", "--members", *members, "--data", sets["train"][0], "--T", "2",
+                 "--k", "2", "--out", str(root / "soft")]) == 0
+    assert "bytes/frame" in capsys.readouterr().out
+    store = SoftTargetStore(root / "soft")
+    assert store.k == 2 and store.meta["members"] == members
+    common = ["--train-data", sets["train"][0], "--train-ali", sets["train"][1],
+              "--dev-data", sets["dev"][0], "--dev-ali", sets["dev"][1], "--test-data",
+              sets["test"][0], "--test-ali", sets["test"][1], "--student-context", "1", "1",
+              "--student-hidden", "16", "--student-layers", "1", "--epochs", "3", "--lr", "0.01",
+              "--batch-size", "64", "--log-every", "0", "--num-threads", "1"]
+    runs = {"kd": ["--soft", str(root / "soft"), "--alpha", "0.5"],  # T: the store's (2)
+            "online": ["--online", "--members", *members, "--T", "3", "--alpha", "0.5",
+                       "--alpha-final", "0", "--warmup-epochs", "1", "--noise-std", "0.3",
+                       "--mixup-alpha", "0.4"],
+            "hard": ["--alpha", "1"]}
+    acc = {}
+    for name, extra in runs.items():
+        assert main(["distill", *common, *extra, "--out", str(root / name)]) == 0
+        res = json.loads((root / name / "distill.json").read_text())
+        acc[name] = res["test"]["acc"]
+        assert (root / name / "final.pt").exists() and (root / name / "info.json").exists()
+    assert min(acc.values()) > 0.6, acc        # chance is 0.25
+    hard = json.loads((root / "hard" / "distill.json").read_text())
+    assert hard["teachers"] == [] and hard["distill"]["alpha"] == 1.0
+    # the cached store was made at T=2: another T is a clear error naming it
+    capsys.readouterr()
+    assert main(["distill", *common, "--soft", str(root / "soft"), "--T", "5",
+                 "--out", str(root / "bad")]) == 1
+    assert "made at T=2" in capsys.readouterr().err
+
+
+def test_python_api_unlabelled_transfer_and_fraction(recipe, tmp_path):
+    root, _ = recipe
+    teacher, _ = load_teacher([root / "m1" / "final.pt", root / "m2" / "final.pt"], "geometric")
+    lab_f, lab_a = synth(40, 5)
+    unl_f, _ = synth(40, 6)
+    test_f, test_a = synth(20, 7)
+    utts = sorted(lab_f)
+    keep = fraction_utts(utts, [len(lab_f[u]) for u in utts], 0.25, seed=0)
+    kept_frames = sum(len(lab_f[u]) for u in keep)
+    assert 0 < len(keep) < 20 and kept_frames >= 0.25 * sum(len(f) for f in lab_f.values())
+    assert keep == fraction_utts(utts, [len(lab_f[u]) for u in utts], 0.25, seed=0)
+    ctx = (1, 1)
+    lab = FrameDataset.from_arrays({u: lab_f[u] for u in keep}, {u: lab_a[u] for u in keep}, ctx)
+    unl = FrameDataset.from_arrays(unl_f, None, ctx)
+    both = ConcatFrames([lab, unl])
+    idx = torch.tensor([both.num_frames - 1, 0, lab.num_frames, 3])
+    b = both.batch(idx)
+    assert torch.equal(b["x"][1], lab.batch(torch.tensor([0]))["x"][0])
+    assert torch.equal(b["x"][0], unl.batch(torch.tensor([unl.num_frames - 1]))["x"][0])
+    assert b["y"][0] == -1 and b["y"][2] == -1 and b["y"][1] == lab.batch(torch.tensor([0]))["y"][0]
+    assert both.offsets[-1] == both.num_frames and len(both.utts) == len(keep) + 40
+    # mostly untranscribed transfer data (y = -1: KD term only) + a few labelled utterances
+    torch.manual_seed(0)
+    student = build_model(ModelConfig(hidden=16, layers=1, context=ctx), D, P)
+    res = train_student(student, both, FrameDataset.from_arrays(test_f, test_a, ctx),
+                        TrainConfig(epochs=3, batch_size=64, lr=0.01, log_every=0),
+                        DistillConfig(teacher="online", alpha=0.3, alpha_final=0.0, T=2.0),
+                        AugmentConfig(), tmp_path / "unl", teacher=teacher)
+    assert res["train_frames"] == lab.num_frames + unl.num_frames
+    assert frame_metrics(student, FrameDataset.from_arrays(test_f, test_a, ctx))["acc"] > 0.6
+
+
+def test_student_initialised_from_a_member(recipe):
+    from acoustic_kd.distill.train import init_student
+    from acoustic_kd.errors import ConfigError
+    from acoustic_kd.nnet.checkpoint import load_checkpoint
+
+    root, _ = recipe
+    member, _ = load_checkpoint(root / "m1" / "final.pt")
+    same = build_model(ModelConfig(hidden=32, layers=2, context=(1, 1)), D, P)
+    init_student(same, str(root / "m1" / "final.pt"))
+    x = torch.randn(3, 3, D)
+    assert torch.equal(same.eval()(x), member(x))
+    with pytest.raises(ConfigError, match="architecture differs"):
+        init_student(build_model(ModelConfig(hidden=16, layers=1, context=(1, 1)), D, P),
+                     str(root / "m1" / "final.pt"))

@@ -1,0 +1,143 @@
+"""Combination at temperature, member checks, the top-k store (round trip, dense equality, resume)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from acoustic_kd.distill.soft_targets import SoftTargetConfig, compute_soft_targets
+from acoustic_kd.distill.store import SoftTargetStore
+from acoustic_kd.distill.targets import combine_logits, storage_bytes_per_frame, topk_targets
+from acoustic_kd.distill.teacher import TeacherEnsemble, crop_window
+from acoustic_kd.errors import ConfigError
+from acoustic_kd.nnet.data import FrameDataset
+from acoustic_kd.nnet.models import ModelConfig, build_model
+
+
+def test_combination_rules_at_temperature():
+    g = torch.Generator().manual_seed(0)
+    z = [torch.randn(4, 6, generator=g) * 3 for _ in range(3)]
+    T = 2.5
+    ari = combine_logits(z, T, "arithmetic")
+    want = sum(torch.softmax(t / T, -1) for t in z) / 3
+    assert torch.allclose(ari, want, atol=1e-6)
+    geo = combine_logits(z, T, "geometric")
+    prod = torch.stack([torch.softmax(t / T, -1) for t in z]).prod(0) ** (1 / 3)
+    assert torch.allclose(geo, prod / prod.sum(-1, keepdim=True), atol=1e-6)
+    assert torch.allclose(geo.sum(-1), torch.ones(4))
+    # higher temperature = flatter (higher entropy) targets
+    ent = [-(p * p.log()).sum(-1).mean() for p in (combine_logits(z, t) for t in (1.0, 2.0, 5.0))]
+    assert ent[0] < ent[1] < ent[2]
+
+
+def test_different_pdf_counts_are_an_error():
+    with pytest.raises(ConfigError, match="different pdf counts"):
+        combine_logits([torch.randn(2, 5), torch.randn(2, 6)], 1.0)
+    cfg = ModelConfig(hidden=8, layers=1, context=(1, 1))
+    with pytest.raises(ConfigError, match="different pdf counts"):
+        TeacherEnsemble([build_model(cfg, 3, 5), build_model(cfg, 3, 6)])
+    with pytest.raises(ConfigError):
+        combine_logits([torch.randn(2, 5)], 1.0, "median")
+
+
+def test_teacher_crops_each_member_context():
+    torch.manual_seed(0)
+    a = build_model(ModelConfig(hidden=8, layers=1, context=(2, 1)), 3, 5)
+    b = build_model(ModelConfig(hidden=8, layers=1, context=(0, 3)), 3, 5)
+    t = TeacherEnsemble([a, b], "geometric")
+    assert t.context == (2, 3)
+    x = torch.randn(4, 6, 3)
+    za, zb = t.member_logits(x)
+    assert torch.allclose(za, a(x[:, 0:4]))
+    assert torch.allclose(zb, b(x[:, 2:6]))
+    assert torch.equal(crop_window(x, (2, 3), (2, 3)), x)
+    t.train()
+    assert not t.training  # the teacher never switches to training mode
+    fast = TeacherEnsemble([a, b], "geometric", bf16=True)
+    assert torch.allclose(fast(x, 2.0), t(x, 2.0), atol=2e-2)
+
+
+def _tiny(num_pdfs=7, n_utts=5, seed=0):
+    rng = np.random.default_rng(seed)
+    feats = {f"u{i}": rng.standard_normal((int(rng.integers(5, 30)), 3)).astype(np.float32)
+             for i in range(n_utts)}
+    ds = FrameDataset.from_arrays(feats, None, context=(1, 1))
+    torch.manual_seed(seed)
+    cfg = ModelConfig(hidden=16, layers=1, context=(1, 1))
+    teacher = TeacherEnsemble([build_model(cfg, 3, num_pdfs) for _ in range(2)])
+    return ds, teacher
+
+
+def test_store_round_trip_dense_equality_and_resume(tmp_path):
+    ds, teacher = _tiny()
+    P = teacher.num_pdfs
+    cfg = SoftTargetConfig(T=2.0, k=3, shard_frames=17, batch_size=8)
+    meta = compute_soft_targets(teacher, ds, cfg, tmp_path / "soft", members=["a.pt", "b.pt"],
+                                transfer_set="data/x")
+    assert meta["bytes_per_frame"] == 3 * 6 and meta["dense_bytes_per_frame"] == 4 * P
+    st = SoftTargetStore(tmp_path / "soft")
+    st.check_frames(ds.utts, ds.offsets)
+    idx = torch.tensor([0, 16, 17, ds.num_frames - 1, 5])
+    ti, tp = st.lookup(idx)
+    want = teacher(ds.batch(idx)["x"], 2.0)
+    wi, wp = topk_targets(want, 3)
+    assert torch.equal(ti, wi.long())
+    assert torch.allclose(tp, wp, atol=1e-3)       # float16 storage
+    assert ti.dtype == torch.int64 and tp.shape == (5, 3)
+    # dense store and k = P top-k agree
+    dense = compute_soft_targets(teacher, ds, SoftTargetConfig(T=2.0, dense=True, shard_frames=17),
+                                 tmp_path / "dense")
+    assert dense["ratio"] == 1.0
+    full = compute_soft_targets(teacher, ds, SoftTargetConfig(T=2.0, k=P, shard_frames=17),
+                                tmp_path / "full")
+    pd = SoftTargetStore(tmp_path / "dense").lookup(idx)
+    fi, fp = SoftTargetStore(tmp_path / "full").lookup(idx)
+    assert full["k"] == P
+    assert torch.allclose(torch.zeros(5, P).scatter(-1, fi, fp), pd, atol=1e-3)
+    assert torch.allclose(pd, want, atol=1e-6)
+    # resume: a lost shard is recomputed, the others are kept
+    out = tmp_path / "soft"
+    (out / ".shard-00001.done").unlink()
+    (out / ".done").unlink()
+    before = (out / "shard-00000.prob.npy").stat().st_mtime_ns
+    compute_soft_targets(teacher, ds, cfg, out, members=["a.pt", "b.pt"], transfer_set="data/x")
+    assert (out / "shard-00000.prob.npy").stat().st_mtime_ns == before
+    assert (out / ".shard-00001.done").exists()
+    # other settings into the same dir: a clear error unless forced
+    with pytest.raises(ConfigError, match="other settings"):
+        compute_soft_targets(teacher, ds, SoftTargetConfig(T=5.0, k=3, shard_frames=17), out,
+                             members=["a.pt", "b.pt"], transfer_set="data/x")
+    m = json.loads((out / "meta.json").read_text())
+    assert m["utts"] == ds.utts and m["offsets"][-1] == ds.num_frames and m["T"] == 2.0
+
+
+def test_store_rejects_other_frames(tmp_path):
+    ds, teacher = _tiny()
+    compute_soft_targets(teacher, ds, SoftTargetConfig(k=2), tmp_path / "s")
+    other, _ = _tiny(seed=1)
+    with pytest.raises(Exception, match="do not match"):
+        SoftTargetStore(tmp_path / "s").check_frames(other.utts, other.offsets)
+
+
+def test_storage_formula():
+    s = storage_bytes_per_frame(20, 1000)
+    assert s["bytes_per_frame"] == 120 and s["ratio"] == pytest.approx(0.03)
+    assert storage_bytes_per_frame(13, 1000)["ratio"] < 0.02
+
+
+def test_store_frame_map_for_a_subset_of_utterances(tmp_path):
+    from acoustic_kd.distill.train import store_frame_map
+
+    ds, teacher = _tiny()
+    compute_soft_targets(teacher, ds, SoftTargetConfig(T=3.0, k=7), tmp_path / "s")
+    st = SoftTargetStore(tmp_path / "s")
+    feats = {u: ds.feats[ds.utt_frames(u)].numpy() for u in ds.utts[1::2]}
+    sub = FrameDataset.from_arrays(feats, None, context=(1, 1))
+    fmap = store_frame_map(st, sub)
+    i, p = st.lookup(fmap)
+    want = teacher(sub.batch(torch.arange(sub.num_frames))["x"], 3.0)
+    assert torch.allclose(torch.zeros_like(want).scatter(-1, i, p), want, atol=1e-3)
+    other, _ = _tiny(seed=1)
+    with pytest.raises(Exception, match="not in the soft targets"):
+        store_frame_map(st, other)
