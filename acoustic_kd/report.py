@@ -240,7 +240,7 @@ def training_curves(exp_dir: Path, num_members: int) -> dict[str, list[dict]]:
     dirs.update({"student_hard": exp_dir / "student_hard", "student_kd": exp_dir / "student_kd"})
     curves = {}
     for name, d in dirs.items():
-        recs = [r for r in read_train_log(d / "train_log.jsonl") if r.get("event", "epoch") == "epoch"]
+        recs = [r for r in read_train_log(d / "train_log.jsonl") if r.get("type", "epoch") == "epoch"]
         if recs:
             curves[name] = recs
     return curves
