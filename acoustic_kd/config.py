@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def load_config(cls, yaml_path=None, section: str | None = None, overrides: dict
 
 def _arg_type(tp):
     origin = typing.get_origin(tp)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _arg_type(args[0]) if args else str
     if origin in (list, tuple):

@@ -29,7 +29,7 @@ tune: {acwts: [0.05, 0.1, 0.2], word_penalties: [0.0, 0.5]}
 TINY_STUDENT = """
 student: {arch: mlp, hidden: 64, layers: 2, context: [5, 5]}
 train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1}
-distill: {T: 2.0, alpha: 0.5, teacher: online}
+distill: {T: 5.0, alpha: 0.5, teacher: cached}
 """
 
 

@@ -22,7 +22,7 @@ set -euo pipefail
 
 : "${stage:=1}" "${stop_stage:=10}" "${nj:=2}" "${members_nj:=1}" "${num_members:=5}"
 : "${config:=conf/default.yaml}" "${student_config:=conf/student.yaml}"
-: "${distill_mode:=online}"      # online (teacher runs on the augmented batch) | cached (stage 5)
+: "${distill_mode:=cached}"      # cached (stage 5 stores soft targets) | online (teacher runs on each batch)
 : "${data:=data}" "${exp:=exp}" "${train_seed:=1}"
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }

@@ -11,7 +11,7 @@
 cd "$(dirname "$0")"
 stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; seed=0; train_seed=1
 num_train=800; num_dev=150; num_test=150
-config=conf/demo.yaml; student_config=conf/student.yaml; distill_mode=online
+config=conf/demo.yaml; student_config=conf/student.yaml; distill_mode=cached
 data=data; exp=exp
 . ../common/parse_options.sh "$@"
 set -euo pipefail

@@ -7,9 +7,9 @@
 #   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 
 cd "$(dirname "$0")"
-stage=0; stop_stage=10; nj=2; members_nj=1; num_members=5; train_seed=1
+stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; train_seed=1
 src=../../../shared/corpora/yesno/waves_yesno; lexicon=hebrew
-config=conf/yesno.yaml; student_config=conf/student.yaml; distill_mode=online
+config=conf/yesno.yaml; student_config=conf/student.yaml; distill_mode=cached
 data=data; exp=exp
 . ../common/parse_options.sh "$@"
 set -euo pipefail
