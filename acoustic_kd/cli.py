@@ -49,6 +49,12 @@ def main(argv=None) -> int:
     except AcousticKDError as e:
         print(f"acoustic-kd {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # disk full, read-only or unwritable output: name the path, not a traceback
+        where = e.filename or "<output>"
+        print(f"acoustic-kd {args.command}: error: {where}: {e.strerror or e} (fix: check the path, free "
+              "disk space or choose a writable output dir, then re-run: finished work is kept)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -209,14 +209,15 @@ class FeatureSet:
 
     cmvn: "speaker" (per-speaker stats from cmvn.scp, computed on the fly when absent), "global"
     (stats pooled over all speakers, or `global_stats` given, e.g. the training set's, for
-    deployment) or "none". norm_vars also normalises variances. Matrices are read lazily through
+    deployment), "utterance" (each utterance normalised by its own stats: needs no speaker
+    information, so a deployed model computes exactly the same features) or "none". norm_vars also normalises variances. Matrices are read lazily through
     kaldiio on each access, so memory stays bounded; `load_all()` materialises a small set.
     """
 
     def __init__(self, data_dir: str | os.PathLike, cmvn: str = "speaker", norm_vars: bool = False,
                  global_stats: np.ndarray | None = None):
-        if cmvn not in ("speaker", "global", "none"):
-            raise ConfigError(f"cmvn must be 'speaker', 'global' or 'none', got {cmvn!r}")
+        if cmvn not in ("speaker", "global", "utterance", "none"):
+            raise ConfigError(f"cmvn must be 'speaker', 'global', 'utterance' or 'none', got {cmvn!r}")
         self.data_dir = Path(data_dir)
         self.cmvn = cmvn
         self.norm_vars = norm_vars
@@ -285,7 +286,12 @@ class FeatureSet:
         if utt not in self._scp:
             raise KeyError(f"{utt}: not in {self.data_dir / 'feats.scp'}")
         spec, lineno = self._scp[utt]
-        return np.asarray(self._loader.load(spec, lineno), dtype=np.float32)
+        feats = np.asarray(self._loader.load(spec, lineno), dtype=np.float32)
+        if not np.isfinite(feats).all():  # NaN/inf would silently poison CMVN stats and training
+            raise DataError(self.data_dir / "feats.scp", f"utterance {utt}: non-finite feature values "
+                            f"(NaN/inf) in '{spec}'", "recompute the features (acoustic-kd features "
+                            "--force) or remove the utterance (acoustic-kd data-dir fix)", lineno)
+        return feats
 
     def __getitem__(self, utt: str) -> np.ndarray:
         """Features of `utt` with the chosen CMVN: float32 [T, D]."""
@@ -294,6 +300,8 @@ class FeatureSet:
             return feats
         if self.cmvn == "global":
             return apply_cmvn(feats, self.global_cmvn_stats(), self.norm_vars)
+        if self.cmvn == "utterance":
+            return apply_cmvn(feats, compute_cmvn_stats(feats), self.norm_vars) if len(feats) else feats
         return apply_cmvn(feats, self.speaker_stats()[self._utt2spk[utt]], self.norm_vars)
 
     def load_all(self) -> dict[str, np.ndarray]:

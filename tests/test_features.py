@@ -315,3 +315,22 @@ def test_dither_is_deterministic_and_lifts_digital_silence():
     assert plain[silent].max() < -10          # log(FLT_EPSILON)-like floor without dither
     assert a[silent].min() > plain[silent].max() + 5
     assert np.abs(a[-20:] - plain[-20:]).max() < 0.05  # dither is negligible on real signal
+
+
+def test_utterance_cmvn_normalises_each_utterance_by_itself(tmp_path):
+    """cmvn='utterance': zero mean per utterance, independent of speakers and of other utterances."""
+    import kaldiio
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "d"
+    d.mkdir()
+    mats = {"a": rng.normal(5, 2, (30, 4)).astype(np.float32), "b": rng.normal(-3, 1, (20, 4)).astype(np.float32)}
+    with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp") as w:
+        for k, v in mats.items():
+            w[k] = v
+    (d / "utt2spk").write_text("a s\nb s\n")
+    fs = FeatureSet(d, cmvn="utterance", norm_vars=True)
+    for k, v in mats.items():
+        out = fs[k]
+        assert np.allclose(out.mean(0), 0, atol=1e-5) and np.allclose(out.std(0), 1, atol=1e-4)
+        assert np.allclose(out, (v - v.mean(0)) / v.std(0), atol=1e-4)

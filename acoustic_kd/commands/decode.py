@@ -26,7 +26,7 @@ from ..decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_to_dir
                               nnet_log_posteriors)
 from ..decode.score import read_text
 from ..decode.tune import TuneConfig, tune_on_dev
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..utils import atomic_write_json, c_sorted, get_logger, write_exp_info
 
 HELP = "decode a data set (one model or an ensemble) and score it"
@@ -91,6 +91,19 @@ def log_priors_from(args: argparse.Namespace, meta: dict) -> np.ndarray:
     return np.log(np.maximum(priors / priors.sum(), 1e-10))
 
 
+def check_pdf_counts(graph: Graph, meta: dict, log_priors: np.ndarray, priors: str | None) -> None:
+    """Refuse a model (e.g. a checkpoint of another lang) or priors whose pdf count is not the graph's."""
+    want, got = graph.info.get("num_pdfs"), meta.get("num_pdfs")
+    if want is not None and got is not None and int(got) != int(want):
+        raise DataError(graph.path, f"the model has {got} pdfs but the graph was built for {want} "
+                        "(a checkpoint of another lang or HMM?)", "decode with the graph of the lang "
+                        "and HMM the model was trained on (acoustic-kd mkgraph --model its final.hmm.json)")
+    expect = got if got is not None else want
+    if expect is not None and len(log_priors) != int(expect):
+        raise DataError(priors or "checkpoint priors", f"{len(log_priors)} priors but the model has "
+                        f"{expect} pdfs", "pass the priors.txt of the alignments the model was trained on")
+
+
 def _source(args: argparse.Namespace, data_dir: str, scp: str | None) -> Source:
     if scp:
         return scp_source(scp)
@@ -118,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     graph = Graph.load(args.graph)
     fn, utts, meta = _source(args, args.data, args.logpost_scp)
     log_priors = log_priors_from(args, meta)
+    check_pdf_counts(graph, meta, log_priors, args.priors)
     extra: dict = {"models": args.model, "combine": args.combine if len(args.model) > 1 else None,
                    "data": str(args.data), "priors": args.priors}
     if args.tuned:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import add_config_args, load_config, overrides_from_args
+from ..config import add_config_args, load_config, load_yaml, overrides_from_args
 from ..distill.soft_targets import SoftTargetConfig
 from ..distill.stage import soft_targets_stage
 
@@ -24,15 +24,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", nargs="+", required=True, help="member checkpoints (final.pt)")
     parser.add_argument("--data", required=True, help="transfer-set data dir (with feats.scp)")
     parser.add_argument("--out", required=True, help="output dir, e.g. exp/ensemble/soft")
-    parser.add_argument("--config", default=None, help="recipe YAML (`soft_targets:` section)")
+    parser.add_argument("--config", default=None, help="recipe YAML (`soft_targets:` section; "
+                        "T defaults to the `distill:` section's)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--force", action="store_true", help="recompute finished shards")
     add_config_args(parser, SoftTargetConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(SoftTargetConfig, args.config, "soft_targets",
-                      overrides_from_args(args, SoftTargetConfig))
+    # one recipe YAML serves both stages: without `soft_targets: {T: ..}` the `distill:` T is used,
+    # so the cached targets are made at the temperature the student will train with
+    sections = load_yaml(args.config)
+    distill_T = (sections.get("distill") or {}).get("T")
+    overrides = {"T": distill_T} if distill_T is not None and \
+        "T" not in (sections.get("soft_targets") or {}) else {}
+    overrides.update({k: v for k, v in overrides_from_args(args, SoftTargetConfig).items()
+                      if v is not None})
+    cfg = load_config(SoftTargetConfig, args.config, "soft_targets", overrides)
     meta = soft_targets_stage(args.members, args.data, args.out, cfg, device=args.device,
                               force=args.force)
     print(f"{args.out}: {meta['num_frames']} frames, T={meta['T']}, k={meta['k']}, {meta['rule']}, "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cmvn import apply_cmvn
+from ..cmvn import apply_cmvn, compute_cmvn_stats
 from ..features import INT16_SCALE, FbankConfig, compute_fbank
 
 
@@ -57,4 +57,6 @@ class FeaturePipeline:
         feats = self.fbank(samples, sample_rate)
         if self.stats is not None and len(feats):
             feats = apply_cmvn(feats, self.stats, self.norm_vars)
+        elif self.cmvn_mode == "utterance" and len(feats):
+            feats = apply_cmvn(feats, compute_cmvn_stats(feats), self.norm_vars)
         return feats

@@ -155,11 +155,13 @@ def _stored_stats(meta: dict) -> Any:
 
 
 def _cmvn_meta(meta: dict, cmvn_stats: np.ndarray | None, dim: int) -> dict:
-    """Deployment CMVN: global stats unless the model was trained without CMVN."""
+    """Deployment CMVN: per-utterance or none as trained; otherwise global stats."""
     mode = meta.get("cmvn", "global")
     norm_vars = bool(meta.get("norm_vars", False))
     if mode == "none":
         return {"mode": "none", "norm_vars": False, "stats": None, "training_mode": mode}
+    if mode == "utterance":  # deployable as is: each input normalises itself
+        return {"mode": "utterance", "norm_vars": norm_vars, "stats": None, "training_mode": mode}
     if cmvn_stats is None:
         raise DataError(None, f"the model was trained with {mode} CMVN but no global CMVN stats "
                         "were given", "pass --data DIR (its features give the global stats)")

@@ -9,6 +9,8 @@ Layout (each of `exp/mono`, `exp/tri`):
 - `info.json`       resolved config, command line, versions, git revision
 - `ali_<set>/`      alignment dirs (ali.py format: ali.scp/ark, num_pdfs, priors.txt, failed.txt)
                     plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name
+- `final.states.npz` (mono only) the graph-state paths the tri stage starts from, so a run
+                    killed between the stages resumes to the same result
 - `.done`           marker; a re-run skips a finished stage unless forced
 """
 
@@ -23,8 +25,8 @@ from ..ali import check_lengths, write_alignments
 from ..errors import DataError
 from ..hmm import HmmModel
 from ..lang import Lang, load_lang
-from ..utils import (atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done, mark_done,
-                     read_table, write_exp_info)
+from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done,
+                     mark_done, read_table, write_exp_info)
 from .align import AlignResult, align, compile_graphs
 from .diag_gmm import DiagGmm
 from .feats import gmm_features
@@ -102,6 +104,37 @@ def _reason_counts(failed: dict[str, str]) -> dict[str, int]:
     return out
 
 
+STATES_FILE = "final.states.npz"   # the monophone graph-state paths the triphone stage starts from
+
+
+def _save_states(path: Path, res: AlignResult) -> None:
+    """Keep the graph-state paths of `res`, so a resumed tri stage starts exactly where a run that
+    was never interrupted would (realigning with the final model gives a slightly different start)."""
+    utts = sorted(res.states)
+    lens = np.array([len(res.states[u]) for u in utts], dtype=np.int64)
+    flat = np.concatenate([res.states[u] for u in utts]) if utts else np.zeros(0)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, utts=np.array(utts, dtype=str), lens=lens, states=flat.astype(np.int32),
+                     loglike=np.float64(res.loglike), frames=np.int64(res.frames),
+                     failed_utts=np.array(sorted(res.failed), dtype=str),
+                     failed_why=np.array([res.failed[u] for u in sorted(res.failed)], dtype=str))
+
+
+def _load_states(path: Path, graphs: dict) -> AlignResult | None:
+    """The AlignResult saved by `_save_states` over `graphs`, or None when absent or stale."""
+    if not path.exists():
+        return None
+    z = np.load(path)
+    utts = [str(u) for u in z["utts"]]
+    if not set(utts) <= set(graphs):
+        return None
+    parts = np.split(z["states"].astype(np.int64), np.cumsum(z["lens"])[:-1]) if utts else []
+    failed = {str(u): str(w) for u, w in zip(z["failed_utts"], z["failed_why"])}
+    return AlignResult(graphs=graphs, states=dict(zip(utts, parts)), failed=failed,
+                       loglike=float(z["loglike"]), frames=int(z["frames"]))
+
+
 def _stage_dir_ok(d: Path) -> bool:
     return is_done(d) and (d / "final.hmm.json").exists() and (d / "final.gmm.npz").exists()
 
@@ -131,17 +164,19 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
         t0 = time.time()
         mono, mgmm, mono_res, hist = train_mono(feats, texts, lang, cfg, mono_dir / "log.jsonl")
         out["mono"] = _finish(mono_dir, mono, mgmm, mono_res, hist, lang, feats, set_name, extra,
-                              cfg, time.time() - t0)
+                              cfg, time.time() - t0, keep_states=True)
     if stage in (None, "tri") and (force or not _stage_dir_ok(tri_dir)):
         if not _stage_dir_ok(mono_dir):
             raise DataError(mono_dir, "monophone stage not finished", "run with --stage mono first")
         mono = HmmModel.load(mono_dir / "final.hmm.json")
         if mono_res is None:  # resuming: re-create the monophone state alignment
-            mgmm = DiagGmm.load(mono_dir / "final.gmm.npz")
             graphs, gfail = compile_graphs(mono, lang, texts, [u for u in c_sorted(feats) if u in texts])
-            mono_res = align(mono, mgmm, feats, graphs, cfg.beam, cfg.retry_beam,
-                             cfg.acoustic_scale, cfg.batch_size, progress="mono realign",
-                             boost_silence=cfg.boost_silence)
+            mono_res = _load_states(mono_dir / STATES_FILE, graphs)
+            if mono_res is None:  # an exp dir from before the state paths were kept: realign
+                mgmm = DiagGmm.load(mono_dir / "final.gmm.npz")
+                mono_res = align(mono, mgmm, feats, graphs, cfg.beam, cfg.retry_beam,
+                                 cfg.acoustic_scale, cfg.batch_size, progress="mono realign",
+                                 boost_silence=cfg.boost_silence)
             mono_res.failed.update(gfail)
         tri_dir.mkdir(parents=True, exist_ok=True)
         write_exp_info(tri_dir, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
@@ -154,10 +189,13 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
 
 
 def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], lang: Lang,
-            feats, set_name: str, extra: list[Path], cfg: AlignConfig, train_s: float) -> dict:
+            feats, set_name: str, extra: list[Path], cfg: AlignConfig, train_s: float,
+            keep_states: bool = False) -> dict:
     """Save a trained stage: model files, training-set alignment, extra sets, summary, marker."""
     hmm.save(d / "final.hmm.json")
     gmm.save(d / "final.gmm.npz")
+    if keep_states:
+        _save_states(d / STATES_FILE, res)
     summary = {"num_pdfs": hmm.num_pdfs, "num_gauss": gmm.num_gauss, "train_seconds": round(train_s, 1),
                "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
     summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")

@@ -31,10 +31,17 @@ def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple
 
     fs = FeatureSet(data_dir, cmvn=cfg.cmvn, norm_vars=cfg.norm_vars)
     alis = read_alignments(ali_dir) if ali_dir is not None else None
-    if cfg.streaming:
-        return StreamingFrameDataset(fs, alis, context, shard_utts=cfg.shard_utts,
-                                     buffer_shards=cfg.buffer_shards), fs
-    return FrameDataset(fs, alis, context), fs
+    try:
+        if cfg.streaming:
+            return StreamingFrameDataset(fs, alis, context, shard_utts=cfg.shard_utts,
+                                         buffer_shards=cfg.buffer_shards), fs
+        return FrameDataset(fs, alis, context), fs
+    except DataError as e:
+        if ali_dir is None or e.path != "alignments":
+            raise
+        # name the alignment dir (and the features) instead of the generic "alignments"
+        raise DataError(Path(ali_dir) / "ali.scp", f"{e.problem} in {fs.data_dir / 'feats.scp'}",
+                        e.fix) from e
 
 
 def checkpoint_meta(fs, train_data, train_ali, cfg: TrainConfig) -> dict:

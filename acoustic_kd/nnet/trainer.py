@@ -72,7 +72,7 @@ class TrainConfig:
     eval_batch_size: int = field(default=4096, metadata={"help": "frames per evaluation batch"})
     num_threads: int = field(default=0, metadata={"help": "torch threads (0 = leave as is)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
-    cmvn: str = field(default="speaker", metadata={"help": "speaker | global | none (data loading)"})
+    cmvn: str = field(default="speaker", metadata={"help": "speaker | global | utterance | none (CMVN when loading features)"})
     norm_vars: bool = field(default=False, metadata={"help": "variance normalisation in CMVN"})
     streaming: bool = field(default=False, metadata={"help": "bounded-memory sharded data loading"})
     shard_utts: int = field(default=256, metadata={"help": "utterances per shard (streaming)"})
