@@ -50,6 +50,9 @@ if run_stage 3; then
     --align-sets "$data/dev" "$data/test"
 fi
 
+# Students get their own seed (not one of the members'), shared by the distilled student and its
+# control so that the only difference between the two is the loss.
+student_seed=$((train_seed + 1000))
 ali_args="--train-data $data/train --train-ali $exp/tri/ali_train --dev-data $data/dev --dev-ali $exp/tri/ali_dev"
 
 if run_stage 4; then
@@ -69,13 +72,13 @@ if run_stage 6; then
   log "Stage 6: distill student ($distill_mode teacher)"
   if [ "$distill_mode" = cached ]; then teacher="--soft $exp/ensemble/soft"; else teacher="--online --members $members"; fi
   acoustic-kd distill $teacher $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
-    --student-config "$student_config" --seed "$train_seed" --out "$exp/student_kd"
+    --student-config "$student_config" --seed "$student_seed" --out "$exp/student_kd"
 fi
 
 if run_stage 7; then
   log "Stage 7: hard-target control (same student, same budget, alpha=1)"
   acoustic-kd distill --alpha 1 $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
-    --student-config "$student_config" --seed "$train_seed" --out "$exp/student_hard"
+    --student-config "$student_config" --seed "$student_seed" --out "$exp/student_hard"
 fi
 
 if run_stage 8; then
