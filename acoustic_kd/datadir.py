@@ -271,8 +271,8 @@ class DataDir:
         if validate:
             _cross_check(path, tables, problems)
             if problems:
-                err = DataError(path, f"{len(problems)} problem(s) in the data dir:\n  "
-                                + "\n  ".join(str(p) for p in problems), _FIX)
+                err = DataError(path, f"{len(problems)} problem(s) in the data dir (each with its "
+                                "fix):\n  " + "\n  ".join(str(p) for p in problems))
                 err.problems = problems  # type: ignore[attr-defined]
                 raise err
         vals = {n: {k: v for k, (v, _) in tab.items()} for n, tab in tables.items()}
