@@ -6,7 +6,7 @@ Each bench script measures its figures as ratios against a reference measured in
 bench/results/<name>.json. This runner collects those files into one Markdown summary with the
 machine description.
 
-    python bench/run_all.py [--only features train ...] [--skip scaling]
+    python bench/run_all.py [--only features train ...] [--skip scaling] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform()}
+            "torch": torch.__version__, "platform": platform.platform(),
+            "load": ", ".join(f"{x:.1f}" for x in os.getloadavg())}
 
 
 def _flatten(d, prefix="") -> list[tuple[str, object]]:
@@ -58,37 +59,204 @@ def _flatten(d, prefix="") -> list[tuple[str, object]]:
             out += _flatten(v, key + ".")
         elif isinstance(v, (int, float, str, bool)) or v is None:
             out.append((key, v))
+        elif isinstance(v, list) and len(v) <= 8 and all(isinstance(x, (int, float)) for x in v):
+            out.append((key, ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v)))
     return out
+
+
+def _goal(value: float, goal: float, at_least: bool = True) -> str:
+    ok = value >= goal if at_least else value <= goal
+    return f"{'>=' if at_least else '<='} {goal:g}: {'met' if ok else 'NOT met'}"
+
+
+# Each bench's headline: (ratio figures in one line, goal check or "") from its results JSON.
+def _h_features(d: dict) -> tuple[str, str]:
+    return (f"stage / raw kaldi-native-fbank speed {d['ratio_cpu']:.2f} (CPU), {d['ratio_wall']:.2f} "
+            f"(wall); stage {d['stage_xrt_per_core_cpu']:.0f}x real time per core",
+            _goal(d["ratio_cpu"], d.get("goal_ratio", 0.6)))
+
+
+def _h_soft_targets(d: dict) -> tuple[str, str]:
+    parts = [f"P={r['P']} k={r['k']}: {r['bytes_per_frame']} vs {r['dense_bytes_per_frame']} B/frame "
+             f"({100 * r['ratio']:.1f}%)" for r in d["rows"] if r["k"] == d.get("headline_k", 20) and r["P"] >= 1000]
+    if "accuracy" in d:
+        a = d["accuracy"]
+        parts.append(f"frame acc top-{a['k']} - dense {100 * a['difference']:+.2f} points")
+    return "; ".join(parts), ""
+
+
+def _h_train(d: dict) -> tuple[str, str]:
+    parts = []
+    for t, r in d["by_threads"].items():
+        runs = r["runs"]
+        parts.append(f"{t} thr: member {runs['member_fp32']['fraction_of_fp32_peak']:.2f} / student "
+                     f"{runs['student_quarter_fp32']['fraction_of_fp32_peak']:.2f} of fp32 matmul peak, "
+                     f"bf16 x{r['bf16_speedup']['member']['per_cpu_s']:.2f}")
+    return "; ".join(parts), ""
+
+
+def _h_decode(d: dict) -> tuple[str, str]:
+    return (f"RTF {d['rtf']:.4f} wall (forward {d['rtf_forward']:.4f}, search {d['rtf_search']:.4f}), "
+            f"{d['rtf_cpu']:.4f} CPU", _goal(d["rtf"], d.get("goal_rtf", 0.05), at_least=False))
+
+
+def _h_deploy(d: dict) -> tuple[str, str]:
+    s = d["speedup"]
+    worst = min(s["int8_student_vs_ensemble_onnx_fp32"], s["int8_student_vs_ensemble_torch_fp32"])
+    return (f"int8 student vs fp32 ensemble (K={d['members']['k']}): "
+            f"x{s['int8_student_vs_ensemble_onnx_fp32']:.1f} (onnx), "
+            f"x{s['int8_student_vs_ensemble_torch_fp32']:.1f} (torch); int8 vs fp32 student "
+            f"x{s['int8_vs_fp32_student_onnx']:.2f}", _goal(worst, d.get("goal_int8_vs_ensemble", 10)))
+
+
+def _h_memory(d: dict) -> tuple[str, str]:
+    parts = []
+    for st in d["sets"]:
+        g = {r["kind"]: r["growth_over_data"] for r in st["runs"]}
+        parts.append(f"{st['data_bytes'] / 1e6:.0f} MB: RSS growth / data streaming "
+                     f"{g.get('streaming', float('nan')):.2f} vs in-memory "
+                     f"{g.get('memory', float('nan')):.2f}")
+    return "; ".join(parts), ""
+
+
+def _h_scaling(d: dict) -> tuple[str, str]:
+    e = d["exponent_cpu"]
+    return (f"size^b, b: features {e['features']:.2f}, train epoch {e['train']:.2f}, decode "
+            f"{e['decode']:.2f} ({d['factors'][-1]}x utterances = {d['size_ratio_largest']:.2f}x frames)", "")
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows] + [""])
+
+
+# Compact tables of the figures behind a headline (benches whose JSON nests runs).
+def _d_soft_targets(d: dict) -> list[str]:
+    out = _table(["P", "k", "bytes/frame", "dense bytes/frame", "ratio", "t(top-k)/t(ref)",
+                  "t(dense)/t(ref)"],
+                 [[r["P"], r["k"], r["bytes_per_frame"], r["dense_bytes_per_frame"], r["ratio"],
+                   r["t_topk_over_ref"], r["t_dense_over_ref"]] for r in d["rows"]])
+    if "accuracy" in d:
+        a = d["accuracy"]
+        out += _table(["student trained on", "held-out frame accuracy"],
+                      [["dense teacher targets", a["dense"]],
+                       [f"top-{a['k']} teacher targets", a["topk"]],
+                       ["difference (top-k - dense)", a["difference"]], ["(teacher)", a["teacher"]]])
+    return out
+
+
+def _d_train(d: dict) -> list[str]:
+    rows = []
+    for t, r in d["by_threads"].items():
+        for name, run in r["runs"].items():
+            rows.append([t, name, f"{run['hidden']}x{run['layers']}", run["params"],
+                         round(run["frames_per_s"]), run["fraction_of_fp32_peak"],
+                         run["fraction_of_fp32_peak_wall"]])
+    peaks = [f"{t} threads: fp32 peak {r['fp32_matmul_peak']['per_cpu_s'] / 1e9:.0f} GFLOP per CPU-s, "
+             f"bf16 {r['bf16_matmul_peak']['per_cpu_s'] / 1e9:.0f}" for t, r in d["by_threads"].items()]
+    return _table(["threads", "run", "size", "params", "frames/s", "of fp32 peak (CPU)",
+                   "of fp32 peak (wall)"], rows) + ["; ".join(peaks) + ".", ""]
+
+
+def _d_deploy(d: dict) -> list[str]:
+    base = d["frames_per_s"]["ensemble_torch_fp32"]
+    return _table(["system", "frames/s", "vs torch fp32 ensemble"],
+                  [[k, round(v), round(v / base, 2)] for k, v in d["frames_per_s"].items()])
+
+
+def _d_memory(d: dict) -> list[str]:
+    return _table(["data", "dataset", "peak RSS growth", "growth / data", "seconds"],
+                  [[f"{st['data_bytes'] / 1e6:.0f} MB", r["kind"],
+                    f"{r['rss_growth_bytes'] / 1e6:.1f} MB", r["growth_over_data"], r["seconds"]]
+                   for st in d["sets"] for r in st["runs"]])
+
+
+def _d_scaling(d: dict) -> list[str]:
+    head = (["stage (CPU s)"] + [f"{u} utts, {f} frames" for u, f in zip(d["utts"], d["frames"])]
+            + ["b (CPU)", "b (wall)"])
+    return _table(head, [[s] + [f"{t:.2f}" for t in d["cpu_s"][s]]
+                         + [d["exponent_cpu"][s], d["exponent_wall"][s]] for s in d["cpu_s"]])
+
+
+DETAILS = {"soft_targets": _d_soft_targets, "train": _d_train, "deploy": _d_deploy,
+           "memory": _d_memory, "scaling": _d_scaling}
+
+
+HEADLINES = {"features": _h_features, "soft_targets": _h_soft_targets, "train": _h_train,
+             "decode": _h_decode, "deploy": _h_deploy, "memory": _h_memory, "scaling": _h_scaling}
+
+
+def _headline(name: str, data: dict) -> tuple[str, str]:
+    try:
+        return HEADLINES[name](data)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return "(see below)", ""
 
 
 def summary(names: list[str], status: dict[str, str]) -> str:
     m = machine()
     lines = ["# Benchmark results", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}.",
-             f"Regenerate with `make bench` (= `python bench/run_all.py`); written {time.strftime('%Y-%m-%d %H:%M')}.",
-             ""]
+             f"Machine: {m['cpu']}, {m['cores']} cores ({m['platform']}); Python {m['python']}, "
+             f"torch {m['torch']}. Load average when written: {m['load']}.",
+             "",
+             f"Regenerate with `make bench` (= `python bench/run_all.py`); written "
+             f"{time.strftime('%Y-%m-%d %H:%M %Z')}. Every figure is a ratio of two things measured in "
+             "the same run (absolute times on a shared machine vary up to ~2x); each bench's JSON is in "
+             "`bench/results/`, its method in the script's docstring.",
+             "", "| bench | measured ratios | goal | run |", "|---|---|---|---|"]
+    datas = {}
     for name in names:
-        lines.append(f"## {name} ({status.get(name, 'not run')})")
         path = RESULTS / f"{name}.json"
-        if not path.exists():
-            lines += ["", "no results file", ""]
+        datas[name] = json.loads(path.read_text()) if path.exists() else None
+        head, goal = _headline(name, datas[name]) if datas[name] else ("no results file", "")
+        when = (time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+                if path.exists() else "")
+        run = status.get(name, "not run now")
+        if not run.startswith("exit 0") and when:   # the figures shown are from an earlier run
+            run += f"; results of {when}"
+        lines.append(f"| {name} | {head} | {goal} | {run} |")
+    lines.append("")
+    for name in names:
+        data = datas[name]
+        lines += [f"## {name}", "", f"`bench/{BENCHES[name][0]}` — {_doc_line(name)}", ""]
+        if data is None:
+            lines += ["no results file", ""]
             continue
-        data = json.loads(path.read_text())
         if isinstance(data.get("summary"), str):
-            lines += ["", data["summary"], ""]
-        lines += ["", "| key | value |", "|---|---|"]
+            lines += [data["summary"], ""]
+        if name in DETAILS:
+            try:
+                lines += DETAILS[name](data)
+                continue
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                pass
+        lines += ["<details><summary>all figures</summary>", "", "| key | value |", "|---|---|"]
         for k, v in _flatten(data):
-            if k in ("summary",) or k.startswith("machine"):
+            if k == "summary" or k.startswith(("machine", "versions")):
                 continue
             lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
-        lines.append("")
+        lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def _doc_line(name: str) -> str:
+    """First line of a bench script's docstring."""
+    import ast
+
+    try:
+        doc = ast.get_docstring(ast.parse((HERE / BENCHES[name][0]).read_text()))
+    except (OSError, SyntaxError):
+        doc = None
+    return (doc or "").strip().splitlines()[0] if doc else ""
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="run only these benches")
     ap.add_argument("--skip", nargs="*", default=[], help="skip these benches")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds allowed per bench")
     args = ap.parse_args()
     names = [n for n in BENCHES if (not args.only or n in args.only) and n not in args.skip]
     RESULTS.mkdir(exist_ok=True)
@@ -100,8 +268,12 @@ def main() -> int:
             continue
         print(f"== {name}: {script}", flush=True)
         t0 = time.time()
-        rc = subprocess.call([sys.executable, str(HERE / script), *extra], cwd=HERE.parent)
-        status[name] = f"exit {rc}, {time.time() - t0:.0f} s"
+        try:
+            rc = subprocess.call([sys.executable, str(HERE / script), *extra], cwd=HERE.parent,
+                                 timeout=args.timeout)
+            status[name] = f"exit {rc}, {time.time() - t0:.0f} s"
+        except subprocess.TimeoutExpired:
+            status[name] = f"timed out after {args.timeout:.0f} s"
     text = summary(list(BENCHES), status)
     (HERE / "RESULTS.md").write_text(text + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")
