@@ -102,3 +102,23 @@ def test_unigram_is_add_one():
     probs, _ = estimate_ngram([["A", "A"], ["B"]], ["A", "B", "C"], 1)
     # counts A2 B1 C0 </s>2 (+1 each) over total 5 + 4
     assert math.isclose(10 ** probs[0][("C",)], 1 / 9) and math.isclose(10 ** probs[0][("A",)], 3 / 9)
+
+
+def test_lang_cli_installs_a_user_arpa_and_rejects_unknown_words(tmp_path):
+    from acoustic_kd.cli import main
+
+    d = tmp_path / "train"
+    d.mkdir()
+    (d / "text").write_text("u1 YES NO\nu2 NO\n")
+    lex = tmp_path / "lex.txt"
+    lex.write_text("YES K EH N\nNO L OW\n")
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text("\\data\\\nngram 1=4\n\n\\1-grams:\n-0.5 </s>\n-99 <s>\n-0.3 YES\n-0.3 NO\n\n\\end\\\n")
+    assert main(["lang", "--data", str(d), "--lexicon", str(lex), "--out", str(tmp_path / "lang"),
+                 "--arpa", str(arpa)]) == 0
+    assert (tmp_path / "lang" / "G.arpa").read_text() == arpa.read_text()
+    bad = tmp_path / "bad.arpa"
+    bad.write_text(arpa.read_text().replace("-0.3 NO", "-0.3 MAYBE"))
+    assert main(["lang", "--data", str(d), "--lexicon", str(lex), "--out", str(tmp_path / "lang2"),
+                 "--arpa", str(bad)]) == 1
+    assert not (tmp_path / "lang2" / ".done").exists()

@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="more data dirs whose words join the vocabulary (not the grammar counts)")
     p.add_argument("--lexicon", required=True, help="lexicon file (word phone...) or 'cmudict'")
     p.add_argument("--out", required=True, help="output lang dir")
+    p.add_argument("--arpa", help="use this ARPA LM as G.arpa instead of estimating one from --data "
+                                  "(its words must be in the lexicon)")
     p.add_argument("--config", help="recipe YAML (section 'lang')")
     p.add_argument("--force", action="store_true", help="rebuild even if done")
     add_config_args(p, LangConfig)
@@ -28,6 +30,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _texts(d: str) -> dict[str, str]:
     return {k: v for k, v, _ in read_table(Path(d) / "text", min_fields=1)}
+
+
+def _install_arpa(src: Path, out: Path, words: set[str]) -> None:
+    """Validate a user's ARPA LM against the vocabulary and install it as out/G.arpa."""
+    from ..errors import DataError
+    from ..lang import read_arpa
+    from ..utils import atomic_write_text
+
+    if not src.exists():
+        raise DataError(src, "ARPA file does not exist", "check the --arpa path")
+    probs, _ = read_arpa(src)
+    if not probs or not probs[0]:
+        raise DataError(src, "no 1-grams found", "give an ARPA file (\\data\\, \\1-grams:, ...)")
+    unknown = sorted({w for ng in probs[0] for w in ng} - words - {"<s>", "</s>", "<unk>"})
+    if unknown:
+        raise DataError(src, f"{len(unknown)} LM word(s) not in the lexicon, e.g. {unknown[:5]}",
+                        "add them to the lexicon or prune them from the LM")
+    atomic_write_text(out / "G.arpa", src.read_text(encoding="utf-8"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     for d in args.vocab_data:
         extra.update(_texts(d))
     lang = prepare_lang(_texts(args.data), args.lexicon, out, cfg, extra_texts=extra)
+    if args.arpa:
+        _install_arpa(Path(args.arpa), out, set(lang.words))
     mark_done(out)
     oov = (out / "oov.txt").read_text().splitlines()
     print(f"{out}: {len(lang.phones) - 1} phones, {len(lang.words) - 1} words, "

@@ -16,14 +16,14 @@
 #  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
 #
 # Variables a run.sh may set before sourcing (defaults below):
-#   stage stop_stage nj config student_config num_members distill_mode members_nj train_seed
+#   stage stop_stage nj config student_config num_members distill_mode members_nj train_seed lm
 
 set -euo pipefail
 
 : "${stage:=1}" "${stop_stage:=10}" "${nj:=2}" "${members_nj:=1}" "${num_members:=5}"
 : "${config:=conf/default.yaml}" "${student_config:=conf/student.yaml}"
 : "${distill_mode:=cached}"      # cached (stage 5 stores soft targets) | online (teacher runs on each batch)
-: "${data:=data}" "${exp:=exp}" "${train_seed:=1}"
+: "${data:=data}" "${exp:=exp}" "${train_seed:=1}" "${lm:=}"   # lm: an ARPA file to use as G
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -33,8 +33,9 @@ members=$(for i in $(seq 1 "$num_members"); do echo "$exp/members/m$i/final.pt";
 
 if run_stage 1; then
   log "Stage 1: lang"
+  lm_opt=(); [ -n "$lm" ] && lm_opt=(--arpa "$lm")
   acoustic-kd lang --data "$data/train" --lexicon "$data/local/lexicon.txt" --out "$data/lang" \
-    --config "$config"
+    --config "$config" "${lm_opt[@]}"
 fi
 
 if run_stage 2; then

@@ -4,7 +4,9 @@
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
-      sed -n '2,/^$/p' "$(basename "$0")" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      sed -n '2,/^$/p' "$(basename "$0")" | sed 's/^# \{0,1\}//'
+      echo "Shared stages (recipes/common/kd.sh):"
+      sed -n '/^#   1 lang/,/^#  10 report/p' ../common/kd.sh | sed 's/^#//'; exit 0 ;;
     --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
     --*) name="$1"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
          value="$2"; shift 2 ;;

@@ -6,14 +6,16 @@
 # Then the shared distillation stages.
 #
 # Usage: ./run.sh --src DIR [--train-sets "S ..."] [--dev-sets "S ..."] [--test-sets "S ..."]
-#                 [--stage N] [--stop-stage M] [--nj J] [--config conf/librispeech.yaml] [--train-seed S]
+#                 [--stage N] [--stop-stage M] [--nj J] [--config conf/librispeech.yaml] [--train-seed S] [--lm FILE]
 #   --src: directory holding the set folders (or LibriSpeech/ as unpacked); required for stages -1, 0
 #   stage -1 (only when asked: --stage -1) downloads and unpacks the missing sets into --src;
+#   --lm FILE: an ARPA LM to decode with (its words must be in the lexicon); default: a trigram
+#              estimated from the training transcripts (Witten-Bell, by the lang stage)
 #   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 
 cd "$(dirname "$0")"
 stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; train_seed=1
-src=; train_sets=train-clean-5; dev_sets=dev-clean-2; test_sets=
+src=; train_sets=train-clean-5; dev_sets=dev-clean-2; test_sets=; lm=
 config=conf/librispeech.yaml; student_config=conf/student.yaml; distill_mode=cached
 data=data; exp=exp
 . ../common/parse_options.sh "$@"
