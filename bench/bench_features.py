@@ -37,7 +37,7 @@ from acoustic_kd.audio import load_audio  # noqa: E402
 from acoustic_kd.datadir import DataDir  # noqa: E402
 from acoustic_kd.features import FbankConfig  # noqa: E402
 from acoustic_kd.features_stage import make_features  # noqa: E402
-from acoustic_kd.utils import c_sorted, versions  # noqa: E402
+from acoustic_kd.utils import versions  # noqa: E402
 
 FSDD = REPO.parent / "shared" / "corpora" / "fsdd" / "recordings"
 
@@ -51,15 +51,9 @@ def fsdd_data_dir(out: Path, limit: int | None) -> Path:
     for w in wavs:
         digit, spk, idx = w.stem.split("_")
         rows[f"{spk}_{digit}_{idx}"] = (spk, str(w))
-    utts = c_sorted(rows)
-    out.mkdir(parents=True)
-    (out / "wav.scp").write_text("".join(f"{u} {rows[u][1]}\n" for u in utts))
-    (out / "text").write_text("".join(f"{u} {u.split('_')[1]}\n" for u in utts))
-    (out / "utt2spk").write_text("".join(f"{u} {rows[u][0]}\n" for u in utts))
-    spk2utt: dict[str, list[str]] = {}
-    for u in utts:
-        spk2utt.setdefault(rows[u][0], []).append(u)
-    (out / "spk2utt").write_text("".join(f"{s} {' '.join(spk2utt[s])}\n" for s in c_sorted(spk2utt)))
+    DataDir(path=None, wav_scp={u: w for u, (_, w) in rows.items()},
+            text={u: u.split("_")[1] for u in rows},
+            utt2spk={u: spk for u, (spk, _) in rows.items()}).save(out)
     return out
 
 

@@ -74,15 +74,9 @@ def timed(fn):
 
 def write_data_dir(out: Path, rows: dict[str, tuple[str, str, str]]) -> Path:
     """Kaldi data dir from {utt: (speaker, wav path, transcript)}."""
-    utts = c_sorted(rows)
-    out.mkdir(parents=True)
-    (out / "wav.scp").write_text("".join(f"{u} {rows[u][1]}\n" for u in utts))
-    (out / "text").write_text("".join(f"{u} {rows[u][2]}\n" for u in utts))
-    (out / "utt2spk").write_text("".join(f"{u} {rows[u][0]}\n" for u in utts))
-    spk2utt: dict[str, list[str]] = {}
-    for u in utts:
-        spk2utt.setdefault(rows[u][0], []).append(u)
-    (out / "spk2utt").write_text("".join(f"{s} {' '.join(spk2utt[s])}\n" for s in c_sorted(spk2utt)))
+    DataDir(path=None, wav_scp={u: r[1] for u, r in rows.items()},
+            text={u: r[2] for u, r in rows.items()},
+            utt2spk={u: r[0] for u, r in rows.items()}).save(out)
     return out
 
 
