@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("ACOUSTIC_KD_LOGLEVEL", "WARNING")  # before acoustic_kd sets up logging
 
-from acoustic_kd.utils import c_sorted, get_logger, set_num_threads, versions  # noqa: E402
+from acoustic_kd.utils import get_logger, set_num_threads, versions  # noqa: E402
 
 set_num_threads(1)   # CPU seconds of one thread: comparable across sizes on a shared machine
 
