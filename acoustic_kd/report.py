@@ -3,7 +3,7 @@
 Reads what earlier stages left in an experiment dir:
 - `exp/decode/<system>_<set>/wer` (Kaldi format `%WER 1.23 [ 12 / 975, ...]`), `frame_acc` (a float,
   percent) and `decode.json` (`rtf`, ...);
-- `exp/<system dir>/final.pt` or `model_info.json` for parameters and MACs per frame;
+- `exp/<system dir>/final.pt` for parameters and MACs per frame;
 - `train_log.jsonl` of each trained model for the training-curve plot.
 Writes `exp/RESULTS.md` and `exp/plots/*.png`.
 """

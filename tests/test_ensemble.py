@@ -17,13 +17,7 @@ from acoustic_kd.errors import ConfigError
 from acoustic_kd.nnet import ModelConfig, build_model, load_checkpoint
 from acoustic_kd.nnet.data import ArraySource, make_synthetic
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 P1 = np.log(np.array([[0.7, 0.2, 0.1], [0.5, 0.25, 0.25]]))
