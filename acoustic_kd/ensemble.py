@@ -151,7 +151,7 @@ def evaluate(checkpoints: Sequence[str | Path], sets: Mapping[str, tuple[str | P
              batch_size: int = 4096) -> dict:
     """Evaluate members (`final.pt` paths) and their combinations on {set: (data_dir, ali_dir)}.
 
-    Features are read with the members' CMVN settings. Writes out_dir/eval.json and eval.txt
+    Features are read with the members' CMVN settings (global CMVN: their training set's stats). Writes out_dir/eval.json and eval.txt
     when out_dir is given. Returns {"members": [...], "sets": {set: evaluate_set(...)}}.
     """
     from .ali import read_alignments
@@ -167,9 +167,11 @@ def evaluate(checkpoints: Sequence[str | Path], sets: Mapping[str, tuple[str | P
     if len(cmvn) != 1:
         raise ConfigError(f"members were trained with different CMVN settings {sorted(cmvn)}")
     mode, norm_vars = cmvn.pop()
+    # global CMVN: the training set's stats (as decode and export apply them), not each set's own
+    stats = metas[0].get("cmvn_stats") if mode == "global" else None
     out = {"members": [str(p) for p in checkpoints], "sets": {}}
     for name, (data_dir, ali_dir) in sets.items():
-        fs = FeatureSet(data_dir, cmvn=mode, norm_vars=norm_vars)
+        fs = FeatureSet(data_dir, cmvn=mode, norm_vars=norm_vars, global_stats=stats)
         out["sets"][name] = evaluate_set(models, fs, read_alignments(ali_dir), rules, batch_size)
         r = out["sets"][name]
         best = max(r["members"], key=lambda k: r["members"][k]["acc"])

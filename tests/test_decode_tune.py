@@ -112,3 +112,55 @@ def test_decode_cli_refuses_to_tune_on_the_test_set(setup, capsys):
                "--out", str(tmp_path / "o"), "--tune-on-dev", str(test),
                "--dev-logpost-scp", str(test / "post.scp")])
     assert rc == 1 and "dev set" in capsys.readouterr().err
+
+
+def test_pick_best_ties_prefer_the_larger_transition_scale_after_acwt():
+    grid = [{"acwt": 0.1, "word_penalty": 0.0, "wer": 0.0, "transition_scale": 0.1},
+            {"acwt": 0.1, "word_penalty": 0.0, "wer": 0.0, "transition_scale": 1.0},
+            {"acwt": 0.05, "word_penalty": 0.0, "wer": 0.5, "transition_scale": 1.0}]
+    assert pick_best(grid)["transition_scale"] == 1.0
+    grid[0]["wer"] = -1.0                         # a better dev WER always wins over the tie-break
+    assert pick_best(grid)["transition_scale"] == 0.1
+
+
+def test_decode_cli_tunes_the_transition_scale_with_graph_variants(setup):
+    """--transition-scales: a graph per scale beside --graph (from the HMM recorded by mkgraph),
+    the dev grid over all three axes, and --tuned reusing the chosen graph."""
+    from acoustic_kd.hmm import HmmModel
+
+    tmp_path, _, dev, test = setup
+    phones = ["<eps>", "SIL", "EH", "N", "OW", "S", "Y"]      # the FakeHmm's pdf order
+    topo = {p: {"num_states": 3, "self_loop_prob": [0.6] * 3, "context_independent": p == "SIL"}
+            for p in phones[1:]}
+    HmmModel.monophone(phones, topo).save(tmp_path / "hmm.json")
+    graph = tmp_path / "g"
+    assert main(["mkgraph", "--lang", str(tmp_path / "lang"), "--model", str(tmp_path / "hmm.json"),
+                 "--out", str(graph)]) == 0
+    assert json.loads((graph / "graph.json").read_text())["hmm"] == str(tmp_path / "hmm.json")
+    out = tmp_path / "o_test"
+    common = ["--data", str(test), "--logpost-scp", str(test / "post.scp"),
+              "--priors", str(tmp_path / "priors.txt")]
+    assert main(["decode", "--graph", str(graph), *common, "--out", str(out), "--tune-on-dev", str(dev),
+                 "--dev-logpost-scp", str(dev / "post.scp"), "--acwts", "0.5", "1.0",
+                 "--word-penalties", "0.0", "--transition-scales", "0.1", "1.0"]) == 0
+    tune = json.loads((out / "tune.json").read_text())
+    assert len(tune["grid"]) == 4 and {g["transition_scale"] for g in tune["grid"]} == {0.1, 1.0}
+    assert all(g["wer"] == 0.0 for g in tune["grid"])          # clean dev: every point ties ...
+    assert tune["transition_scale"] == 1.0 and tune["acwt"] == 0.5   # ... the tie-break decides
+    assert json.loads((graph / "ts1" / "graph.json").read_text())["config"]["transition_scale"] == 1.0
+    assert json.loads((out / "decode.json").read_text())["graph"] == str(graph / "ts1")
+    assert (out / "hyp.txt").read_text() == "t1 NO YES\nt2 YES\nt3 NO\n"
+    again = tmp_path / "o_again"
+    assert main(["decode", "--graph", str(graph), *common, "--out", str(again),
+                 "--tuned", str(out / "tune.json")]) == 0
+    assert json.loads((again / "decode.json").read_text())["graph"] == str(graph / "ts1")
+
+
+def test_graph_variant_needs_the_recorded_hmm(setup):
+    from acoustic_kd.decode.graph import graph_variant
+    from acoustic_kd.errors import DataError
+
+    tmp_path = setup[0]
+    assert graph_variant(tmp_path / "graph", 0.1) == tmp_path / "graph"    # its own scale
+    with pytest.raises(DataError, match="mkgraph --force"):
+        graph_variant(tmp_path / "graph", 1.0)          # built without an HMM file: cannot rebuild

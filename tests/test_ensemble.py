@@ -114,3 +114,49 @@ def test_train_and_ensemble_commands(tmp_path, capsys):
                  "--dev-ali", dva, "--eval-only"]) == 1    # m3 missing: a clear error
     assert "m3" in capsys.readouterr().err
     assert math.isfinite(res["sets"]["dev"]["ensemble"]["geometric"]["ce"])
+
+
+@pytest.mark.slow
+def test_global_cmvn_dev_and_test_use_the_training_stats(tmp_path):
+    """With cmvn global, dev selection, eval.txt and decode all normalise with the training set's stats.
+
+    The dev set is the training distribution shifted by +3 in every dimension: its own stats would
+    remove the shift, the training stats keep it (as decode and the exported model do).
+    """
+    from acoustic_kd.ensemble import evaluate
+    from acoustic_kd.features import FeatureSet
+    from acoustic_kd.nnet import log_posteriors
+    from acoustic_kd.ali import read_alignments
+
+    trd, tra = _data_dir(tmp_path, "train", 0, 30)
+    dvd, dva = _data_dir(tmp_path, "dev", 1)
+    src = kaldiio.load_scp(f"{dvd}/feats.scp")
+    shifted = {u: np.asarray(src[u]) + 3.0 for u in src}
+    with kaldiio.WriteHelper(f"ark,scp:{dvd}/shift.ark,{dvd}/shift.scp") as w:
+        for u, x in shifted.items():
+            w[u] = x
+    (tmp_path / "dev" / "shift.scp").replace(tmp_path / "dev" / "feats.scp")
+    out = tmp_path / "m"
+    assert main(["train", "--train-data", trd, "--train-ali", tra, "--dev-data", dvd, "--dev-ali", dva,
+                 "--out", str(out), "--seed", "3", "--cmvn", "global", "--hidden", "24", "--layers",
+                 "1", "--context", "2", "2", "--epochs", "2", "--batch-size", "64",
+                 "--warmup-steps", "5"]) == 0
+    model, meta = load_checkpoint(out / "final.pt")
+    alis = read_alignments(dva)
+
+    def acc(fs):
+        hits = n = 0
+        for u in fs.utts:
+            lp = log_posteriors(model, fs[u])
+            hits += int((lp.argmax(1) == alis[u]).sum())
+            n += len(lp)
+        return hits / n
+
+    with_train = acc(FeatureSet(dvd, cmvn="global", global_stats=meta["cmvn_stats"]))
+    with_own = acc(FeatureSet(dvd, cmvn="global"))
+    assert abs(with_train - with_own) > 0.02          # the shift matters
+    res = evaluate([out / "final.pt"], {"dev": (dvd, dva)})
+    assert res["sets"]["dev"]["members"]["m"]["acc"] == pytest.approx(with_train, abs=1e-9)
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    dev_accs = [r["dev_acc"] for r in log if r.get("type") == "epoch"]
+    assert max(dev_accs) == pytest.approx(with_train, abs=1e-6)   # final.pt = the best dev epoch

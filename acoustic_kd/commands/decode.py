@@ -2,7 +2,8 @@
 
 Frame scores are acwt·(log p(s|x) − log p(s)); several --model options form an ensemble whose
 posteriors are combined (--combine). The acoustic scale and word penalty are given (--acwt,
---word-penalty) or tuned on a dev set (--tune-on-dev DIR), never on the decoded set itself.
+--word-penalty) or tuned on a dev set (--tune-on-dev DIR), never on the decoded set itself; with
+--transition-scales the HMM transition scale is tuned too (graph variants built in GRAPH/ts<scale>).
 Log-posteriors can also come from a Kaldi scp of [T, P] matrices (--logpost-scp), e.g. an export.
 
 Writes OUT/hyp.txt, hyp.json (word times), wer, errs.txt, frame_acc (with --ali), decode.json,
@@ -24,6 +25,7 @@ import numpy as np
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_to_dir,
                               nnet_log_posteriors)
+from ..decode.graph import graph_variant
 from ..decode.score import read_text
 from ..decode.tune import TuneConfig, tune_on_dev
 from ..errors import ConfigError, DataError
@@ -115,6 +117,7 @@ def _source(args: argparse.Namespace, data_dir: str, scp: str | None) -> Source:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(DecodeConfig, args.config, "decode", overrides_from_args(args, DecodeConfig))
     tcfg = load_config(TuneConfig, args.config, "tune", overrides_from_args(args, TuneConfig))
+    tuned_scale = None
     if args.tune_on_dev and (args.acwt is not None or args.word_penalty is not None):
         raise ConfigError("give either --acwt/--word-penalty or --tune-on-dev, not both")
     if args.tuned:
@@ -126,9 +129,12 @@ def run(args: argparse.Namespace) -> int:
         import json
         t = json.loads(tuned_path.read_text())
         cfg = dataclasses.replace(cfg, acwt=float(t["acwt"]), word_penalty=float(t["word_penalty"]))
+        tuned_scale = t.get("transition_scale")
     if args.tune_on_dev and Path(args.tune_on_dev).resolve() == Path(args.data).resolve():
         raise ConfigError("--tune-on-dev must name a dev set, not the set being decoded")
     graph = Graph.load(args.graph)
+    if args.tuned and tuned_scale is not None:
+        graph = Graph.load(graph_variant(args.graph, float(tuned_scale)))
     fn, utts, meta = _source(args, args.data, args.logpost_scp)
     log_priors = log_priors_from(args, meta)
     check_pdf_counts(graph, meta, log_priors, args.priors)
@@ -142,8 +148,12 @@ def run(args: argparse.Namespace) -> int:
         dfn, dutts, _ = _source(args, args.tune_on_dev, args.dev_logpost_scp)
         drefs = read_text(Path(args.tune_on_dev) / "text")
         dutts = [u for u in dutts if u in drefs]
-        tuned = tune_on_dev(graph, dutts, drefs, dfn, log_priors, cfg, tcfg)
+        graphs = ({ts: Graph.load(graph_variant(args.graph, ts)) for ts in tcfg.transition_scales}
+                  if tcfg.transition_scales else graph)
+        tuned = tune_on_dev(graphs, dutts, drefs, dfn, log_priors, cfg, tcfg)
         cfg = dataclasses.replace(cfg, acwt=tuned.acwt, word_penalty=tuned.word_penalty)
+        if isinstance(graphs, dict):
+            graph = graphs[tuned.transition_scale]
         extra["tune"] = {"dev": str(args.tune_on_dev), **tuned.to_dict()}
     text = Path(args.data) / "text"
     refs = read_text(text) if text.exists() else None

@@ -4,7 +4,8 @@ Writes OUT/model.pt (TorchScript), OUT/model.onnx, OUT/model.int8.onnx, export.j
 Each model file carries everything decoding needs (fbank options, global CMVN stats, priors,
 pdf->HMM map, acoustic scale, beam, the HCLG graph and the word list), so `acoustic-kd transcribe`
 and `acoustic_kd.export.load_exported` need nothing but the directory. --acwt takes a number or
-the decode stage's tune.json / decode.json (acwt and word penalty are read from it).
+the decode stage's tune.json / decode.json (acwt and word penalty are read from it, and the graph
+variant of a transition scale tuned on dev is the one exported).
 A finished OUT is skipped unless --force.
 
   acoustic-kd export --checkpoint exp/student_kd/final.pt --graph exp/tri/graph \\
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..decode.graph import graph_variant
 from ..errors import ConfigError
 from ..utils import is_done, mark_done
 
@@ -43,10 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-export a finished OUT")
 
 
-def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, float]:
-    """(acwt, word penalty) from a number or a decode-stage JSON (tune.json or decode.json)."""
+def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, float, float | None]:
+    """(acwt, word penalty, transition scale or None) from a number or a decode-stage JSON
+    (tune.json or decode.json); the transition scale is there when it was tuned on dev."""
     try:
-        return float(acwt), (word_penalty or 0.0)
+        return float(acwt), (word_penalty or 0.0), None
     except ValueError:
         pass
     path = Path(acwt)
@@ -57,7 +60,8 @@ def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, flo
     if "acwt" not in d:
         raise ConfigError(f"{path}: no 'acwt' key (expected a tune.json or decode.json)")
     pen = d.get("word_penalty", 0.0) if word_penalty is None else word_penalty
-    return float(d["acwt"]), float(pen)
+    scale = d.get("transition_scale")
+    return float(d["acwt"]), float(pen), None if scale is None else float(scale)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if is_done(args.out) and not args.force:
         print(f"{args.out}: already exported (use --force to redo)")
         return 0
-    acwt, penalty = decoding_settings(args.acwt, args.word_penalty)
+    acwt, penalty, scale = decoding_settings(args.acwt, args.word_penalty)
+    graph = args.graph if scale is None else str(graph_variant(args.graph, scale))
+    hmm = args.hmm or str(Path(args.graph).parent / "final.hmm.json")   # the variant lies deeper
     stats = check = None
     if args.data:
         from ..features import FeatureSet
@@ -75,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         stats = feats.global_cmvn_stats()
         check = np.concatenate([feats[u] for u in feats.utts[:5]])  # compare on real features
     priors = np.loadtxt(args.priors, dtype=np.float64, ndmin=1) if args.priors else None
-    summary = export(args.checkpoint, args.out, args.graph, args.words, stats, acwt, args.beam,
-                     args.hmm, {"cmvn_data": args.data, "priors_file": args.priors},
+    summary = export(args.checkpoint, args.out, graph, args.words, stats, acwt, args.beam,
+                     hmm, {"cmvn_data": args.data, "priors_file": args.priors},
                      word_penalty=penalty, max_active=args.max_active, priors=priors,
                      check_feats=check)
     mark_done(args.out)

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(GraphConfig, args.config, "mkgraph", overrides_from_args(args, GraphConfig))
     out = Path(args.out) if args.out else Path(args.model).parent / "graph"
-    path = build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=args.force)
+    path = build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=args.force,
+                       hmm_path=args.model)
     info = json.loads((out / "graph.json").read_text())
     print(f"{path}: {info['num_states']} states, {info['num_arcs']} arcs, {info['num_pdfs']} pdfs")
     return 0

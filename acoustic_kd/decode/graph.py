@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -267,17 +267,27 @@ def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = 
 
 
 def build_graph(lang_dir: str | Path, hmm: HmmLike, out_dir: str | Path,
-                cfg: GraphConfig | None = None, force: bool = False) -> Path:
-    """Build (or reuse when lang, HMM and config are unchanged) `<out_dir>/HCLG.fst`; return its path."""
+                cfg: GraphConfig | None = None, force: bool = False,
+                hmm_path: str | Path | None = None) -> Path:
+    """Build (or reuse when lang, HMM and config are unchanged) `<out_dir>/HCLG.fst`; return its path.
+
+    hmm_path (the HMM's JSON file) is recorded in graph.json, so that variants of the graph (e.g.
+    other transition scales tried on dev) can be rebuilt from it.
+    """
     cfg = cfg or GraphConfig()
     out_dir = Path(out_dir)
     inp = graph_inputs(lang_dir, hmm, cfg)
     info_path = out_dir / "graph.json"
     if not force and is_done(out_dir) and info_path.exists() and (out_dir / "HCLG.fst").exists():
-        if json.loads(info_path.read_text()).get("fingerprint") == inp.fingerprint:
+        info = json.loads(info_path.read_text())
+        if info.get("fingerprint") == inp.fingerprint:
             log.info("graph %s is up to date", out_dir)
+            if hmm_path is not None and info.get("hmm") != str(hmm_path):
+                atomic_write_json(info_path, {**info, "hmm": str(hmm_path)})
             return out_dir / "HCLG.fst"
     fst, info = compile_graph(lang_dir, hmm, cfg, inp)
+    if hmm_path is not None:
+        info["hmm"] = str(hmm_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     if is_done(out_dir):
         (out_dir / ".done").unlink()
@@ -309,4 +319,26 @@ def with_word_penalty(fst: kf.StdFst, penalty: float) -> kf.StdVectorFst:
             w = a.weight.value + (penalty if a.olabel != 0 else 0.0)
             out.add_arc(s, kf.StdArc(a.ilabel, a.olabel, w, a.nextstate))
     out.start = fst.start
+    return out
+
+
+def graph_variant(graph_dir: str | Path, transition_scale: float) -> Path:
+    """The graph of `graph_dir` rebuilt with another HMM transition scale, in
+    `<graph_dir>/ts<scale>` (reused when up to date); `graph_dir` itself when the scale is its own."""
+    from ..hmm import HmmModel
+
+    graph_dir = Path(graph_dir)
+    info = json.loads((graph_dir / "graph.json").read_text())
+    cfg = GraphConfig(**info.get("config", {}))
+    if math.isclose(cfg.transition_scale, transition_scale):
+        return graph_dir
+    hmm, lang = info.get("hmm"), info.get("lang_dir")
+    if not hmm or not Path(hmm).exists() or not lang or not Path(lang).exists():
+        raise DataError(graph_dir / "graph.json", f"cannot rebuild the graph with transition scale "
+                        f"{transition_scale:g}: its HMM ({hmm}) or lang dir ({lang}) is not recorded "
+                        "or not found from here", "rebuild the graph with `acoustic-kd mkgraph --force` "
+                        "(it records both) and decode from the directory it was built in")
+    out = graph_dir / f"ts{transition_scale:g}"
+    build_graph(lang, HmmModel.load(hmm), out, replace(cfg, transition_scale=transition_scale),
+                hmm_path=hmm)
     return out

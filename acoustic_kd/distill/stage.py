@@ -13,7 +13,7 @@ from ..errors import ConfigError, DataError
 from ..nnet.data import FrameDataset
 from ..nnet.infer import frame_metrics
 from ..nnet.models import ModelConfig, build_model, count_params, macs_per_frame
-from ..nnet.stage import checkpoint_meta, clear_outputs
+from ..nnet.stage import checkpoint_meta, clear_outputs, train_stats
 from ..nnet.stream import StreamingFrameDataset
 from ..nnet.trainer import TrainConfig
 from ..utils import atomic_write_json, get_logger, write_exp_info
@@ -26,10 +26,11 @@ from .train import ConcatFrames, DistillConfig, fraction_utts, train_student
 log = get_logger("distill.stage")
 
 
-def _features(data_dir, train_cfg: TrainConfig):
+def _features(data_dir, train_cfg: TrainConfig, global_stats=None):
     from ..features import FeatureSet
 
-    return FeatureSet(data_dir, cmvn=train_cfg.cmvn, norm_vars=train_cfg.norm_vars)
+    return FeatureSet(data_dir, cmvn=train_cfg.cmvn, norm_vars=train_cfg.norm_vars,
+                      global_stats=global_stats)
 
 
 def _frames(fs, alis, context, cfg: TrainConfig, utts=None):
@@ -45,7 +46,9 @@ def soft_targets_stage(members: Sequence[str], data_dir: str | Path, out_dir: st
     teacher, metas = load_teacher(members, cfg.rule, device)
     cmvn = metas[0].get("cmvn", "speaker")
     train_cfg = train_cfg or TrainConfig(cmvn=cmvn, norm_vars=bool(metas[0].get("norm_vars")))
-    fs = _features(data_dir, train_cfg)
+    # global CMVN: the members' training stats, so a transfer set is normalised as the members saw it
+    stats = metas[0].get("cmvn_stats") if train_cfg.cmvn == "global" else None
+    fs = _features(data_dir, train_cfg, stats)
     ds = FrameDataset(fs, None, teacher.context)
     return compute_soft_targets(teacher, ds, cfg, out_dir, [str(m) for m in members], str(data_dir),
                                 force=force)
@@ -65,7 +68,8 @@ def _training_set(train_data, train_ali, transfer_data, window, kd_cfg: DistillC
     if transfer_data:
         if train_cfg.streaming:
             raise ConfigError("--transfer-data is not supported with streaming data loading")
-        parts.append(FrameDataset(_features(transfer_data, train_cfg), None, window))
+        parts.append(FrameDataset(_features(transfer_data, train_cfg, train_stats(fs, train_cfg)),
+                                  None, window))
         log.info("transfer set %s: %d unlabelled frames (KD term only)", transfer_data,
                  parts[-1].num_frames)
     return (parts[0] if len(parts) == 1 else ConcatFrames(parts)), fs
@@ -101,7 +105,8 @@ def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: Dist
     if teacher is not None:
         window = union_context([window, teacher.context])
     train_ds, fs = _training_set(train_data, train_ali, transfer_data, window, kd_cfg, train_cfg)
-    dev_ds = (_frames(_features(dev_data, train_cfg), read_alignments(dev_ali),
+    stats = train_stats(fs, train_cfg)   # dev/test normalised as at decode time
+    dev_ds = (_frames(_features(dev_data, train_cfg, stats), read_alignments(dev_ali),
                       student_cfg.context, train_cfg) if dev_data else None)
     torch.manual_seed(train_cfg.seed)
     student = build_model(student_cfg, fs.dim, num_pdfs)
@@ -120,7 +125,7 @@ def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: Dist
         from ..nnet.checkpoint import load_checkpoint
 
         best, _ = load_checkpoint(Path(out_dir) / "final.pt")
-        test_ds = _frames(_features(test_data, train_cfg), read_alignments(test_ali),
+        test_ds = _frames(_features(test_data, train_cfg, stats), read_alignments(test_ali),
                           student_cfg.context, train_cfg)
         res["test"] = frame_metrics(best, test_ds, train_cfg.eval_batch_size)
     atomic_write_json(Path(out_dir) / "distill.json", res)

@@ -22,14 +22,16 @@ _OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done"
 
 
 def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple[int, int],
-                cfg: TrainConfig):
+                cfg: TrainConfig, global_stats=None):
     """(dataset, FeatureSet) for a data dir with its alignments (None = unlabelled).
 
-    The dataset is a FrameDataset, or a StreamingFrameDataset when `cfg.streaming`.
+    The dataset is a FrameDataset, or a StreamingFrameDataset when `cfg.streaming`. global_stats:
+    the training set's pooled CMVN stats, so that with cmvn "global" dev and test data are
+    normalised exactly as at decode time and in deployment (None = the set's own stats).
     """
     from ..features import FeatureSet
 
-    fs = FeatureSet(data_dir, cmvn=cfg.cmvn, norm_vars=cfg.norm_vars)
+    fs = FeatureSet(data_dir, cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, global_stats=global_stats)
     alis = read_alignments(ali_dir) if ali_dir is not None else None
     try:
         if cfg.streaming:
@@ -42,6 +44,12 @@ def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple
         # name the alignment dir (and the features) instead of the generic "alignments"
         raise DataError(Path(ali_dir) / "ali.scp", f"{e.problem} in {fs.data_dir / 'feats.scp'}",
                         e.fix) from e
+
+
+def train_stats(fs, cfg: TrainConfig):
+    """The training set's pooled CMVN stats when cmvn is "global" (what decode and export apply to
+    every other set), else None: speaker and utterance CMVN use each set's own stats by design."""
+    return np.asarray(fs.global_cmvn_stats()) if cfg.cmvn == "global" else None
 
 
 def checkpoint_meta(fs, train_data, train_ali, cfg: TrainConfig) -> dict:
@@ -74,7 +82,8 @@ def run_train_stage(train_data, train_ali, dev_data, dev_ali, out_dir, model_cfg
         raise DataError(dev_ali, f"dev alignments have {read_num_pdfs(dev_ali)} pdfs but the "
                         f"training alignments {num_pdfs}", "align both sets with the same model")
     train_ds, fs = load_frames(train_data, train_ali, model_cfg.context, train_cfg)
-    dev_ds = load_frames(dev_data, dev_ali, model_cfg.context, train_cfg)[0] if dev_data else None
+    stats = train_stats(fs, train_cfg)
+    dev_ds = load_frames(dev_data, dev_ali, model_cfg.context, train_cfg, stats)[0] if dev_data else None
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, fs.dim, num_pdfs)
     log.info("%s: %s, %d params, %d MACs/frame, %d training frames, %d pdfs", out_dir,
