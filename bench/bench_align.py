@@ -1,8 +1,13 @@
-"""Forced-alignment speed (x real time) and word-boundary agreement of a trained exp dir.
+"""Forced-alignment speed (x real time) and word/phone-boundary agreement, GMM and DNN aligners.
 
-Usage: python bench/bench_align.py --data DATA_DIR --lang LANG_DIR --exp EXP_DIR [--stage tri]
-Prints the batched aligner's speed against the same Viterbi run one utterance at a time (the
-reference), and, when DATA_DIR has `word_times.txt`, the share of word boundaries within 20 ms.
+Usage: python bench/bench_align.py --data DATA_DIR --lang LANG_DIR --exp EXP_DIR [--stage mono tri]
+           [--nnet exp/members/m1/final.pt] [--nnet exp/members/m*/final.pt ...] [--nnet-acwt 0.1 0.3]
+Prints the batched GMM aligner's speed against the same Viterbi run one utterance at a time (the
+reference), and, when DATA_DIR has `word_times.txt`, the share of word boundaries within 20 ms
+(and of phone boundaries, with `phone_times.txt`). Each `--nnet` (one checkpoint, or several = an
+ensemble) is a hybrid DNN aligner through the HMM of `--hmm-dir` (default EXP_DIR/tri), run at each
+`--nnet-acwt`. For a synth_digits data dir (its `../local/config.json` present) every aligner also
+gets a per-condition breakdown: near-clean / white / pink / babble noise, and SNR bins.
 """
 
 from __future__ import annotations
@@ -15,19 +20,24 @@ from pathlib import Path
 from acoustic_kd.gmm.align import align, compile_graphs, read_word_times, word_boundary_agreement
 from acoustic_kd.gmm.diag_gmm import DiagGmm
 from acoustic_kd.gmm.run import load_set
+from acoustic_kd.gmm.train import AlignConfig
 from acoustic_kd.hmm import HmmModel
 from acoustic_kd.lang import load_lang
 
 
-def phone_agreement(res, phone_refs: dict, word_refs: dict, tol: float, frame_shift: float) -> dict:
+def phone_agreement(res, phone_refs: dict, word_refs: dict, tol: float, frame_shift: float,
+                    utts=None) -> dict:
     """Phone-boundary agreement for words whose reference phone count equals the aligned one.
 
     Phones are segmented from the state path (a phone starts when its HMM state 0 is entered);
     espeak and ARPAbet phone sets differ (e.g. FOUR is `f 'o@` in espeak, F AO R here), so only
     words with the same number of phones on both sides are compared, boundary by boundary.
+    `utts`: restrict to these utterances (default all aligned).
     """
     within = total = words = 0
     for utt, path in res.states.items():
+        if utts is not None and utt not in utts:
+            continue
         g = res.graphs[utt]
         info, word = g.info[path], g.word[path]
         starts = [t for t in range(len(path)) if word[t] >= 0 and info[t, 3] == 0
@@ -51,56 +61,171 @@ def phone_agreement(res, phone_refs: dict, word_refs: dict, tol: float, frame_sh
     return {"agreement": within / max(total, 1), "boundaries": total, "words": words}
 
 
+def synth_conditions(data_dir: Path) -> dict[str, tuple[str, float]] | None:
+    """utt -> (noise kind, SNR dB) of a synth_digits split, re-drawn from the corpus config
+    (`<data>/../local/config.json`; the plans depend only on it), or None for other corpora."""
+    cfg_path = data_dir.parent / "local" / "config.json"
+    if not cfg_path.exists():
+        return None
+    from acoustic_kd.corpora.synth_digits import SynthDigitsConfig, _plan_split, split_speakers
+
+    cfg = SynthDigitsConfig(**json.loads(cfg_path.read_text()))
+    split = data_dir.name
+    num = {"train": cfg.num_train, "dev": cfg.num_dev, "test": cfg.num_test}.get(split)
+    if num is None:
+        return None
+    plans = _plan_split(cfg, split, split_speakers(cfg)[split], num)
+    utts = {line.split()[0] for line in (data_dir / "utt2spk").read_text().splitlines() if line}
+    if {p.utt for p in plans} != utts:
+        print(f"warning: {data_dir} does not match its corpus config; no per-condition breakdown")
+        return None
+    return {p.utt: (p.noise, p.snr_db) for p in plans}
+
+
+def condition_groups(cond: dict[str, tuple[str, float]]) -> dict[str, set[str]]:
+    """Named utterance groups: near-clean (SNR >= 40 dB, as the corpus draws it), each noise kind
+    among the noisy ones, and 5-dB SNR bins of the noisy ones."""
+    groups: dict[str, set[str]] = {"near-clean": set(), "white": set(), "pink": set(), "babble": set()}
+    bins = [(0, 5), (5, 10), (10, 15), (15, 20)]
+    for lo, hi in bins:
+        groups[f"snr{lo}-{hi}"] = set()
+    for u, (kind, snr) in cond.items():
+        if snr >= 40:
+            groups["near-clean"].add(u)
+            continue
+        groups.setdefault(kind, set()).add(u)
+        for lo, hi in bins:
+            if lo <= snr < hi or (hi == bins[-1][1] and snr == hi):
+                groups[f"snr{lo}-{hi}"].add(u)
+    return groups
+
+
+def report(name, res, hmm, lang, texts, refs, phone_refs, groups, tol, frame_shift) -> None:
+    """Boundary agreement lines of one aligner: overall (3 tolerance/offset variants), phones,
+    and per condition group."""
+    pdfs = res.pdfs()
+    for t, offset in ((tol, 0.0), (tol, 0.0075), (0.05, 0.0)):
+        agree = word_boundary_agreement(pdfs, hmm, lang, texts, refs, frame_shift, t, offset)
+        print(f"{name}: word boundaries within {t * 1000:.0f} ms (offset "
+              f"{offset * 1000:.1f} ms): {100 * agree['agreement']:.1f}% of "
+              f"{agree['boundaries']} ({agree['utts']} utts, {agree['skipped']} skipped)")
+    if phone_refs is not None:
+        ph = phone_agreement(res, phone_refs, refs, tol, frame_shift)
+        print(f"{name}: phone boundaries within {tol * 1000:.0f} ms: "
+              f"{100 * ph['agreement']:.1f}% of {ph['boundaries']} "
+              f"(words whose phone counts match: {ph['words']})")
+    if not groups:
+        return
+    cells = []
+    for g, us in groups.items():
+        sub = {u: a for u, a in pdfs.items() if u in us}
+        w = word_boundary_agreement(sub, hmm, lang, texts, refs, frame_shift, tol, 0.0)
+        cell = f"{g} {100 * w['agreement']:.1f}%w/{w['boundaries']}"
+        if phone_refs is not None:
+            ph = phone_agreement(res, phone_refs, refs, tol, frame_shift, utts=us)
+            cell += f" {100 * ph['agreement']:.1f}%p/{ph['boundaries']}"
+        cells.append(f"{cell} ({len(us)} utts)")
+    print(f"{name}: by condition (word %w / phone %p within {tol * 1000:.0f} ms, of boundaries): "
+          + " | ".join(cells))
+
+
+def bench_nnet(ckpts, args, lang, texts, refs, phone_refs, groups, frame_shift) -> None:
+    """Hybrid DNN realignment with one checkpoint or an ensemble, at each --nnet-acwt."""
+    import torch
+
+    from acoustic_kd.decode.decoder import nnet_log_posteriors
+    from acoustic_kd.gmm.nnet_align import (align_log_posteriors, load_models, log_priors_of,
+                                            nnet_features)
+
+    torch.set_num_threads(args.threads)
+    hmm_dir = Path(args.hmm_dir or Path(args.exp) / "tri")
+    hmm = HmmModel.load(hmm_dir / "final.hmm.json")
+    models, meta = load_models(ckpts, hmm.num_pdfs)
+    log_priors = log_priors_of(models, ckpts, hmm.num_pdfs)
+    feats = nnet_features(meta, args.data)
+    utts = sorted(u for u in feats.utts if u in texts)
+    graphs, failed = compile_graphs(hmm, lang, texts, utts)
+    t0 = time.time()
+    lp = nnet_log_posteriors(models, feats, sorted(graphs), args.combine)
+    fwd = time.time() - t0
+    label = Path(ckpts[0]).parent.name if len(ckpts) == 1 else f"ensemble{len(ckpts)}"
+    for acwt in args.nnet_acwt:
+        cfg = AlignConfig(acoustic_scale=acwt)
+        t1 = time.time()
+        res = align_log_posteriors(hmm, lp, graphs, log_priors, cfg)
+        vit = time.time() - t1
+        audio = res.frames * frame_shift
+        name = f"dnn-{label}@{acwt:g}"
+        print(f"{name}: {len(ckpts)} checkpoint(s), {hmm.num_pdfs} pdfs ({hmm_dir}); aligned "
+              f"{len(res.states)} utts ({audio:.0f} s audio), failed {len(res.failed) + len(failed)}; "
+              f"{audio / (fwd + vit):.0f}x real time (forward {fwd:.1f} s, Viterbi {vit:.1f} s); "
+              f"avg pseudo-loglike/frame {res.avg_loglike:.3f}")
+        if refs:
+            report(name, res, hmm, lang, texts, refs, phone_refs, groups, args.tol, frame_shift)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--lang", required=True)
     ap.add_argument("--exp", required=True)
-    ap.add_argument("--stage", nargs="+", default=["mono", "tri"])
+    ap.add_argument("--stage", nargs="*", default=["mono", "tri"], help="GMM stages (none: DNN only)")
     ap.add_argument("--max-utts", type=int, default=300, help="utterances for the speed test")
     ap.add_argument("--tol", type=float, default=0.02, help="boundary tolerance (s)")
+    ap.add_argument("--boost-silence", type=float, help="GMM: override the trained boost_silence")
+    ap.add_argument("--acoustic-scale", type=float, default=0.1, help="GMM acoustic scale")
+    ap.add_argument("--nnet", nargs="+", action="append", default=[], metavar="CKPT",
+                    help="a DNN aligner: one checkpoint, or several (an ensemble); repeatable")
+    ap.add_argument("--hmm-dir", help="HMM of the DNN aligners (default EXP/tri)")
+    ap.add_argument("--nnet-acwt", type=float, nargs="+", default=[0.1], help="DNN acoustic scales")
+    ap.add_argument("--combine", default="arithmetic", choices=["arithmetic", "geometric"])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the DNN forward")
     args = ap.parse_args()
     lang = load_lang(args.lang)
-    # the features must be made as in training (cepstra count, variance normalisation)
-    trained = json.loads((Path(args.exp) / args.stage[0] / "info.json").read_text())["config"]["align"]
-    feats, texts = load_set(args.data, trained["num_ceps"], trained.get("norm_vars", False),
-                            trained.get("cmvn", "speaker"))
     frame_shift = 0.01
-    refs_path = Path(args.data) / "word_times.txt"
+    data = Path(args.data)
+    refs_path = data / "word_times.txt"
     refs = read_word_times(refs_path) if refs_path.exists() else None
+    phone_path = data / "phone_times.txt"
+    phone_refs = read_word_times(phone_path) if refs and phone_path.exists() else None
+    cond = synth_conditions(data) if refs else None
+    groups = condition_groups(cond) if cond else None
+    texts = None
+    if args.stage:
+        # the features must be made as in training (cepstra count, variance normalisation)
+        trained = json.loads((Path(args.exp) / args.stage[0] / "info.json").read_text())["config"]["align"]
+        feats, texts = load_set(args.data, trained["num_ceps"], trained.get("norm_vars", False),
+                                trained.get("cmvn", "speaker"))
     for stage in args.stage:
         d = Path(args.exp) / stage
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
         utts = sorted(u for u in feats if u in texts)
         graphs, failed = compile_graphs(hmm, lang, texts, utts)
         t0 = time.time()
-        boost = trained.get("boost_silence", 1.0)
-        res = align(hmm, gmm, feats, graphs, boost_silence=boost)
+        boost = args.boost_silence if args.boost_silence is not None else trained.get("boost_silence", 1.0)
+        res = align(hmm, gmm, feats, graphs, acoustic_scale=args.acoustic_scale, boost_silence=boost)
         secs = time.time() - t0
         audio = res.frames * frame_shift
         sub = {u: graphs[u] for u in list(graphs)[:args.max_utts]}
         t1 = time.time()
-        ref_res = align(hmm, gmm, feats, sub, batch_size=1, boost_silence=boost)
+        ref_res = align(hmm, gmm, feats, sub, batch_size=1, acoustic_scale=args.acoustic_scale,
+                        boost_silence=boost)
         ref_secs = time.time() - t1
         ref_audio = ref_res.frames * frame_shift
         print(f"{stage}: {hmm.num_pdfs} pdfs, {gmm.num_gauss} Gaussians; aligned {len(res.states)} "
               f"utts ({audio:.0f} s audio), failed {len(res.failed) + len(failed)}; "
               f"{audio / secs:.0f}x real time batched vs {ref_audio / ref_secs:.0f}x one at a time "
               f"(speed-up {audio / secs / (ref_audio / ref_secs):.1f}x); "
-              f"avg loglike/frame {res.avg_loglike:.3f}")
+              f"avg loglike/frame {res.avg_loglike:.3f} (acoustic scale {args.acoustic_scale:g}, "
+              f"boost_silence {boost:g})")
         if refs:
-            for tol, offset in ((args.tol, 0.0), (args.tol, 0.0075), (0.05, 0.0)):
-                agree = word_boundary_agreement(res.pdfs(), hmm, lang, texts, refs, frame_shift,
-                                                tol, offset)
-                print(f"{stage}: word boundaries within {tol * 1000:.0f} ms (offset "
-                      f"{offset * 1000:.1f} ms): {100 * agree['agreement']:.1f}% of "
-                      f"{agree['boundaries']} ({agree['utts']} utts, {agree['skipped']} skipped)")
-            phone_path = Path(args.data) / "phone_times.txt"
-            if phone_path.exists():
-                ph = phone_agreement(res, read_word_times(phone_path), refs, args.tol, frame_shift)
-                print(f"{stage}: phone boundaries within {args.tol * 1000:.0f} ms: "
-                      f"{100 * ph['agreement']:.1f}% of {ph['boundaries']} "
-                      f"(words whose phone counts match: {ph['words']})")
+            report(stage, res, hmm, lang, texts, refs, phone_refs, groups, args.tol, frame_shift)
+    if args.nnet:
+        if texts is None:
+            from acoustic_kd.utils import read_table
+            texts = {k: v for k, v, _ in read_table(data / "text", min_fields=1)}
+        for ckpts in args.nnet:
+            bench_nnet(ckpts, args, lang, texts, refs, phone_refs, groups, frame_shift)
 
 
 if __name__ == "__main__":
