@@ -369,7 +369,7 @@ def _is_relative(entry: str) -> bool:
 def __getattr__(name: str):
     # fix/subset/combine live in datadir_ops (which imports this module); resolved lazily so
     # `from acoustic_kd.datadir import fix_data_dir` keeps working without an import cycle.
-    if name in ("fix_data_dir", "subset_data_dir", "combine_data_dirs"):
+    if name in ("fix_data_dir", "subset_data_dir", "combine_data_dirs", "speed_perturb_data_dir"):
         from . import datadir_ops
 
         return getattr(datadir_ops, name)

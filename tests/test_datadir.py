@@ -10,7 +10,7 @@ import soundfile as sf
 
 import acoustic_kd.datadir
 from acoustic_kd.datadir import DataDir, validate_data_dir
-from acoustic_kd.datadir_ops import combine_data_dirs, fix_data_dir, subset_data_dir
+from acoustic_kd.datadir_ops import combine_data_dirs, fix_data_dir, speed_perturb_data_dir, subset_data_dir
 from acoustic_kd.errors import DataError
 
 GOOD = {
@@ -210,3 +210,24 @@ def test_save_into_existing_dir_keeps_other_files(tmp_path):
     data.save(d)
     assert (d / "feats.scp").exists() and not (d / "utt2dur").exists()
     assert DataDir.load(d).text["a1"] == "NEW WORDS"
+
+
+def test_speed_perturb_changes_tempo_and_pitch_and_prefixes_ids(tmp_path):
+    from acoustic_kd.audio import load_audio
+    from acoustic_kd.cli import main
+
+    d = make_dir(tmp_path)
+    t = np.arange(8000) / 8000.0
+    sf.write(tmp_path / "a1.wav", (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), 8000)
+    assert main(["data-dir", "speed-perturb", str(d), str(tmp_path / "sp"), "--factor", "0.9",
+                 "--sample-rate", "8000"]) == 0
+    out = DataDir.load(tmp_path / "sp")
+    assert validate_data_dir(tmp_path / "sp", check_audio=True) == []
+    assert out.utts == ["sp0.9-a1", "sp0.9-a2", "sp0.9-b1"]
+    assert out.utt2spk["sp0.9-a2"] == "sp0.9-adam" and out.text["sp0.9-b1"] == DataDir.load(d).text["b1"]
+    y = load_audio(out, "sp0.9-a1", 8000)
+    assert len(y) == round(8000 / 0.9) and out.utt2dur["sp0.9-a1"] == pytest.approx(1 / 0.9, abs=1e-3)
+    peak = np.argmax(np.abs(np.fft.rfft(y))) * 8000 / len(y)
+    assert peak == pytest.approx(440.0 * 0.9, abs=2.0)            # slower: the pitch drops too
+    with pytest.raises(DataError, match="out of range"):
+        speed_perturb_data_dir(d, tmp_path / "bad", 3.0, 8000)

@@ -237,6 +237,20 @@ def test_cli_lang_align_resume_and_import(tmp_path, fsdd_dir):
         assert len((d / "log.jsonl").read_text().splitlines()) == (3 if stage == "mono" else 2)
     before = (exp / "tri" / ".done").read_text()
     assert main(args) == 0 and (exp / "tri" / ".done").read_text() == before  # resumed: nothing redone
+    # a finished stage aligns a new set with its final model, without retraining
+    import shutil
+    extra = tmp_path / "data" / "again"
+    shutil.copytree(data, extra)
+    gmm_mtime = (exp / "tri" / "final.gmm.npz").stat().st_mtime_ns
+    assert main([*args, "--align-sets", str(extra)]) == 0
+    assert (exp / "tri" / "final.gmm.npz").stat().st_mtime_ns == gmm_mtime
+    again, train_ali = read_alignments(exp / "tri" / "ali_again"), read_alignments(exp / "tri" / "ali_train")
+    assert again.keys() == train_ali.keys()
+    assert all(len(again[u]) == len(train_ali[u]) for u in again)
+    # the final model realigns (training's last alignment came from the model before it): mostly equal
+    agree = np.mean(np.concatenate([again[u] == train_ali[u] for u in again]))
+    assert agree > 0.9, agree
+    assert "ali_again" in json.loads((exp / "tri" / "summary.json").read_text())
     txt = tmp_path / "kaldi_ali.txt"
     txt.write_text("u1 0 0 1 2\nu2 3 3\n")
     assert main(["align", "--import-kaldi", str(txt), "--num-pdfs", "4", "--out", str(tmp_path / "ext")]) == 0

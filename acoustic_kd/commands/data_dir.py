@@ -4,6 +4,8 @@
   fix DIR               keep the consistent utterances, log what was dropped (fix_data_dir.log)
   subset SRC DST        copy a subset: --utt-list FILE, --first N, --speakers S [S ...]
   combine DST SRC...    merge data dirs (ids must not clash)
+  speed-perturb SRC DST --factor F --sample-rate SR
+                        a copy played F times as fast (ids prefixed sp<F>-; WAVs in DST/wav)
 Relative wav.scp paths resolve against --corpus-root, else DIR/corpus_root, else the current dir.
 """
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..datadir import combine_data_dirs, fix_data_dir, subset_data_dir, validate_data_dir
+from ..datadir import (combine_data_dirs, fix_data_dir, speed_perturb_data_dir, subset_data_dir,
+                       validate_data_dir)
 from ..utils import read_table
 
 NAME = "data-dir"
-HELP = "validate / fix / subset / combine Kaldi data dirs"
+HELP = "validate / fix / subset / combine / speed-perturb Kaldi data dirs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("combine", help="merge data dirs")
     p.add_argument("dst")
     p.add_argument("srcs", nargs="+")
+    p = sub.add_parser("speed-perturb", help="a speed-perturbed copy (Kaldi sp0.9 / sp1.1 style)")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--factor", type=float, required=True, help="speed factor, e.g. 0.9 or 1.1")
+    p.add_argument("--sample-rate", type=int, required=True, help="sample rate of the output WAVs")
+    p.add_argument("--corpus-root", help="root for relative audio paths of SRC")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "subset":
         utts = [k for k, _, _ in read_table(args.utt_list, min_fields=1)] if args.utt_list else None
         out = subset_data_dir(args.src, args.dst, utts=utts, first=args.first, speakers=args.speakers)
+    elif args.action == "speed-perturb":
+        out = speed_perturb_data_dir(args.src, args.dst, args.factor, args.sample_rate, args.corpus_root)
     else:
         out = combine_data_dirs(args.srcs, args.dst)
     print(f"{out.path}: {len(out.utt2spk)} utterances, {len(set(out.utt2spk.values()))} speakers")

@@ -19,7 +19,7 @@ from ..config import to_dict
 from ..errors import ConfigError
 from ..utils import get_logger, is_done
 from .store import SoftTargetWriter
-from .targets import check_rule, topk_targets
+from .targets import check_rule, storage_bytes_per_frame, topk_targets
 from .teacher import TeacherEnsemble
 
 log = get_logger("distill.soft_targets")
@@ -32,7 +32,8 @@ class SoftTargetConfig:
     T: float = field(default=5.0, metadata={
         "help": "temperature applied to every member's logits (5: see acoustic_kd.distill)"})
     k: int = field(default=20, metadata={
-        "help": "probabilities kept per frame (top-k; the remainder is spread uniformly in the loss)"})
+        "help": "probabilities kept per frame (top-k; the remainder is spread uniformly in the loss; "
+                "dense is stored instead when it is no larger, i.e. 4·P <= 6·k)"})
     rule: str = field(default="arithmetic", metadata={"help": "arithmetic | geometric combination"})
     dense: bool = field(default=False, metadata={"help": "store the full float32 distribution"})
     shard_frames: int = field(default=200_000, metadata={"help": "frames per shard file"})
@@ -57,8 +58,14 @@ def compute_soft_targets(teacher: TeacherEnsemble, dataset, cfg: SoftTargetConfi
     if tuple(dataset.context) != tuple(teacher.context):
         raise ConfigError(f"transfer set window {tuple(dataset.context)} != teacher window "
                           f"{tuple(teacher.context)}; build the dataset with the teacher's context")
-    k = teacher.num_pdfs if cfg.dense else min(cfg.k, teacher.num_pdfs)
-    settings = {"T": cfg.T, "k": k, "rule": cfg.rule, "dense": cfg.dense,
+    P = teacher.num_pdfs
+    # top-k costs k·(4+2) bytes a frame, dense 4·P: with few pdfs dense is smaller (and exact)
+    dense = cfg.dense or storage_bytes_per_frame(cfg.k, P)["ratio"] >= 1.0
+    if dense and not cfg.dense:
+        log.info("%d pdfs: dense targets (%d B/frame) are no larger than top-%d (%d B); storing dense",
+                 P, 4 * P, cfg.k, 6 * min(cfg.k, P))
+    k = P if dense else min(cfg.k, P)
+    settings = {"T": cfg.T, "k": k, "rule": cfg.rule, "dense": dense,
                 "shard_frames": cfg.shard_frames, "members": [str(m) for m in members],
                 "transfer_set": str(transfer_set), "num_frames": int(dataset.num_frames),
                 "num_utts": len(dataset.utts)}
@@ -81,14 +88,14 @@ def compute_soft_targets(teacher: TeacherEnsemble, dataset, cfg: SoftTargetConfi
         for b in range(lo, hi, cfg.batch_size):
             batch = dataset.batch(torch.arange(b, min(hi, b + cfg.batch_size)))
             probs = teacher(batch["x"].to(device), cfg.T).cpu()
-            if cfg.dense:
+            if dense:
                 parts_p.append(probs)
             else:
                 i, p = topk_targets(probs, k)
                 parts_i.append(i)
                 parts_p.append(p)
             bar.update(len(batch["x"]))
-        if cfg.dense:
+        if dense:
             writer.write(s, torch.cat(parts_p).numpy())
         else:
             writer.write(s, torch.cat(parts_i).numpy(), torch.cat(parts_p).numpy())

@@ -16,6 +16,7 @@ Layout (each of `exp/mono`, `exp/tri`):
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -185,7 +186,26 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
         tri, tgmm, tri_res, hist = train_tri(feats, lang, mono, mono_res, cfg, tri_dir / "log.jsonl")
         out["tri"] = _finish(tri_dir, tri, tgmm, tri_res, hist, lang, feats, set_name, extra, cfg,
                              time.time() - t0)
+    for name, d in (("mono", mono_dir), ("tri", tri_dir)):
+        if name not in out and stage in (None, name) and _stage_dir_ok(d):
+            out[name] = _align_extra(d, lang, extra, cfg)
     return out
+
+
+def _align_extra(d: Path, lang: Lang, extra: list[Path], cfg: AlignConfig) -> dict:
+    """Align the sets of `extra` that a finished stage `d` has no alignment of yet with its final
+    model (no retraining), e.g. a speed-perturbed copy of the training set; updates summary.json."""
+    summary_path = d / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    todo = [s for s in extra if not (d / f"ali_{s.name}" / "ali.scp").exists()]
+    if todo:
+        hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
+        for s in todo:
+            f, t = load_set(s, cfg.num_ceps, cfg.norm_vars, cfg.cmvn)
+            _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
+                                                    label=f"{d.name} {s.name}")
+        atomic_write_json(summary_path, summary)
+    return summary
 
 
 def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], lang: Lang,
