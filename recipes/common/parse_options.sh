@@ -7,14 +7,15 @@ while [ $# -gt 0 ]; do
       sed -n '2,/^$/p' "$(basename "$0")" | sed 's/^# \{0,1\}//'
       echo "Shared stages (recipes/common/kd.sh):"
       sed -n '/^#   1 lang/,/^#  10 report/p' ../common/kd.sh | sed 's/^#//'; exit 0 ;;
-    --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
-    --*) name="$1"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-         value="$2"; shift 2 ;;
+    --*=*) _po_name="${1%%=*}"; _po_value="${1#*=}"; shift ;;
+    --*) _po_name="$1"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+         _po_value="$2"; shift 2 ;;
     *) echo "$0: unexpected argument '$1' (options are --name value; see --help)" >&2; exit 1 ;;
   esac
-  name="${name#--}"; name="${name//-/_}"
-  if [ -z "${!name+set}" ]; then
-    echo "$0: unknown option --${name//_/-} (see --help)" >&2; exit 1
+  _po_name="${_po_name#--}"; _po_name="${_po_name//-/_}"
+  if [ -z "${!_po_name+set}" ] || [ "${_po_name#_po_}" != "$_po_name" ]; then
+    echo "$0: unknown option --${_po_name//_/-} (see --help)" >&2; exit 1
   fi
-  printf -v "$name" '%s' "$value"
+  printf -v "$_po_name" '%s' "$_po_value"
 done
+unset _po_name _po_value
