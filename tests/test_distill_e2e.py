@@ -92,6 +92,10 @@ def test_commands_end_to_end(recipe, capsys):
     assert min(acc.values()) > 0.6, acc        # chance is 0.25
     hard = json.loads((root / "hard" / "distill.json").read_text())
     assert hard["teachers"] == [] and hard["distill"]["alpha"] == 1.0
+    # a re-run of a finished student reuses it and keeps its record (training time included)
+    assert main(["distill", *common, *runs["hard"], "--out", str(root / "hard")]) == 0
+    again = json.loads((root / "hard" / "distill.json").read_text())
+    assert again["seconds"] == hard["seconds"] > 0 and again["test"] == hard["test"]
     # the cached store was made at T=2: another T is a clear error naming it
     capsys.readouterr()
     assert main(["distill", *common, "--soft", str(root / "soft"), "--T", "5",

@@ -7,6 +7,7 @@ is fair by construction.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..config import to_dict
 from ..errors import ConfigError, DataError
 from ..nnet.data import FrameDataset, epoch_permutation, split_for_rank
 from ..nnet.trainer import TrainConfig, train
-from ..utils import atomic_write_json, get_logger
+from ..utils import atomic_write_json, get_logger, is_done
 from .augment import AugmentConfig, Augmenter
 from .objective import KDObjective, Schedule
 from .store import SoftTargetStore
@@ -216,10 +217,15 @@ def train_student(student: nn.Module, train_ds, dev_ds, train_cfg: TrainConfig,
             (store.meta.get("members", []) if store is not None else []),
             "soft_targets": str(store.path) if store is not None else None,
             "train_frames": int(train_ds.num_frames)}
+    record = Path(out_dir) / "distill.json"
+    finished = (is_done(out_dir, "train") and (Path(out_dir) / "final.pt").exists()
+                and record.exists())
     t0 = time.time()
     result = train(student, train_ds, dev_ds, train_cfg, out_dir, objective=objective,
                    augment=augment, meta={**(meta or {}), **info}, step_hook=objective.step_hook)
-    result.update(seconds=round(time.time() - t0, 2), **info)
+    # a re-run of a finished student keeps the training time it took
+    seconds = json.loads(record.read_text()).get("seconds") if finished else None
+    result.update(seconds=seconds if seconds is not None else round(time.time() - t0, 2), **info)
     atomic_write_json(Path(out_dir) / "distill.json", result)
     log.info("%s: %s student, best dev acc %.4f after %.0f s", out_dir,
              "hard-target" if schedule.hard_only else "distilled",
