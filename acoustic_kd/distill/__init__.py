@@ -50,7 +50,7 @@ hard labels. A transfer set the members have not seen fixes that: speed-perturbe
 same frames with hard labels). synth_digits kept share: naive T=2 0.48 ± 0.23, T=5 on the
 training set 0.53 ± 0.17, with
 the copies 1.07 ± 0.22 (student 55.91 ± 0.38 % vs ensemble 55.77 %, WER 24.82 vs 26.38 %); FSDD 0.19 ± 0.24 on the
-training set, 0.83 with the copies (one seed).
+training set, 0.86 ± 0.04 with the copies.
 """
 
 from .augment import AugmentConfig, Augmenter, add_noise, add_volume, mixup, spec_mask, time_stretch
