@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from .datadir import FIX_LOG, REQUIRED, DataDir, _parse_segment, _pos, _scan, resolve_corpus_root
 from .errors import DataError
 from .utils import atomic_write_text, c_sorted, get_logger
@@ -141,31 +139,28 @@ def speed_perturb_data_dir(src: str | os.PathLike, dst: str | os.PathLike, facto
     as 16-bit WAV to `dst/wav/`; ids get the prefix `sp<factor>-` (utterances and speakers), text is
     kept, utt2dur is the new length. Already written WAVs are kept, so an interrupted run resumes.
     """
-    from fractions import Fraction
-
     import soundfile as sf
 
-    from .audio import load_audio
+    from .audio import load_audio, resample
     from .utils import atomic_path
 
     if not 0.5 <= factor <= 2.0:
-        raise DataError(src, f"speed factor {factor} is out of range", "use a factor in [0.5, 2] (e.g. 0.9, 1.1)")
+        raise DataError(src, f"speed factor {factor} is out of range",
+                        "use a factor in [0.5, 2] (e.g. 0.9, 1.1)")
     data = DataDir.load(src, corpus_root)
-    ratio = Fraction(1.0 / factor).limit_denominator(100)
     pre = f"sp{factor:g}-"
     wav_dir = Path(dst).resolve() / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     out = DataDir(path=None, wav_scp={}, text={}, utt2spk={}, utt2dur={},
                   spk2gender=None if data.spk2gender is None else
                   {pre + k: v for k, v in data.spk2gender.items()})
-    from scipy.signal import resample_poly
-
     for utt in data.utts:
         new = pre + utt
         wav = wav_dir / f"{new}.wav"
         if not wav.exists():
             x = load_audio(data, utt, sample_rate)
-            y = np.clip(resample_poly(x, ratio.numerator, ratio.denominator), -1.0, 1.0)
+            # played at sample_rate, audio taken as recorded at factor·sample_rate is factor× as fast
+            y = resample(x, round(factor * sample_rate), sample_rate)
             with atomic_path(wav) as tmp:
                 sf.write(str(tmp), y, sample_rate, subtype="PCM_16", format="WAV")
         out.wav_scp[new] = str(wav)

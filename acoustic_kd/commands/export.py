@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="export directory to write")
     p.add_argument("--data", help="data dir whose features give the global CMVN stats "
                    "(default: the stats stored in the checkpoint)")
-    p.add_argument("--hmm", help="HMM json (default: GRAPH/../final.hmm.json)")
+    p.add_argument("--hmm", help="HMM json (default: the one GRAPH/graph.json records, else "
+                   "GRAPH/../final.hmm.json)")
     p.add_argument("--words", help="words.txt (default: GRAPH/words.txt)")
     p.add_argument("--priors", help="priors.txt (default: the priors stored in the checkpoint)")
     p.add_argument("--acwt", default="0.1",
@@ -72,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     acwt, penalty, scale = decoding_settings(args.acwt, args.word_penalty)
     graph = args.graph if scale is None else str(graph_variant(args.graph, scale))
-    hmm = args.hmm or str(Path(args.graph).parent / "final.hmm.json")   # the variant lies deeper
     stats = check = None
     if args.data:
         from ..features import FeatureSet
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         check = np.concatenate([feats[u] for u in feats.utts[:5]])  # compare on real features
     priors = np.loadtxt(args.priors, dtype=np.float64, ndmin=1) if args.priors else None
     summary = export(args.checkpoint, args.out, graph, args.words, stats, acwt, args.beam,
-                     hmm, {"cmvn_data": args.data, "priors_file": args.priors},
+                     args.hmm, {"cmvn_data": args.data, "priors_file": args.priors},
                      word_penalty=penalty, max_active=args.max_active, priors=priors,
                      check_feats=check)
     mark_done(args.out)

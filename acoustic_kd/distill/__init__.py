@@ -42,15 +42,15 @@ ensemble 78.26 % arithmetic / 78.31 % geometric. Same-size student, same 12 epoc
   * 3 % of the training utterances (teachers from all data, 40 epochs): hard 55.34 ± 0.45 %,
     soft (T=5) 60.56 ± 0.54 % (+5.2 points; paper Table 5: 44.5 vs 57.0).
 
-The recipes (triphone alignments, seeds 1001-1003; recipes/*/RESULTS.md): the members memorise
-their training frames (FSDD, the previous run's members: 96.5 % training frame accuracy; the
-ensemble gives the aligned state 0.93 on average there vs 0.83 on dev), so the soft targets of the training set add little to its
-hard labels. A transfer set the members have not seen fixes that: speed-perturbed copies (0.9×,
-1.1×; `acoustic-kd data-dir speed-perturb`, aligned by the GMM so the control trains on exactly the
-same frames with hard labels). synth_digits kept share: naive T=2 0.48 ± 0.23, T=5 on the
-training set 0.53 ± 0.17, with
-the copies 1.07 ± 0.22 (student 55.91 ± 0.38 % vs ensemble 55.77 %, WER 24.82 vs 26.38 %); FSDD 0.19 ± 0.24 on the
-training set, 0.86 ± 0.04 with the copies.
+The recipes (triphone alignments, seeds 1001-1003; recipes/*/RESULTS.md): the members memorise their
+training frames (FSDD, the previous run's members: 96.5 % training frame accuracy; the ensemble
+gives the aligned state 0.93 on average there vs 0.83 on dev), so the soft targets of the training
+set add little to its hard labels. A transfer set the members have not seen fixes that:
+speed-perturbed copies (0.9×, 1.1×; `acoustic-kd data-dir speed-perturb`, aligned by the GMM so the
+control trains on exactly the same frames with hard labels). synth_digits kept share: naive T=2 0.48
+± 0.23, T=5 on the training set 0.53 ± 0.17, with the copies 1.07 ± 0.22 (student 55.91 ± 0.38 % vs
+ensemble 55.77 %, WER 24.82 vs 26.38 %); FSDD 0.19 ± 0.24 on the training set, 0.86 ± 0.04 with the
+copies.
 """
 
 from .augment import AugmentConfig, Augmenter, add_noise, add_volume, mixup, spec_mask, time_stretch

@@ -228,6 +228,17 @@ def build_metadata(checkpoint: Path, model: nn.Module, meta: dict, graph_path: P
     }
 
 
+def default_hmm(graph_path: Path) -> Path:
+    """The HMM a graph was built from: recorded in its graph.json by `mkgraph` (also for the
+    transition-scale variants in graph/ts<scale>/) when found from here, else the exp dir's
+    final.hmm.json."""
+    info = graph_path.parent / "graph.json"
+    recorded = json.loads(info.read_text()).get("hmm") if info.exists() else None
+    if recorded and Path(recorded).exists():
+        return Path(recorded)
+    return graph_path.parent.parent / "final.hmm.json"
+
+
 def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
            graph_dir: str | os.PathLike, words: str | os.PathLike | None = None,
            cmvn_stats: np.ndarray | None = None, acwt: float = 0.1, beam: float = 15.0,
@@ -239,7 +250,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
 
     words: words.txt (default graph_dir/words.txt). cmvn_stats: global [2, D+1] stats applied at
     deployment (default: the global stats stored in the checkpoint). hmm_json: the HmmModel (default
-    graph_dir/../final.hmm.json). word_penalty is baked into the graph. priors [P]: overrides the
+    the one graph.json records, else graph_dir/../final.hmm.json). word_penalty is baked into the graph. priors [P]: overrides the
     checkpoint's priors (as `decode --priors`). check_feats [T, D]: CMVN'd features on which the
     exports are compared with the checkpoint (default: 300 random frames). The directory is
     written atomically (a failed export leaves no partial OUT).
@@ -251,7 +262,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
                 "min_active": int(min_active), "word_penalty": float(word_penalty)}
     meta_out = build_metadata(
         checkpoint, model, meta, graph_path, Path(words) if words else graph_path.parent / "words.txt",
-        Path(hmm_json) if hmm_json else graph_path.parent.parent / "final.hmm.json",
+        Path(hmm_json) if hmm_json else default_hmm(graph_path),
         cmvn_stats, priors, decoding, provenance)
     props = md.encode(meta_out)
     left, right = meta_out["model"]["context"]
