@@ -99,7 +99,25 @@ def subset_data_dir(src: str | os.PathLike, dst: str | os.PathLike, utts=None, f
         chosen = chosen[:first]
     out = data.subset(chosen)
     out.save(dst)
+    _carry_per_utt_files(Path(src), Path(dst), set(chosen))
     return out
+
+
+# Per-utterance files beyond the data dir's own tables that a subset keeps (lines of the chosen
+# utterances, in order): computed features and reference timings. `fbank.json` (the feature config)
+# is copied whole. Per-speaker CMVN stats (`cmvn.scp`) are not carried: they would still include the
+# left-out utterances, so they are recomputed from the subset's features when needed.
+PER_UTT_FILES = ("feats.scp", "utt2num_frames", "word_times.txt", "phone_times.txt")
+
+
+def _carry_per_utt_files(src: Path, dst: Path, keep: set[str]) -> None:
+    for name in PER_UTT_FILES:
+        if (src / name).is_file():
+            lines = (src / name).read_text(encoding="utf-8").splitlines(keepends=True)
+            atomic_write_text(dst / name, "".join(ln for ln in lines if ln.split(maxsplit=1)[:1]
+                                                  and ln.split(maxsplit=1)[0] in keep))
+    if (src / "fbank.json").is_file():
+        atomic_write_text(dst / "fbank.json", (src / "fbank.json").read_text(encoding="utf-8"))
 
 
 def combine_data_dirs(srcs, dst: str | os.PathLike) -> DataDir:

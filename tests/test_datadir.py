@@ -177,6 +177,23 @@ def test_subset_and_combine(tmp_path):
     assert e.value.line == 1
 
 
+def test_subset_keeps_features_and_reference_timings(tmp_path):
+    from acoustic_kd.features import FbankConfig, FeatureSet, make_features
+
+    d = make_dir(tmp_path)
+    make_features(d, FbankConfig(sample_rate=8000))
+    (d / "word_times.txt").write_text("a1 ONE 0.0 0.1\na1 TWO 0.1 0.2\nb1 FOUR 0.0 0.1\n")
+    subset_data_dir(d, tmp_path / "sub", utts=["b1"])
+    sub, full = FeatureSet(tmp_path / "sub", cmvn="none"), FeatureSet(d, cmvn="none")
+    assert sub.utts == ["b1"]
+    np.testing.assert_array_equal(sub["b1"], full["b1"])
+    assert (tmp_path / "sub" / "word_times.txt").read_text() == "b1 FOUR 0.0 0.1\n"
+    assert (tmp_path / "sub" / "fbank.json").read_text() == (d / "fbank.json").read_text()
+    # per-speaker CMVN stats are recomputed from the kept utterances, not copied
+    assert not (tmp_path / "sub" / "cmvn.scp").exists()
+    assert FeatureSet(tmp_path / "sub", cmvn="speaker")["b1"].mean(0) == pytest.approx(0, abs=1e-4)
+
+
 def test_segments_roundtrip(tmp_path):
     d = make_dir(tmp_path, wav_scp="rec a1.wav\n", segments="a1 rec 0 0.2\na2 rec 0.2 0.35\nb1 rec 0.35 -1\n")
     assert validate_data_dir(d, check_audio=True) == []
