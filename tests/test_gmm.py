@@ -66,6 +66,18 @@ def test_features_shapes_and_deltas():
     np.testing.assert_allclose(f["a"][:, :13].mean(0), 0, atol=1e-5)
 
 
+def test_narrow_deltas():
+    x = np.random.default_rng(1).normal(size=(12, 3))
+    d = add_deltas(x, order=1, window=1)
+    np.testing.assert_allclose(d[1:-1, 3:], (x[2:] - x[:-2]) / 2)   # central difference
+    assert not np.allclose(add_deltas(x, 1, 2)[2:-2, 3:], d[2:-2, 3:])
+    f = gmm_features({"a": x @ np.ones((3, 40))}, num_ceps=13, delta_order=1, delta_window=1)
+    assert f["a"].shape == (12, 26)
+    assert gmm_features({"a": x @ np.ones((3, 40))}, delta_order=0)["a"].shape == (12, 13)
+    with pytest.raises(ValueError, match="delta_window"):
+        gmm_features({"a": x}, delta_window=0)
+
+
 # ------------------------------------------------------------------ Viterbi vs brute force
 def _toy_lang() -> tuple[Lang, HmmModel]:
     phones = ["<eps>", "SIL", "A", "B"]
@@ -199,13 +211,11 @@ def test_unseen_triphones_map_to_leaves(fsdd_small):
             assert tri.pdf_to_phone[k] == tri.phone_id[p] and tri.pdf_to_state[k] == s
 
 
-def test_cli_lang_align_resume_and_import(tmp_path, fsdd_dir):
-    """`acoustic-kd lang` + `align` on a tiny FSDD data dir: exp layout, .done resume, Kaldi import."""
-    import json
-
+def _tiny_align_args(tmp_path, fsdd_dir) -> tuple[list, list[str]]:
+    """A 30-utterance FSDD data dir with features and a lang dir under tmp_path -> (rows, the
+    `acoustic-kd align` arguments of a quick run)."""
     import soundfile as sf
 
-    from acoustic_kd.ali import read_num_pdfs
     from acoustic_kd.cli import main
     from acoustic_kd.corpora.fsdd import LEXICON
     from acoustic_kd.features import FbankConfig, make_features
@@ -225,6 +235,18 @@ def test_cli_lang_align_resume_and_import(tmp_path, fsdd_dir):
     args = ["align", "--data", str(data), "--lang", str(lang), "--exp", str(exp), "--mono-iters", "3",
             "--tri-iters", "2", "--mono-gauss", "80", "--tri-gauss", "80", "--tri-leaves", "80",
             "--tree-min-count", "10"]
+    return rows, args
+
+
+def test_cli_lang_align_resume_and_import(tmp_path, fsdd_dir):
+    """`acoustic-kd lang` + `align` on a tiny FSDD data dir: exp layout, .done resume, Kaldi import."""
+    import json
+
+    from acoustic_kd.ali import read_num_pdfs
+    from acoustic_kd.cli import main
+
+    rows, args = _tiny_align_args(tmp_path, fsdd_dir)
+    data, exp = tmp_path / "data" / "train", tmp_path / "exp"
     assert main(args) == 0
     for stage in ("mono", "tri"):
         d = exp / stage
@@ -268,3 +290,29 @@ def test_boost_silence_gives_silence_more_frames(fsdd_small):
         res = align(mono, gmm, held, graphs, boost_silence=boost)
         counts.append(sum(int((mono.pdf_to_phone[a] == sil).sum()) for a in res.pdfs().values()))
     assert counts[1] > counts[0]
+
+
+def test_cli_align_front_end_options(tmp_path, fsdd_dir, capsys):
+    """--delta-order/--delta-window reach the features; a later --align-sets run with other options
+    uses the features the stage was trained on; tri on a mono trained otherwise is refused."""
+    import json
+    import shutil
+
+    from acoustic_kd.cli import main
+
+    _, args = _tiny_align_args(tmp_path, fsdd_dir)
+    exp = tmp_path / "exp"
+    narrow = ["--delta-order", "1", "--delta-window", "1"]
+    assert main([*args, *narrow, "--stage", "mono"]) == 0
+    info = json.loads((exp / "mono" / "info.json").read_text())["config"]["align"]
+    assert (info["delta_order"], info["delta_window"]) == (1, 1)
+    assert DiagGmm.load(exp / "mono" / "final.gmm.npz").means.shape[1] == 26
+    capsys.readouterr()
+    assert main([*args, "--stage", "tri"]) == 1
+    err = capsys.readouterr().err
+    assert "other GMM features" in err and "delta_order=1 (now 2)" in err and "--force" in err
+    extra = tmp_path / "data" / "again"
+    shutil.copytree(tmp_path / "data" / "train", extra)
+    assert main([*args, "--stage", "mono", "--align-sets", str(extra)]) == 0   # default options
+    again, train = (read_alignments(exp / "mono" / d) for d in ("ali_again", "ali_train"))
+    assert np.mean(np.concatenate([again[u] == train[u] for u in again])) > 0.9

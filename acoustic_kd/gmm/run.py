@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ali import check_lengths, write_alignments
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..hmm import HmmModel
 from ..lang import Lang, load_lang
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done,
@@ -36,24 +36,47 @@ from .train import AlignConfig, train_mono, train_tri
 log = get_logger(__name__)
 
 
-def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False, cmvn: str = "speaker"
+# AlignConfig fields that define the GMM features: a finished stage's model only fits features
+# made with the values it was trained with (stored in its info.json)
+FRONT_END = ("num_ceps", "norm_vars", "cmvn", "delta_order", "delta_window")
+
+
+def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False, cmvn: str = "speaker",
+             delta_order: int = 2, delta_window: int = 2
              ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """GMM features (utt -> [T, 39]) and transcripts of a data dir with computed fbank features.
+    """GMM features (utt -> [T, num_ceps * (delta_order + 1)]) and transcripts of a data dir with
+    computed fbank features.
 
     cmvn: "speaker" (per utt2spk speaker) or "utterance" normalisation of the cepstra."""
     from ..features import FeatureSet
 
     data_dir = Path(data_dir)
     if cmvn not in ("speaker", "utterance"):
-        raise DataError(None, f"unknown GMM cmvn mode {cmvn!r}", "use 'speaker' or 'utterance'")
+        raise ConfigError(f"unknown GMM cmvn mode {cmvn!r}: use 'speaker' or 'utterance'")
+    if delta_order < 0 or delta_window < 1:
+        raise ConfigError(f"need delta_order >= 0 and delta_window >= 1 (got {delta_order}, "
+                          f"{delta_window})")
     fs = FeatureSet(data_dir, cmvn="none")  # CMVN is applied to the cepstra
     u2s_path = data_dir / "utt2spk"
     utt2spk = None
     if cmvn == "speaker" and u2s_path.exists():
         utt2spk = {k: v for k, v, _ in read_table(u2s_path)}
-    feats = gmm_features(fs, fs.utts, utt2spk, num_ceps, norm_vars=norm_vars)
+    feats = gmm_features(fs, fs.utts, utt2spk, num_ceps, delta_order, norm_vars, delta_window)
     texts = {k: v for k, v, _ in read_table(data_dir / "text", min_fields=1)}
     return feats, texts
+
+
+def front_end(stage_dir=None, cfg: AlignConfig | None = None) -> dict:
+    """The GMM feature options (`load_set` keyword arguments) a stage was trained with: from its
+    info.json when `stage_dir` has one, else from `cfg`; fields an older info.json lacks take
+    the AlignConfig defaults."""
+    base = vars(cfg or AlignConfig())
+    info = Path(stage_dir) / "info.json" if stage_dir is not None else None
+    if info is not None and info.exists():
+        trained = json.loads(info.read_text()).get("config", {}).get("align", {})
+        defaults = vars(AlignConfig())
+        return {k: trained.get(k, defaults[k]) for k in FRONT_END}
+    return {k: base[k] for k in FRONT_END}
 
 
 def align_set(hmm: HmmModel, gmm: DiagGmm, lang: Lang, feats: dict[str, np.ndarray],
@@ -152,7 +175,7 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
         raise DataError(None, f"unknown stage {stage!r}", "use --stage mono or --stage tri")
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     lang = load_lang(lang_dir)
-    feats, texts = load_set(data_dir, cfg.num_ceps, cfg.norm_vars, cfg.cmvn)
+    feats, texts = load_set(data_dir, **front_end(cfg=cfg))
     set_name = data_dir.name
     extra = [Path(s) for s in align_sets]
     out: dict = {}
@@ -170,6 +193,12 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
         if not _stage_dir_ok(mono_dir):
             raise DataError(mono_dir, "monophone stage not finished", "run with --stage mono first")
         mono = HmmModel.load(mono_dir / "final.hmm.json")
+        trained = front_end(mono_dir)
+        if trained != front_end(cfg=cfg):
+            diff = ", ".join(f"{k}={trained[k]!r} (now {getattr(cfg, k)!r})" for k in FRONT_END
+                             if trained[k] != getattr(cfg, k))
+            raise ConfigError(f"{mono_dir} was trained on other GMM features: {diff}; run both "
+                              "stages with the same options (or --force to retrain the monophones)")
         if mono_res is None:  # resuming: re-create the monophone state alignment
             graphs, gfail = compile_graphs(mono, lang, texts, [u for u in c_sorted(feats) if u in texts])
             mono_res = _load_states(mono_dir / STATES_FILE, graphs)
@@ -200,8 +229,9 @@ def _align_extra(d: Path, lang: Lang, extra: list[Path], cfg: AlignConfig) -> di
     todo = [s for s in extra if not (d / f"ali_{s.name}" / "ali.scp").exists()]
     if todo:
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
+        fe = front_end(d, cfg)
         for s in todo:
-            f, t = load_set(s, cfg.num_ceps, cfg.norm_vars, cfg.cmvn)
+            f, t = load_set(s, **fe)
             _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
                                                     label=f"{d.name} {s.name}")
         atomic_write_json(summary_path, summary)
@@ -220,7 +250,7 @@ def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[d
                "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
     summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")
     for s in extra:
-        f, t = load_set(s, cfg.num_ceps, cfg.norm_vars, cfg.cmvn)
+        f, t = load_set(s, **front_end(cfg=cfg))
         _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
                                                 label=f"{d.name} {s.name}")
     atomic_write_json(d / "summary.json", summary)

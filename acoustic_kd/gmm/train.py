@@ -39,6 +39,11 @@ class AlignConfig:
     cmvn: str = field(default="utterance", metadata={
         "help": "cepstral mean/variance normalisation unit: 'utterance' (noise differs per "
                 "utterance) or 'speaker' (utt2spk)"})
+    delta_order: int = field(default=2, metadata={
+        "help": "time derivatives appended to the cepstra (2 = deltas + delta-deltas, 0 = none)"})
+    delta_window: int = field(default=2, metadata={
+        "help": "frames on each side in a delta regression; wider is steadier in noise, narrower "
+                "places speech/silence boundaries more precisely (see gmm/feats.py)"})
     flat_start_vad: bool = field(default=True, metadata={
         "help": "flat start from frame energy (c0): quiet edges and pauses start as silence "
                 "(see gmm/flatstart.py) instead of all frames being split evenly"})
