@@ -17,9 +17,12 @@ import json
 import time
 from pathlib import Path
 
-from acoustic_kd.gmm.align import align, compile_graphs, read_word_times, word_boundary_agreement
+import numpy as np
+
+from acoustic_kd.gmm.align import (align, compile_graphs, read_word_times, word_boundary_agreement,
+                                  word_segments, word_segments_from_pdfs)
 from acoustic_kd.gmm.diag_gmm import DiagGmm
-from acoustic_kd.gmm.run import load_set
+from acoustic_kd.gmm.run import front_end, load_set
 from acoustic_kd.gmm.train import AlignConfig
 from acoustic_kd.hmm import HmmModel
 from acoustic_kd.lang import load_lang
@@ -100,6 +103,51 @@ def condition_groups(cond: dict[str, tuple[str, float]]) -> dict[str, set[str]]:
     return groups
 
 
+def boundary_errors(pdfs, hmm, lang, texts, refs, frame_shift) -> list[tuple[str, str, float]]:
+    """Signed errors (hyp - ref, s) of every word boundary -> [(type, following word, error)]:
+    type is start/sil (word start after a pause or the utterance start), start/word (after another
+    word), end/word, end/sil; `following word` names the word after a word-to-word junction."""
+    out = []
+    graphs, _ = compile_graphs(hmm, lang, texts, [u for u in pdfs if u in refs])
+    for u, g in graphs.items():
+        segs, ref = word_segments_from_pdfs(pdfs[u], g, hmm, frame_shift), refs[u]
+        if segs is None or len(segs) != len(ref):
+            continue
+        for i, ((_, s, e), (_, rs, re_)) in enumerate(zip(segs, ref)):
+            joined_before = i > 0 and rs - ref[i - 1][2] < 0.005
+            joined_after = i + 1 < len(ref) and ref[i + 1][1] - re_ < 0.005
+            out.append(("start/word" if joined_before else "start/sil", ref[i][0], s - rs))
+            out.append(("end/word" if joined_after else "end/sil",
+                        ref[i + 1][0] if joined_after else "", e - re_))
+    return out
+
+
+def describe_errors(errs, tol: float) -> str:
+    e = np.array(errs)
+    return (f"{100 * np.mean(np.abs(e) <= tol + 1e-9):.0f}% of {len(e)}, median "
+            f"{1000 * np.median(e):+.0f} ms")
+
+
+def flat_start_edges(lang, texts, refs, feats, hmm, groups, frame_shift, tol=0.05) -> str:
+    """Share of utterance edges (first word start, last word end) the energy flat start
+    (gmm/flatstart.py) places within `tol` of the reference, per condition group."""
+    from acoustic_kd.gmm.flatstart import loud_frames, vad_alignment
+
+    graphs, _ = compile_graphs(hmm, lang, texts, [u for u in feats if u in refs])
+    ok = {}
+    for u, g in graphs.items():
+        path = vad_alignment(g, len(feats[u]), loud_frames(feats[u][:, 0]))
+        segs, ref = word_segments(g.word[path], frame_shift), refs[u]
+        if len(segs) == len(ref):
+            ok[u] = [abs(segs[0][1] - ref[0][1]) <= tol, abs(segs[-1][2] - ref[-1][2]) <= tol]
+    cells = [f"all {100 * np.mean([x for v in ok.values() for x in v]):.0f}%"]
+    for gname, us in (groups or {}).items():
+        vals = [x for u in us if u in ok for x in ok[u]]
+        if vals:
+            cells.append(f"{gname} {100 * np.mean(vals):.0f}%")
+    return ", ".join(cells)
+
+
 def report(name, res, hmm, lang, texts, refs, phone_refs, groups, tol, frame_shift) -> None:
     """Boundary agreement lines of one aligner: overall (3 tolerance/offset variants), phones,
     and per condition group."""
@@ -109,6 +157,16 @@ def report(name, res, hmm, lang, texts, refs, phone_refs, groups, tol, frame_shi
         print(f"{name}: word boundaries within {t * 1000:.0f} ms (offset "
               f"{offset * 1000:.1f} ms): {100 * agree['agreement']:.1f}% of "
               f"{agree['boundaries']} ({agree['utts']} utts, {agree['skipped']} skipped)")
+    errs = boundary_errors(pdfs, hmm, lang, texts, refs, frame_shift)
+    kinds = ("start/sil", "start/word", "end/word", "end/sil")
+    print(f"{name}: by boundary type (within {tol * 1000:.0f} ms, median hyp - ref): " + " | ".join(
+        f"{k} {describe_errors([e for t, _, e in errs if t == k], tol)}" for k in kinds
+        if any(t == k for t, _, _ in errs)))
+    nxt = sorted({w for t, w, _ in errs if t == "end/word"})
+    if nxt:
+        print(f"{name}: word-to-word junctions by the following word: " + " | ".join(
+            f"{w} {describe_errors([e for t, x, e in errs if t == 'end/word' and x == w], tol)}"
+            for w in nxt))
     if phone_refs is not None:
         ph = phone_agreement(res, phone_refs, refs, tol, frame_shift)
         print(f"{name}: phone boundaries within {tol * 1000:.0f} ms: "
@@ -118,6 +176,8 @@ def report(name, res, hmm, lang, texts, refs, phone_refs, groups, tol, frame_shi
         return
     cells = []
     for g, us in groups.items():
+        if not us:
+            continue
         sub = {u: a for u, a in pdfs.items() if u in us}
         w = word_boundary_agreement(sub, hmm, lang, texts, refs, frame_shift, tol, 0.0)
         cell = f"{g} {100 * w['agreement']:.1f}%w/{w['boundaries']}"
@@ -194,8 +254,7 @@ def main() -> None:
     if args.stage:
         # the features must be made as in training (cepstra count, variance normalisation)
         trained = json.loads((Path(args.exp) / args.stage[0] / "info.json").read_text())["config"]["align"]
-        feats, texts = load_set(args.data, trained["num_ceps"], trained.get("norm_vars", False),
-                                trained.get("cmvn", "speaker"))
+        feats, texts = load_set(args.data, **front_end(Path(args.exp) / args.stage[0]))
     for stage in args.stage:
         d = Path(args.exp) / stage
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
@@ -220,6 +279,9 @@ def main() -> None:
               f"boost_silence {boost:g})")
         if refs:
             report(stage, res, hmm, lang, texts, refs, phone_refs, groups, args.tol, frame_shift)
+            if stage == "mono" and trained.get("flat_start_vad", True):
+                print("flat start (energy VAD, before any training): utterance edges within 50 ms: "
+                      + flat_start_edges(lang, texts, refs, feats, hmm, groups, frame_shift))
     if args.nnet:
         if texts is None:
             from acoustic_kd.utils import read_table
