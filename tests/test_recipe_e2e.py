@@ -89,3 +89,38 @@ def test_report_table_printed(yesno_run):
                 "distilled student", "distilled, int8 export"):
         assert f"| {row} |" in md
         assert f"| {row} |" in stdout
+
+
+def test_speed_perturbed_students(yesno_run, tmp_path):
+    """--speed-perturb "0.9 1.1": the students (not the members) train on the training set plus
+    speed-perturbed copies, aligned by the finished GMM, with soft targets for all of it."""
+    import shutil
+
+    from acoustic_kd.ali import read_alignments
+    from acoustic_kd.features import FeatureSet
+
+    work, _ = yesno_run
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    shutil.copytree(work / "data", data)
+    shutil.copytree(work / "exp", exp, ignore=shutil.ignore_patterns("student_*", "decode", "export"))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = ["bash", str(REPO / "recipes" / "yesno" / "run.sh"), "--stage", "2", "--stop-stage", "7",
+           "--data", str(data), "--exp", str(exp), "--num-members", "2", "--speed-perturb", "0.9 1.1",
+           "--config", str(work / "conf.yaml"), "--student-config", str(work / "student.yaml")]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    train = FeatureSet(data / "train", cmvn="none").utts
+    every = FeatureSet(data / "train_all", cmvn="none")
+    assert sorted(every.utts) == sorted(train + [f"sp{f}-{u}" for f in ("0.9", "1.1") for u in train])
+    ali = read_alignments(exp / "tri" / "ali_train_all")
+    assert sorted(ali) == sorted(every.utts)
+    assert all(len(ali[u]) == every.num_frames(u) for u in ali)
+    # the members were not retrained; both students saw ~3x the frames of the original ones
+    assert (exp / "members" / "m1" / "final.pt").read_bytes() == (work / "exp" / "members" / "m1" / "final.pt").read_bytes()
+    before = json.loads((work / "exp" / "student_kd" / "distill.json").read_text())["train_frames"]
+    num_pdfs = int((exp / "tri" / "ali_train" / "num_pdfs").read_text())
+    for system in ("student_kd", "student_hard"):
+        rec = json.loads((exp / system / "distill.json").read_text())
+        assert 2.9 < rec["train_frames"] / before < 3.1, (system, rec["train_frames"], before)
+        assert 100 * rec["test"]["acc"] > 100.0 / num_pdfs + 30, (system, rec["test"])
+    assert json.loads((exp / "student_kd" / "distill.json").read_text())["soft_targets"].endswith("soft_all")

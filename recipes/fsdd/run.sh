@@ -4,6 +4,7 @@
 # indices 0-4 = test; 5-9 = dev; 10-49 = train. Then the shared distillation stages.
 #
 # Usage: ./run.sh [--src DIR] [--stage N] [--stop-stage M] [--nj J] [--config conf/fsdd.yaml] [--train-seed S]
+#   [--speed-perturb "0.9 1.1"]
 #   --src: the corpus download (a directory holding recordings/); default ../../../shared/corpora/fsdd
 #   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 
@@ -11,7 +12,7 @@ cd "$(dirname "$0")"
 stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; train_seed=1
 src=../../../shared/corpora/fsdd
 config=conf/fsdd.yaml; student_config=conf/student.yaml; distill_mode=cached
-data=data; exp=exp
+data=data; exp=exp; speed_perturb=""   # e.g. "0.9 1.1": students train on the training set + copies (kd.sh)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 recipe_title="fsdd (training seed $train_seed)"

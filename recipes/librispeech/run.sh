@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; train_seed=1
 src=; train_sets=train-clean-5; dev_sets=dev-clean-2; test_sets=; lm=
 config=conf/librispeech.yaml; student_config=conf/student.yaml; distill_mode=cached
-data=data; exp=exp
+data=data; exp=exp; speed_perturb=""   # e.g. "0.9 1.1": students train on the training set + copies (kd.sh)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 recipe_title="librispeech $train_sets (training seed $train_seed)"

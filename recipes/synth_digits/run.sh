@@ -5,6 +5,7 @@
 # student and its hard-target control, WFST decoding, export, and the comparison table.
 #
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--nj J] [--config conf/demo.yaml] [--seed S] [--train-seed S]
+#   [--speed-perturb "0.9 1.1"]
 #   stage 0 synthesizes data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 # Outputs: data/ and exp/ here; the table lands in exp/RESULTS.md.
 
@@ -12,7 +13,7 @@ cd "$(dirname "$0")"
 stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; seed=0; train_seed=1
 num_train=800; num_dev=150; num_test=150
 config=conf/demo.yaml; student_config=conf/student.yaml; distill_mode=cached
-data=data; exp=exp
+data=data; exp=exp; speed_perturb=""   # e.g. "0.9 1.1": students train on the training set + copies (kd.sh)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 recipe_title="synth_digits (corpus seed $seed, training seed $train_seed)"

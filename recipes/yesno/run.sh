@@ -3,6 +3,7 @@
 # Files 0_* train (the last 6 held out as dev), 1_* test. Then the shared distillation stages.
 #
 # Usage: ./run.sh [--src DIR] [--stage N] [--stop-stage M] [--nj J] [--config conf/yesno.yaml] [--train-seed S]
+#   [--speed-perturb "0.9 1.1"]
 #   --src: directory of the .wav files; default ../../../shared/corpora/yesno/waves_yesno
 #   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 
@@ -10,7 +11,7 @@ cd "$(dirname "$0")"
 stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; train_seed=1
 src=../../../shared/corpora/yesno/waves_yesno; lexicon=hebrew
 config=conf/yesno.yaml; student_config=conf/student.yaml; distill_mode=cached
-data=data; exp=exp
+data=data; exp=exp; speed_perturb=""   # e.g. "0.9 1.1": students train on the training set + copies (kd.sh)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 recipe_title="yesno (training seed $train_seed)"
