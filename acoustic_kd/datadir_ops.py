@@ -114,8 +114,8 @@ def _carry_per_utt_files(src: Path, dst: Path, keep: set[str]) -> None:
     for name in PER_UTT_FILES:
         if (src / name).is_file():
             lines = (src / name).read_text(encoding="utf-8").splitlines(keepends=True)
-            atomic_write_text(dst / name, "".join(ln for ln in lines if ln.split(maxsplit=1)[:1]
-                                                  and ln.split(maxsplit=1)[0] in keep))
+            atomic_write_text(dst / name, "".join(ln for ln in lines
+                                                  if (ln.split(maxsplit=1) or [""])[0] in keep))
     if (src / "fbank.json").is_file():
         atomic_write_text(dst / "fbank.json", (src / "fbank.json").read_text(encoding="utf-8"))
 
