@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from acoustic_kd.gmm.align import (align, compile_graphs, read_word_times, word_boundary_agreement,
-                                  word_segments, word_segments_from_pdfs)
+from acoustic_kd.gmm.align import (align, compile_graphs, read_word_times, word_segments,
+                                  word_segments_from_pdfs)
 from acoustic_kd.gmm.diag_gmm import DiagGmm
 from acoustic_kd.gmm.run import front_end, load_set
 from acoustic_kd.gmm.train import AlignConfig
@@ -103,29 +103,35 @@ def condition_groups(cond: dict[str, tuple[str, float]]) -> dict[str, set[str]]:
     return groups
 
 
-def boundary_errors(pdfs, hmm, lang, texts, refs, frame_shift) -> list[tuple[str, str, float]]:
-    """Signed errors (hyp - ref, s) of every word boundary -> [(type, following word, error)]:
-    type is start/sil (word start after a pause or the utterance start), start/word (after another
-    word), end/word, end/sil; `following word` names the word after a word-to-word junction."""
-    out = []
+def boundary_errors(pdfs, hmm, lang, texts, refs, frame_shift) -> tuple[list[tuple], int]:
+    """Signed errors (hyp - ref, s) of every word boundary -> ([(utt, type, following word,
+    error)], utterances skipped). type: start/sil (word start after a pause or the utterance start),
+    start/word (after another word), end/word, end/sil; `following word` names the word after a
+    word-to-word junction. Utterances whose word count differs from the reference are skipped
+    (as in `gmm.align.word_boundary_agreement`)."""
+    out, skipped = [], 0
     graphs, _ = compile_graphs(hmm, lang, texts, [u for u in pdfs if u in refs])
     for u, g in graphs.items():
         segs, ref = word_segments_from_pdfs(pdfs[u], g, hmm, frame_shift), refs[u]
         if segs is None or len(segs) != len(ref):
+            skipped += 1
             continue
         for i, ((_, s, e), (_, rs, re_)) in enumerate(zip(segs, ref)):
             joined_before = i > 0 and rs - ref[i - 1][2] < 0.005
             joined_after = i + 1 < len(ref) and ref[i + 1][1] - re_ < 0.005
-            out.append(("start/word" if joined_before else "start/sil", ref[i][0], s - rs))
-            out.append(("end/word" if joined_after else "end/sil",
+            out.append((u, "start/word" if joined_before else "start/sil", ref[i][0], s - rs))
+            out.append((u, "end/word" if joined_after else "end/sil",
                         ref[i + 1][0] if joined_after else "", e - re_))
-    return out
+    return out, skipped
+
+
+def within(errs, tol: float, offset: float = 0.0) -> float:
+    """Share of signed errors [s] within `tol` once `offset` is added to the hypothesis."""
+    return float(np.mean(np.abs(np.asarray(errs) + offset) <= tol + 1e-9)) if len(errs) else 0.0
 
 
 def describe_errors(errs, tol: float) -> str:
-    e = np.array(errs)
-    return (f"{100 * np.mean(np.abs(e) <= tol + 1e-9):.0f}% of {len(e)}, median "
-            f"{1000 * np.median(e):+.0f} ms")
+    return f"{100 * within(errs, tol):.0f}% of {len(errs)}, median {1000 * np.median(errs):+.0f} ms"
 
 
 def flat_start_edges(lang, texts, refs, feats, hmm, groups, frame_shift, tol=0.05) -> str:
@@ -149,23 +155,22 @@ def flat_start_edges(lang, texts, refs, feats, hmm, groups, frame_shift, tol=0.0
 
 
 def report(name, res, hmm, lang, texts, refs, phone_refs, groups, tol, frame_shift) -> None:
-    """Boundary agreement lines of one aligner: overall (3 tolerance/offset variants), phones,
-    and per condition group."""
-    pdfs = res.pdfs()
+    """Boundary agreement lines of one aligner: overall (3 tolerance/offset variants), by boundary
+    type, by the word after a junction, phones, and per condition group."""
+    rows, skipped = boundary_errors(res.pdfs(), hmm, lang, texts, refs, frame_shift)
+    errs = [e for *_, e in rows]
+    used = len({u for u, *_ in rows})
     for t, offset in ((tol, 0.0), (tol, 0.0075), (0.05, 0.0)):
-        agree = word_boundary_agreement(pdfs, hmm, lang, texts, refs, frame_shift, t, offset)
-        print(f"{name}: word boundaries within {t * 1000:.0f} ms (offset "
-              f"{offset * 1000:.1f} ms): {100 * agree['agreement']:.1f}% of "
-              f"{agree['boundaries']} ({agree['utts']} utts, {agree['skipped']} skipped)")
-    errs = boundary_errors(pdfs, hmm, lang, texts, refs, frame_shift)
+        print(f"{name}: word boundaries within {t * 1000:.0f} ms (offset {offset * 1000:.1f} ms): "
+              f"{100 * within(errs, t, offset):.1f}% of {len(errs)} ({used} utts, {skipped} skipped)")
     kinds = ("start/sil", "start/word", "end/word", "end/sil")
     print(f"{name}: by boundary type (within {tol * 1000:.0f} ms, median hyp - ref): " + " | ".join(
-        f"{k} {describe_errors([e for t, _, e in errs if t == k], tol)}" for k in kinds
-        if any(t == k for t, _, _ in errs)))
-    nxt = sorted({w for t, w, _ in errs if t == "end/word"})
+        f"{k} {describe_errors([e for _, t, _, e in rows if t == k], tol)}" for k in kinds
+        if any(t == k for _, t, _, _ in rows)))
+    nxt = sorted({w for _, t, w, _ in rows if t == "end/word"})
     if nxt:
         print(f"{name}: word-to-word junctions by the following word: " + " | ".join(
-            f"{w} {describe_errors([e for t, x, e in errs if t == 'end/word' and x == w], tol)}"
+            f"{w} {describe_errors([e for _, t, x, e in rows if t == 'end/word' and x == w], tol)}"
             for w in nxt))
     if phone_refs is not None:
         ph = phone_agreement(res, phone_refs, refs, tol, frame_shift)
@@ -178,12 +183,15 @@ def report(name, res, hmm, lang, texts, refs, phone_refs, groups, tol, frame_shi
     for g, us in groups.items():
         if not us:
             continue
-        sub = {u: a for u, a in pdfs.items() if u in us}
-        w = word_boundary_agreement(sub, hmm, lang, texts, refs, frame_shift, tol, 0.0)
-        cell = f"{g} {100 * w['agreement']:.1f}%w/{w['boundaries']}"
+        sub = [r for r in rows if r[0] in us]
+        cell = f"{g} {100 * within([e for *_, e in sub], tol):.1f}%w/{len(sub)}"
         if phone_refs is not None:
             ph = phone_agreement(res, phone_refs, refs, tol, frame_shift, utts=us)
             cell += f" {100 * ph['agreement']:.1f}%p/{ph['boundaries']}"
+        edges = [f"{1000 * np.median(es):+.0f}" for k in ("start/sil", "end/sil")
+                 for es in [[e for _, t, _, e in sub if t == k]] if es]
+        if len(edges) == 2:
+            cell += f" sil-edge median start/end {edges[0]}/{edges[1]} ms"
         cells.append(f"{cell} ({len(us)} utts)")
     print(f"{name}: by condition (word %w / phone %p within {tol * 1000:.0f} ms, of boundaries): "
           + " | ".join(cells))
