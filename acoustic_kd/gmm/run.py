@@ -70,13 +70,12 @@ def front_end(stage_dir=None, cfg: AlignConfig | None = None) -> dict:
     """The GMM feature options (`load_set` keyword arguments) a stage was trained with: from its
     info.json when `stage_dir` has one, else from `cfg`; fields an older info.json lacks take
     the AlignConfig defaults."""
-    base = vars(cfg or AlignConfig())
     info = Path(stage_dir) / "info.json" if stage_dir is not None else None
     if info is not None and info.exists():
         trained = json.loads(info.read_text()).get("config", {}).get("align", {})
-        defaults = vars(AlignConfig())
-        return {k: trained.get(k, defaults[k]) for k in FRONT_END}
-    return {k: base[k] for k in FRONT_END}
+        defaults = AlignConfig()
+        return {k: trained.get(k, getattr(defaults, k)) for k in FRONT_END}
+    return {k: getattr(cfg or AlignConfig(), k) for k in FRONT_END}
 
 
 def align_set(hmm: HmmModel, gmm: DiagGmm, lang: Lang, feats: dict[str, np.ndarray],
