@@ -17,7 +17,7 @@ def _py(code: str) -> list[str]:
 
 
 def test_parallel_jobs_collect_exit_codes_and_overlap(tmp_path):
-    stamp = ("import sys, time; t0 = time.time(); time.sleep(0.6); "
+    stamp = ("import sys, time; t0 = time.time(); time.sleep(2.0); "
              "open(sys.argv[1], 'w').write(f'{t0} {time.time()}'); sys.exit(int(sys.argv[2]))")
     jobs = [Job(f"j{i}", _py(stamp) + [str(tmp_path / f"t{i}"), str(code)],
                 tmp_path / "log" / f"j{i}.log") for i, code in enumerate([0, 3, 0])]
