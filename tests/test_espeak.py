@@ -51,6 +51,23 @@ def test_isolated_synthesis_is_reproducible():
     assert not np.array_equal(a.audio, c.audio)
 
 
+def test_isolated_synthesis_ignores_the_c_library_random_state():
+    """Reed and caleb draw from libc's rand(); its state in the parent (advanced by whatever the
+    process did, e.g. writing audio files) must not reach the output."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    for variant in ("Reed", "caleb"):
+        kw = dict(voice="en-us", variant=variant, seed=5)
+        a = espeak.synthesize_isolated("four two", **kw)
+        libc.srand(12345)
+        libc.srandom(54321)
+        for _ in range(3):
+            libc.rand(), libc.random()
+        b = espeak.synthesize_isolated("four two", **kw)
+        assert np.array_equal(a.audio, b.audio), variant
+
+
 def test_unknown_voice_is_a_clear_error():
     with pytest.raises(espeak.EspeakError, match="no voice"):
         espeak.synthesize("one", voice="xx-nonexistent")

@@ -9,8 +9,9 @@ processes, not threads, to synthesize in parallel. That state also carries from 
 next (waveform generator statics), so `synthesize()` gives slightly different samples for the same
 request depending on what was spoken before. `synthesize_isolated()` forks a child from an engine
 that was initialized but never used (this process's, or else one on a private copy of the library,
-which has its own state), so its output depends only on the request: use it wherever output must
-be reproducible (POSIX only).
+which has its own state) and seeds the C library's random generator in the child (two variants,
+Reed and caleb, draw from it), so its output depends only on the request: use it wherever output
+must be reproducible (POSIX only).
 """
 
 from __future__ import annotations
@@ -271,6 +272,14 @@ def _pristine_engine() -> Espeak:
     return _PRISTINE
 
 
+def _reset_libc_random() -> None:
+    """Seed the C library's rand()/random(): some variants (e.g. Reed, caleb) draw from them, and
+    their state is whatever the process did before the fork."""
+    libc = ctypes.CDLL(None)
+    libc.srand(1)
+    libc.srandom(1)
+
+
 def synthesize_isolated(text: str, **kwargs) -> SynthResult:
     """Synthesize in a child forked from a pristine engine: the output depends only on the request.
 
@@ -285,6 +294,7 @@ def synthesize_isolated(text: str, **kwargs) -> SynthResult:
         status = 0
         try:
             os.close(read_fd)
+            _reset_libc_random()
             try:
                 payload = pickle.dumps(("ok", engine.synthesize(text, **kwargs)))
             except Exception as e:  # sent to the parent, which raises it
