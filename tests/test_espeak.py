@@ -52,8 +52,8 @@ def test_isolated_synthesis_is_reproducible():
 
 
 def test_isolated_synthesis_ignores_the_c_library_random_state():
-    """Reed and caleb draw from libc's rand(); its state in the parent (advanced by whatever the
-    process did, e.g. writing audio files) must not reach the output."""
+    """Reed and caleb draw from libc's rand(); its state in the parent (advanced by whatever else
+    the process ran, in any library) must not reach the output."""
     import ctypes
 
     libc = ctypes.CDLL(None)
