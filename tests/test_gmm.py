@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from acoustic_kd.ali import check_lengths, read_alignments
+from acoustic_kd.errors import ConfigError
 from acoustic_kd.gmm.align import (align, compile_graphs, viterbi_batch, word_boundary_agreement)
 from acoustic_kd.gmm.diag_gmm import DiagGmm
 from acoustic_kd.gmm.feats import add_deltas, dct_matrix, gmm_features
@@ -74,7 +75,7 @@ def test_narrow_deltas():
     f = gmm_features({"a": x @ np.ones((3, 40))}, num_ceps=13, delta_order=1, delta_window=1)
     assert f["a"].shape == (12, 26)
     assert gmm_features({"a": x @ np.ones((3, 40))}, delta_order=0)["a"].shape == (12, 13)
-    with pytest.raises(ValueError, match="delta_window"):
+    with pytest.raises(ConfigError, match="delta_window"):
         gmm_features({"a": x}, delta_window=0)
 
 

@@ -340,7 +340,7 @@ def test_same_seed_same_alignments_and_weights(tiny, tmp_path):
 # --------------------------------------------------------------------------------------- memory
 def test_streaming_dataset_peak_rss_stays_bounded(tmp_path, monkeypatch):
     """Peak-RSS growth of one epoch, at 16 MB and at 48 MB of features: the streaming dataset's growth
-    does not follow the data (a fixed cost of ~14-26 MB, torch's first operations, is the same at both
+    does not follow the data (a fixed cost of ~13-26 MB, torch's first operations, is the same at both
     sizes and cancels); the in-memory dataset's, as a check that the measure can fail, does."""
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     from bench_memory import measure, write_features

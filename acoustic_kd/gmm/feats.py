@@ -24,6 +24,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 def dct_matrix(num_in: int, num_out: int) -> np.ndarray:
     """Orthonormal DCT-II basis [num_in, num_out] (column k = cosine k)."""
@@ -62,7 +64,8 @@ def gmm_features(feats: Mapping[str, np.ndarray], utts: Iterable[str] | None = N
     frames, are appended.
     """
     if delta_order < 0 or delta_window < 1:
-        raise ValueError(f"need delta_order >= 0 and delta_window >= 1, got {delta_order}, {delta_window}")
+        raise ConfigError(f"need delta_order >= 0 and delta_window >= 1 (got {delta_order}, "
+                          f"{delta_window})")
     utts = list(feats) if utts is None else list(utts)
     ceps: dict[str, np.ndarray] = {}
     basis = None

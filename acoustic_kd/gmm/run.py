@@ -53,9 +53,6 @@ def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False, cmvn: str = 
     data_dir = Path(data_dir)
     if cmvn not in ("speaker", "utterance"):
         raise ConfigError(f"unknown GMM cmvn mode {cmvn!r}: use 'speaker' or 'utterance'")
-    if delta_order < 0 or delta_window < 1:
-        raise ConfigError(f"need delta_order >= 0 and delta_window >= 1 (got {delta_order}, "
-                          f"{delta_window})")
     fs = FeatureSet(data_dir, cmvn="none")  # CMVN is applied to the cepstra
     u2s_path = data_dir / "utt2spk"
     utt2spk = None
