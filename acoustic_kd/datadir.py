@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
-from .utils import atomic_path, c_sorted
+from .utils import atomic_path, atomic_write_text, c_sorted, get_logger
+
+log = get_logger(__name__)
 
 TABLES = ("wav.scp", "text", "utt2spk", "spk2utt", "segments", "utt2dur", "spk2gender")
 REQUIRED = ("wav.scp", "text", "utt2spk")
@@ -141,10 +143,24 @@ def _scan(path: Path) -> tuple[dict[str, dict[str, tuple[str, int]]], list[Probl
         elif name in REQUIRED:
             problems.append(Problem(str(p), None, "required file is missing",
                                     f"create {name} (Kaldi data dir format)", "missing_file"))
-        elif name == "spk2utt":
-            problems.append(Problem(str(p), None, "file is missing", f"derive it from utt2spk: {_FIX}",
-                                    "missing_file"))
+    if "spk2utt" not in tables and "utt2spk" in tables:
+        tables["spk2utt"] = _derive_spk2utt(path, tables["utt2spk"])
     return tables, problems
+
+
+def _derive_spk2utt(path: Path, utt2spk: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    """spk2utt rows derived from utt2spk (Kaldi's utt2spk_to_spk2utt.pl), written beside it when
+    the directory is writable (a read-only source dir keeps the derived table in memory only)."""
+    groups: dict[str, list[str]] = {}
+    for utt in c_sorted(utt2spk):
+        groups.setdefault(utt2spk[utt][0], []).append(utt)
+    rows = {spk: (" ".join(groups[spk]), i + 1) for i, spk in enumerate(c_sorted(groups))}
+    try:
+        atomic_write_text(path / "spk2utt", "".join(f"{s} {v}\n" for s, (v, _) in rows.items()))
+        log.info("%s: spk2utt was missing; derived from utt2spk and written", path)
+    except OSError as e:
+        log.info("%s: spk2utt was missing; derived from utt2spk (not written: %s)", path, e)
+    return rows
 
 
 def _cross_check(path: Path, t: dict, problems: list[Problem]) -> None:

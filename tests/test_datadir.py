@@ -125,7 +125,8 @@ def test_every_problem_is_reported_and_load_raises_them_all(tmp_path):
 def test_missing_required_file(tmp_path):
     d = make_dir(tmp_path, utt2spk=None, spk2utt=None)
     kinds = {(Path(p.path).name, p.kind) for p in validate_data_dir(d)}
-    assert ("utt2spk", "missing_file") in kinds and ("spk2utt", "missing_file") in kinds
+    # spk2utt is derived from utt2spk, so only the file that cannot be derived is reported
+    assert ("utt2spk", "missing_file") in kinds and all(n != "spk2utt" for n, _ in kinds)
 
 
 def test_fix_keeps_consistent_intersection_and_logs(tmp_path):
@@ -248,3 +249,12 @@ def test_speed_perturb_changes_tempo_and_pitch_and_prefixes_ids(tmp_path):
     assert peak == pytest.approx(440.0 * 0.9, abs=2.0)            # slower: the pitch drops too
     with pytest.raises(DataError, match="out of range"):
         speed_perturb_data_dir(d, tmp_path / "bad", 3.0, 8000)
+
+
+def test_missing_spk2utt_is_derived_from_utt2spk_and_written(tmp_path):
+    # a bring-your-own data dir without spk2utt (optional, as README says) must be accepted:
+    # the table is derived from utt2spk (grouped by speaker, C-sorted) and written beside it
+    d = make_dir(tmp_path, spk2utt=None)
+    assert validate_data_dir(d) == []
+    assert (d / "spk2utt").read_text() == "adam a2\nzed a1 b1\n"
+    assert DataDir.load(d).spk2utt == {"adam": ["a2"], "zed": ["a1", "b1"]}

@@ -4,8 +4,9 @@
 # distillation workflow: lang, fbank, GMM-HMM alignment, a K-member DNN ensemble, a distilled
 # student and its hard-target control, WFST decoding, export, and the comparison table.
 #
-# Usage: ./run.sh [--stage N] [--stop-stage M] [--nj J] [--config conf/demo.yaml] [--seed S] [--train-seed S]
+# Usage: ./run.sh [--lm ARPA] [--stage N] [--stop-stage M] [--nj J] [--config conf/demo.yaml] [--seed S] [--train-seed S]
 #   [--speed-perturb "0.9 1.1"]
+#   --lm ARPA: decode with this ARPA LM (its words must be in the lexicon) instead of the estimated one
 #   stage 0 synthesizes data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
 # Outputs: data/ and exp/ here; the table lands in exp/RESULTS.md.
 
@@ -13,7 +14,7 @@ cd "$(dirname "$0")"
 stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; seed=0; train_seed=1
 num_train=800; num_dev=150; num_test=150
 config=conf/demo.yaml; student_config=conf/student.yaml; distill_mode=cached
-data=data; exp=exp; speed_perturb=""   # e.g. "0.9 1.1": students train on the training set + copies (kd.sh)
+data=data; exp=exp; lm=; speed_perturb=""   # e.g. "0.9 1.1": students train on the training set + copies (kd.sh)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 recipe_title="synth_digits (corpus seed $seed, training seed $train_seed)"
