@@ -114,7 +114,7 @@ def test_bring_your_own_kaldi_dirs(tmp_path):
 
 
 def test_registry_and_cli(tmp_path, capsys):
-    assert sorted(CORPORA) == ["fsdd", "kaldi", "librispeech", "synth_digits", "yesno"]
+    assert sorted(CORPORA) == ["fsdd", "kaldi", "librispeech", "mboshi", "synth_digits", "yesno"]
     src = tmp_path / "waves_yesno"
     src.mkdir()
     for stem in ("0_0_1", "0_1_1", "1_1_0"):
@@ -130,3 +130,43 @@ def test_registry_and_cli(tmp_path, capsys):
     assert main(["data-dir", "validate", str(tmp_path / "o" / "train")]) == 1
     assert "text:1: empty transcript" in capsys.readouterr().out
     assert main(["prepare", "fsdd", "--out", str(tmp_path / "x")]) == 1  # needs --src
+
+
+def _mboshi_layouts(root):
+    """The same 4 utterances in the staged layout and in upstream's full_corpus_newsplit layout."""
+    import soundfile as sf
+
+    utts = {"abiayi_a_1": ("train", "kyéma wó"), "abiayi_a_2": ("train", "ikóó"),
+            "kouarata_b_1": ("train", "sωndω wó"), "martial_c_1": ("test", "adí")}
+    staged, up = root / "staged", root / "upstream" / "full_corpus_newsplit"
+    (staged / "audio").mkdir(parents=True)
+    for u, (split, text) in utts.items():
+        sf.write(staged / "audio" / f"{u}.flac", np.zeros(8000, np.float32), 16000)
+        part = up / ("dev" if split == "test" else "train")
+        part.mkdir(parents=True, exist_ok=True)
+        sf.write(part / f"{u}.wav", np.zeros(8000, np.float32), 16000)
+        (part / f"{u}.mb.cleaned").write_text(text + "\n", encoding="utf-8")
+    (staged / "transcripts.txt").write_text("".join(f"{u} {t}\n" for u, (_, t) in utts.items()),
+                                            encoding="utf-8")
+    (staged / "split.txt").write_text("".join(f"{u} {s}\n" for u, (s, _) in utts.items()))
+    return staged, up.parent
+
+
+def test_mboshi_both_layouts_give_the_same_sets(tmp_path):
+    from acoustic_kd.corpora.mboshi import graphemes, prepare_mboshi
+
+    staged, upstream = _mboshi_layouts(tmp_path)
+    a = prepare_mboshi(staged, tmp_path / "a", dev_every=3)
+    b = prepare_mboshi(upstream, tmp_path / "b", dev_every=3)
+    for name in ("train", "dev", "test"):
+        da, db = DataDir.load(a[name]), DataDir.load(b[name])
+        assert da.text == db.text and da.utt2spk == db.utt2spk
+    # dev = every 3rd training id in C order; speakers are the id prefix
+    assert DataDir.load(a["dev"]).utts == ["kouarata_b_1"]
+    assert DataDir.load(a["test"]).utt2spk == {"martial_c_1": "martial"}
+    lex = (tmp_path / "a" / "local" / "lexicon.txt").read_text(encoding="utf-8").splitlines()
+    assert "kyéma k y é m a" in lex and "sωndω s ω n d ω" in lex
+    # a decomposed accent (e + combining acute) is one grapheme, the same as the composed é
+    assert graphemes("ke\u0301") == ["k", "é"]
+    with pytest.raises(DataError, match="not a Mboshi corpus"):
+        prepare_mboshi(tmp_path, tmp_path / "c")

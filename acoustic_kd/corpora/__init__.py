@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .fsdd import prepare_fsdd
 from .kaldi import prepare_kaldi
+from .mboshi import prepare_mboshi
 from .yesno import prepare_yesno
 
 
@@ -33,9 +34,10 @@ CORPORA = {
     "fsdd": prepare_fsdd,
     "kaldi": prepare_kaldi,
     "librispeech": prepare_librispeech,
+    "mboshi": prepare_mboshi,
     "synth_digits": prepare_synth_digits,
     "yesno": prepare_yesno,
 }
 
-__all__ = ["CORPORA", "prepare_fsdd", "prepare_kaldi", "prepare_librispeech",
+__all__ = ["CORPORA", "prepare_fsdd", "prepare_kaldi", "prepare_librispeech", "prepare_mboshi",
            "prepare_synth_digits", "prepare_yesno"]
