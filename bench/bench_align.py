@@ -270,13 +270,15 @@ def main() -> None:
         graphs, failed = compile_graphs(hmm, lang, texts, utts)
         t0 = time.time()
         boost = args.boost_silence if args.boost_silence is not None else trained.get("boost_silence", 1.0)
-        res = align(hmm, gmm, feats, graphs, acoustic_scale=args.acoustic_scale, boost_silence=boost)
+        loop = trained.get("self_loop_scale", 1.0)  # stages trained before it existed used 1.0
+        res = align(hmm, gmm, feats, graphs, acoustic_scale=args.acoustic_scale, boost_silence=boost,
+                    self_loop_scale=loop)
         secs = time.time() - t0
         audio = res.frames * frame_shift
         sub = {u: graphs[u] for u in list(graphs)[:args.max_utts]}
         t1 = time.time()
         ref_res = align(hmm, gmm, feats, sub, batch_size=1, acoustic_scale=args.acoustic_scale,
-                        boost_silence=boost)
+                        boost_silence=boost, self_loop_scale=loop)
         ref_secs = time.time() - t1
         ref_audio = ref_res.frames * frame_shift
         print(f"{stage}: {hmm.num_pdfs} pdfs, {gmm.num_gauss} Gaussians; aligned {len(res.states)} "

@@ -1,6 +1,7 @@
 """Train GMM-HMMs (flat-start monophones, then tree-tied triphones) and force-align data sets.
 
-Writes exp/mono and exp/tri (final.hmm.json, final.gmm.npz, log.jsonl, ali_<set>/ ...).
+Writes exp/mono, exp/tri and with `--through tri2` exp/tri2 (final.hmm.json, final.gmm.npz,
+log.jsonl, ali_<set>/ ...).
 Example: acoustic-kd align --data data/train --lang data/lang --exp exp --align-sets data/dev data/test
 Import Kaldi alignments instead: acoustic-kd align --import-kaldi ali.txt --num-pdfs N --out exp/ali_ext
 Realign with a network (hybrid DNN-HMM, one checkpoint or an ensemble) through a GMM stage's HMM:
@@ -16,20 +17,23 @@ import json
 from ..ali import import_kaldi_alignments, write_alignments
 from ..config import add_config_args, load_config, overrides_from_args
 from ..errors import ConfigError
-from ..gmm.run import run_align
+from ..gmm.run import STAGES, run_align
 from ..gmm.train import AlignConfig
 
 HELP = "GMM-HMM training and forced alignment (or DNN realignment, or import Kaldi ali-to-pdf output)"
 # the AlignConfig options that mean something to a network realignment (the rest train GMMs)
-NNET_ALIGN_OPTIONS = ("beam", "retry_beam", "acoustic_scale", "boost_silence", "batch_size")
+NNET_ALIGN_OPTIONS = ("beam", "retry_beam", "acoustic_scale", "self_loop_scale", "boost_silence",
+                      "batch_size")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="training data dir (with features)")
     p.add_argument("--lang", help="lang dir from `acoustic-kd lang`")
-    p.add_argument("--exp", help="experiment dir (gets mono/ and tri/)")
+    p.add_argument("--exp", help="experiment dir (gets mono/, tri/ and with --through tri2, tri2/)")
     p.add_argument("--align-sets", nargs="*", default=[], help="more data dirs to align (dev, test)")
-    p.add_argument("--stage", choices=["mono", "tri"], help="run only this stage")
+    p.add_argument("--stage", choices=list(STAGES), help="run only this stage")
+    p.add_argument("--through", choices=list(STAGES), default="tri",
+                   help="last GMM stage to train: tri (Δ triphones, default) or tri2 (LDA+MLLT)")
     p.add_argument("--config", help="recipe YAML (section 'align')")
     p.add_argument("--force", action="store_true", help="redo finished stages")
     p.add_argument("--import-kaldi", metavar="FILE", help="Kaldi ali-to-pdf output (ark/scp/text)")
@@ -93,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.data and args.lang and args.exp):
         raise ConfigError("align needs --data, --lang and --exp (or --import-kaldi)")
     cfg = load_config(AlignConfig, args.config, "align", overrides_from_args(args, AlignConfig))
-    summary = run_align(args.data, args.lang, args.exp, cfg, args.align_sets, args.stage, args.force)
+    summary = run_align(args.data, args.lang, args.exp, cfg, args.align_sets, args.stage, args.force,
+                        args.through)
     for stage, s in summary.items():
         print(f"{stage}: {s['num_pdfs']} pdfs, {s['num_gauss']} Gaussians, "
               f"loglike/frame {s['loglike_per_iter'][0]:.2f} -> {s['loglike_per_iter'][-1]:.2f}")

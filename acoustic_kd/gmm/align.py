@@ -73,9 +73,10 @@ def word_segments(word_per_frame: np.ndarray, frame_shift: float = 0.01
 
 
 def viterbi_batch(graphs: list[UttGraph], scores: list[np.ndarray], beam: float,
-                  hmm: HmmModel | None = None) -> list[tuple[np.ndarray | None, float]]:
+                  hmm: HmmModel | None = None, self_loop_scale: float = 1.0
+                  ) -> list[tuple[np.ndarray | None, float]]:
     """Best state path per utterance. scores[b]: [T_b, S_b] per-state emission scores; transition
-    log-probabilities from `hmm` (none when None).
+    log-probabilities from `hmm` (none when None), times `self_loop_scale`.
 
     Returns (path int64 [T_b] or None when no path survived the beam, path score).
     """
@@ -93,7 +94,7 @@ def viterbi_batch(graphs: list[UttGraph], scores: list[np.ndarray], beam: float,
     for b, (g, sc) in enumerate(zip(graphs, scores)):
         s, k = g.num_states, g.pred.shape[1]
         em[b, :len(sc), :s] = sc
-        g_loop, g_pred_w, g_final = g.weights(hmm)
+        g_loop, g_pred_w, g_final = g.weights(hmm, self_loop_scale)
         loop[b, :s], init[b, :s], final[b, :s] = g_loop, g.init, g_final
         pred[b, :s, :k], pred_w[b, :s, :k] = g.pred, g_pred_w
         to_end[b, :s] = g.to_end
@@ -158,13 +159,17 @@ def compile_graphs(hmm: HmmModel, lang: Lang, texts: Mapping[str, str], utts: li
 
 def align(hmm: HmmModel, gmm: DiagGmm, feats: Mapping[str, np.ndarray], graphs: dict[str, UttGraph],
           beam: float = 10.0, retry_beam: float = 40.0, acoustic_scale: float = 0.1,
-          batch_size: int = 32, progress: str | None = None, boost_silence: float = 1.0
-          ) -> AlignResult:
+          batch_size: int = 32, progress: str | None = None, boost_silence: float = 1.0,
+          self_loop_scale: float = 0.1) -> AlignResult:
     """Viterbi-align every utterance of `graphs` (features [T, D] from `feats`).
 
     Utterances too short for their graph, or with no path inside `retry_beam`, go to `failed`.
     `boost_silence` multiplies the likelihood of the context-independent phones' pdfs (as Kaldi's
     --boost-silence), so that low-level noise next to words is less often absorbed by speech.
+    `self_loop_scale` weighs the HMM transition (duration) probabilities against the scaled
+    acoustics; at Kaldi's 0.1 (with acoustic scale 0.1) they keep their natural weight relative to
+    the log-likelihoods. At 1.0 they weigh ten times that, and Viterbi EM can collapse: phones
+    pinned at one frame per state while one phone per utterance absorbs the rest (bench/ALIGNMENT.md).
     """
     bias = np.zeros(hmm.num_pdfs)
     if boost_silence != 1.0:
@@ -172,11 +177,11 @@ def align(hmm: HmmModel, gmm: DiagGmm, feats: Mapping[str, np.ndarray], graphs: 
         bias[np.isin(hmm.pdf_to_phone, ci)] = np.log(boost_silence)
     with single_thread():
         return _align(hmm, gmm, feats, graphs, beam, retry_beam, acoustic_scale, batch_size,
-                      progress, bias)
+                      progress, bias, self_loop_scale)
 
 
-def _align(hmm, gmm, feats, graphs, beam, retry_beam, acoustic_scale, batch_size, progress, bias
-           ) -> AlignResult:
+def _align(hmm, gmm, feats, graphs, beam, retry_beam, acoustic_scale, batch_size, progress, bias,
+           self_loop_scale) -> AlignResult:
     res = AlignResult(graphs=graphs)
     todo = []
     for u, g in graphs.items():
@@ -196,7 +201,7 @@ def _align(hmm, gmm, feats, graphs, beam, retry_beam, acoustic_scale, batch_size
             lls = [emission_scores(gmm, feats[u], graphs[u]) for u in chunk]
             out = viterbi_batch([graphs[u] for u in chunk],
                                 [acoustic_scale * (x + bias[graphs[u].pdf]) for u, x in zip(chunk, lls)],
-                                cur_beam, hmm)
+                                cur_beam, hmm, self_loop_scale)
             for u, ll, (path, _) in zip(chunk, lls, out):
                 if path is None:
                     if cur_beam == beam and retry_beam > beam:

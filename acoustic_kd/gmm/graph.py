@@ -46,14 +46,19 @@ class UttGraph:
     def num_states(self) -> int:
         return len(self.pdf)
 
-    def weights(self, hmm: HmmModel | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def weights(self, hmm: HmmModel | None, self_loop_scale: float = 1.0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Total log weights (self-loop [S], arcs [S, K], exit [S]) with `hmm`'s transitions; every
         non-self arc leaves its source state, so it carries the source pdf's forward probability.
-        Without a model: self-loops and arcs weigh 0."""
+        `self_loop_scale` multiplies both (the HMM's duration model; Kaldi's --self-loop-scale: in
+        a left-to-right topology the forward arc is the loop's complement); the structural
+        weights (optional silence) stay at full weight. Without a model: self-loops and arcs
+        weigh 0."""
         if hmm is None:
             return np.zeros(self.num_states), self.pred_w, self.final
-        fwd = hmm.log_fwd[self.pdf]
-        return hmm.log_self[self.pdf], self.pred_w + fwd[self.pred], self.final + fwd
+        fwd = self_loop_scale * hmm.log_fwd[self.pdf]
+        return (self_loop_scale * hmm.log_self[self.pdf], self.pred_w + fwd[self.pred],
+                self.final + fwd)
 
 
 class _Builder:

@@ -67,7 +67,8 @@ def align_log_posteriors(hmm: HmmModel, log_post: Mapping[str, np.ndarray],
                              f"{hmm.num_pdfs} pdfs")
         scores[u] = lp.astype(np.float64) - log_priors[None, :]
     return align(hmm, PdfScoreTable(), scores, graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
-                 cfg.batch_size, progress=progress, boost_silence=cfg.boost_silence)
+                 cfg.batch_size, progress=progress, boost_silence=cfg.boost_silence,
+                 self_loop_scale=cfg.self_loop_scale)
 
 
 def merge_results(parts: Sequence[AlignResult]) -> AlignResult:
@@ -217,7 +218,7 @@ def run_nnet_align(nnet_paths: Sequence[str | Path], hmm_dir: str | Path, lang_d
                 "hmm": str(hmm_path), "lang": str(lang_dir),
                 "priors": str(priors) if priors else "checkpoint",
                 "acoustic_scale": cfg.acoustic_scale, "beam": cfg.beam, "retry_beam": cfg.retry_beam,
-                "boost_silence": cfg.boost_silence}
+                "boost_silence": cfg.boost_silence, "self_loop_scale": cfg.self_loop_scale}
     write_exp_info(out_dir, {"nnet_align": settings})
     out: dict = {}
     for s in align_sets:
