@@ -74,6 +74,7 @@ class DiagGmm:
         self.log_weights = np.asarray(log_weights, dtype=np.float64)
         self.comp_pdf = np.asarray(comp_pdf, dtype=np.int64)
         self.num_pdfs = int(num_pdfs)
+        self.removed_gauss = 0
         self._refresh()
 
     @classmethod
@@ -106,7 +107,9 @@ class DiagGmm:
                                              + (self.means ** 2 * inv).sum(1))).astype(np.float32)
         counts = np.bincount(self.comp_pdf, minlength=self.num_pdfs)
         if (counts == 0).any():
-            raise DataError(None, f"pdf {int(np.argmin(counts))} has no Gaussian", "rebuild the GMM")
+            raise DataError(None, f"GMM of {self.num_pdfs} pdfs: pdf {int(np.argmin(counts))} has no "
+                            "Gaussian (a damaged or hand-edited final.gmm.npz)",
+                            "re-run the align stage with --force")
         m = int(counts.max())
         order = np.argsort(self.comp_pdf, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -134,11 +137,10 @@ class DiagGmm:
         return mx + np.log(tot)
 
     # ------------------------------------------------------------ EM
-    def accumulate(self, x: np.ndarray, pdf: np.ndarray) -> GmmStats:
-        """E-step given a hard pdf per frame: x [N, D], pdf [N] -> component statistics."""
-        c, d = self.num_gauss, self.dim
-        occ, first, second = np.zeros(c), np.zeros((c, d)), np.zeros((c, d))
-        total = 0.0
+    def posteriors(self, x: np.ndarray, pdf: np.ndarray
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per pdf with frames: (its frames float64 [n, D], its component ids [m], component
+        posteriors within the pdf [n, m], frame log-likelihoods [n]), given a pdf per frame."""
         order = np.argsort(pdf, kind="stable")
         bounds = np.searchsorted(pdf[order], np.arange(self.num_pdfs + 1))
         for p in np.nonzero(np.diff(bounds))[0]:
@@ -147,7 +149,14 @@ class DiagGmm:
             ll = self.component_loglikes(xp, comps).astype(np.float64)  # [n, m]
             mx = ll.max(1, keepdims=True)
             lse = mx + np.log(np.exp(ll - mx).sum(1, keepdims=True))
-            post = np.exp(ll - lse)
+            yield xp, comps, np.exp(ll - lse), lse[:, 0]
+
+    def accumulate(self, x: np.ndarray, pdf: np.ndarray) -> GmmStats:
+        """E-step given a hard pdf per frame: x [N, D], pdf [N] -> component statistics."""
+        c, d = self.num_gauss, self.dim
+        occ, first, second = np.zeros(c), np.zeros((c, d)), np.zeros((c, d))
+        total = 0.0
+        for xp, comps, post, lse in self.posteriors(x, pdf):
             total += float(lse.sum())
             occ[comps] += post.sum(0)
             first[comps] += matmul(post.T, xp)
@@ -157,12 +166,19 @@ class DiagGmm:
     def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = 3.0) -> None:
         """M-step: ML weights, means and (floored) variances; starved components are removed.
 
-        A component with occupancy below `min_occ` is dropped unless it is its pdf's only one, which
-        then keeps its parameters (a pdf with no data keeps its old Gaussians).
+        A component with occupancy below `min_occ` is dropped (and not updated), but every pdf
+        keeps at least its heaviest component (as Kaldi's gmm-est --min-gaussian-occupancy): a pdf
+        with no data, or whose data is spread thinly over its components, keeps its old
+        parameters. `removed_gauss` counts the components dropped.
         """
         occ_pdf = np.bincount(self.comp_pdf, weights=stats.occ, minlength=self.num_pdfs)
-        ncomp = np.bincount(self.comp_pdf, minlength=self.num_pdfs)
-        keep = (stats.occ >= min_occ) | (ncomp[self.comp_pdf] == 1) | (occ_pdf[self.comp_pdf] < min_occ)
+        heaviest = np.zeros(self.num_gauss, dtype=bool)
+        # sort by (pdf, occupancy): the last component of each pdf's run is its heaviest
+        order = np.lexsort((stats.occ, self.comp_pdf))
+        last = np.r_[self.comp_pdf[order][1:] != self.comp_pdf[order][:-1], True]
+        heaviest[order[last]] = True
+        keep = (stats.occ >= min_occ) | heaviest | (occ_pdf[self.comp_pdf] < min_occ)
+        self.removed_gauss = int((~keep).sum())
         upd = stats.occ >= min_occ
         n = np.maximum(stats.occ, 1e-10)[:, None]
         mean = stats.first / n
@@ -230,4 +246,7 @@ class DiagGmm:
         if not path.exists():
             raise DataError(path, "GMM file not found", "run `acoustic-kd align` first")
         z = np.load(path)
-        return cls(z["means"], z["vars"], z["log_weights"], z["comp_pdf"], int(z["num_pdfs"]))
+        try:
+            return cls(z["means"], z["vars"], z["log_weights"], z["comp_pdf"], int(z["num_pdfs"]))
+        except DataError as e:
+            raise DataError(path, e.problem, e.fix) from None

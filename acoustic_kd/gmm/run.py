@@ -1,16 +1,20 @@
-"""The align stage on disk: train mono then tri GMM-HMMs on a data dir, align sets, write exp dirs.
+"""The align stage on disk: train GMM-HMM stages on a data dir, align sets, write exp dirs.
 
-Layout (each of `exp/mono`, `exp/tri`):
+Stages, each trained from the final alignment of the one before: `exp/mono` (flat-start
+monophones), `exp/tri` (tree-tied triphones on cepstra + deltas) and, when asked for
+(`--through tri2`), `exp/tri2` (triphones on LDA+MLLT-transformed spliced cepstra, a new tree).
+Layout of each:
 
 - `final.hmm.json`  HmmModel (phones, topology, trees, per-pdf transitions)
 - `final.gmm.npz`   DiagGmm (means, vars, log_weights, comp_pdf, num_pdfs)
+- `final.mat.npy`   (tri2 only) the LDA+MLLT transform [dim, C(2k+1) + 1] of the spliced cepstra
 - `log.jsonl`       one record per EM iteration (avg log-likelihood per frame, Gaussians, ...)
 - `summary.json`    pdfs, Gaussians, failed counts, alignment speed, final log-likelihood
 - `info.json`       resolved config, command line, versions, git revision
 - `ali_<set>/`      alignment dirs (ali.py format: ali.scp/ark, num_pdfs, priors.txt, failed.txt)
                     plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name
-- `final.states.npz` (mono only) the graph-state paths the tri stage starts from, so a run
-                    killed between the stages resumes to the same result
+- `final.states.npz` the final graph-state paths the next stage starts from, so a run killed
+                    between stages resumes to the same result
 - `.done`           marker; a re-run skips a finished stage unless forced
 """
 
@@ -31,7 +35,8 @@ from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted
 from .align import AlignResult, align, compile_graphs
 from .diag_gmm import DiagGmm
 from .feats import gmm_features
-from .train import AlignConfig, train_mono, train_tri
+from .lda_mllt import transform_features
+from .train import AlignConfig, train_lda_mllt, train_mono, train_tri
 
 log = get_logger(__name__)
 
@@ -85,7 +90,8 @@ def align_set(hmm: HmmModel, gmm: DiagGmm, lang: Lang, feats: dict[str, np.ndarr
     graphs, gfail = compile_graphs(hmm, lang, texts, [u for u in utts if u in feats])
     t0 = time.time()
     res = align(hmm, gmm, feats, graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
-                cfg.batch_size, progress=label, boost_silence=cfg.boost_silence)
+                cfg.batch_size, progress=label, boost_silence=cfg.boost_silence,
+                self_loop_scale=cfg.self_loop_scale)
     res.failed.update(failed)
     res.failed.update(gfail)
     return res, write_result(res, hmm, feats, ali_dir, time.time() - t0)
@@ -124,7 +130,7 @@ def _reason_counts(failed: dict[str, str]) -> dict[str, int]:
     return out
 
 
-STATES_FILE = "final.states.npz"   # the monophone graph-state paths the triphone stage starts from
+STATES_FILE = "final.states.npz"   # a stage's final graph-state paths: the next stage starts from them
 
 
 def _save_states(path: Path, res: AlignResult) -> None:
@@ -159,60 +165,105 @@ def _stage_dir_ok(d: Path) -> bool:
     return is_done(d) and (d / "final.hmm.json").exists() and (d / "final.gmm.npz").exists()
 
 
-def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align_sets=(),
-              stage: str | None = None, force: bool = False) -> dict:
-    """Train (mono, then tri) on `data_dir`, align it and `align_sets`; returns a summary dict.
+STAGES = ("mono", "tri", "tri2")      # each trains on the alignment of the one before
+TRANSFORM_FILE = "final.mat.npy"      # tri2: the LDA+MLLT transform of the spliced cepstra
 
-    stage: None = both, "mono" = monophones only, "tri" = triphones (needs a finished exp/mono).
-    Finished stages (`.done`) are skipped unless `force`.
+
+def stage_features(d: Path, data_dir, cfg: AlignConfig | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The GMM features of a data dir as the (finished or running) stage `d` was trained on:
+    cepstra + deltas, or for an LDA+MLLT stage the spliced cepstra through its transform."""
+    fe = front_end(d, cfg)
+    if not (d / TRANSFORM_FILE).exists():
+        return load_set(data_dir, **fe)
+    ceps, texts = load_set(data_dir, **{**fe, "delta_order": 0})
+    trained = json.loads((d / "info.json").read_text()).get("config", {}).get("align", {})
+    context = trained.get("lda_context", AlignConfig().lda_context)
+    return transform_features(ceps, np.load(d / TRANSFORM_FILE), context), texts
+
+
+def _check_front_end(prev_dir: Path, cfg: AlignConfig) -> None:
+    trained = front_end(prev_dir)
+    if trained != front_end(cfg=cfg):
+        diff = ", ".join(f"{k}={trained[k]!r} (now {getattr(cfg, k)!r})" for k in FRONT_END
+                         if trained[k] != getattr(cfg, k))
+        raise ConfigError(f"{prev_dir} was trained on other GMM features: {diff}; run all "
+                          "stages with the same options (or --force to retrain from the monophones)")
+
+
+def _previous_states(prev_dir: Path, lang: Lang, feats, texts, cfg: AlignConfig) -> AlignResult:
+    """The state alignment a finished stage ended with (kept in its STATES_FILE; realigned with
+    its final model for exp dirs from before the paths were kept)."""
+    hmm = HmmModel.load(prev_dir / "final.hmm.json")
+    graphs, gfail = compile_graphs(hmm, lang, texts, [u for u in c_sorted(feats) if u in texts])
+    res = _load_states(prev_dir / STATES_FILE, graphs)
+    if res is None:
+        gmm = DiagGmm.load(prev_dir / "final.gmm.npz")
+        res = align(hmm, gmm, feats, graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
+                    cfg.batch_size, progress=f"{prev_dir.name} realign",
+                    boost_silence=cfg.boost_silence, self_loop_scale=cfg.self_loop_scale)
+    res.failed.update(gfail)
+    return res
+
+
+def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align_sets=(),
+              stage: str | None = None, force: bool = False, through: str = "tri") -> dict:
+    """Train the GMM stages mono, tri (Δ triphones) and, with through="tri2", tri2 (LDA+MLLT),
+    each from the alignment of the one before, on `data_dir`; align it and `align_sets`.
+
+    stage: None = every stage up to `through`; a name = that stage only (the one before must be
+    finished). Finished stages (`.done`) are skipped unless `force`. Returns a summary per stage.
     """
     cfg = cfg or AlignConfig()
-    if stage not in (None, "mono", "tri"):
-        raise DataError(None, f"unknown stage {stage!r}", "use --stage mono or --stage tri")
+    if through not in STAGES or stage not in (None, *STAGES):
+        raise DataError(None, f"unknown stage {stage or through!r}", f"use one of {STAGES}")
+    todo = [stage] if stage else list(STAGES[:STAGES.index(through) + 1])
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     lang = load_lang(lang_dir)
     feats, texts = load_set(data_dir, **front_end(cfg=cfg))
-    set_name = data_dir.name
     extra = [Path(s) for s in align_sets]
     out: dict = {}
-    mono_dir, tri_dir = exp_dir / "mono", exp_dir / "tri"
-    mono_res = None
-    if stage in (None, "mono") and (force or not _stage_dir_ok(mono_dir)):
-        mono_dir.mkdir(parents=True, exist_ok=True)
-        write_exp_info(mono_dir, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
-        (mono_dir / "log.jsonl").unlink(missing_ok=True)
+    prev_res = None
+    for name in todo:
+        d = exp_dir / name
+        if not force and _stage_dir_ok(d):
+            prev_res = None
+            continue
+        prev_dir = exp_dir / STAGES[STAGES.index(name) - 1] if name != "mono" else None
+        if prev_dir is not None:
+            if not _stage_dir_ok(prev_dir):
+                raise DataError(prev_dir, f"stage {prev_dir.name} not finished",
+                                f"run `acoustic-kd align --stage {prev_dir.name}` first")
+            _check_front_end(prev_dir, cfg)
+            if prev_res is None:  # resuming: the earlier stage's final state alignment
+                prev_res = _previous_states(prev_dir, lang, feats, texts, cfg)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / TRANSFORM_FILE).unlink(missing_ok=True)
+        write_exp_info(d, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
+        (d / "log.jsonl").unlink(missing_ok=True)
         t0 = time.time()
-        mono, mgmm, mono_res, hist = train_mono(feats, texts, lang, cfg, mono_dir / "log.jsonl")
-        out["mono"] = _finish(mono_dir, mono, mgmm, mono_res, hist, lang, feats, set_name, extra,
-                              cfg, time.time() - t0, keep_states=True)
-    if stage in (None, "tri") and (force or not _stage_dir_ok(tri_dir)):
-        if not _stage_dir_ok(mono_dir):
-            raise DataError(mono_dir, "monophone stage not finished", "run with --stage mono first")
-        mono = HmmModel.load(mono_dir / "final.hmm.json")
-        trained = front_end(mono_dir)
-        if trained != front_end(cfg=cfg):
-            diff = ", ".join(f"{k}={trained[k]!r} (now {getattr(cfg, k)!r})" for k in FRONT_END
-                             if trained[k] != getattr(cfg, k))
-            raise ConfigError(f"{mono_dir} was trained on other GMM features: {diff}; run both "
-                              "stages with the same options (or --force to retrain the monophones)")
-        if mono_res is None:  # resuming: re-create the monophone state alignment
-            graphs, gfail = compile_graphs(mono, lang, texts, [u for u in c_sorted(feats) if u in texts])
-            mono_res = _load_states(mono_dir / STATES_FILE, graphs)
-            if mono_res is None:  # an exp dir from before the state paths were kept: realign
-                mgmm = DiagGmm.load(mono_dir / "final.gmm.npz")
-                mono_res = align(mono, mgmm, feats, graphs, cfg.beam, cfg.retry_beam,
-                                 cfg.acoustic_scale, cfg.batch_size, progress="mono realign",
-                                 boost_silence=cfg.boost_silence)
-            mono_res.failed.update(gfail)
-        tri_dir.mkdir(parents=True, exist_ok=True)
-        write_exp_info(tri_dir, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
-        (tri_dir / "log.jsonl").unlink(missing_ok=True)
-        t0 = time.time()
-        tri, tgmm, tri_res, hist = train_tri(feats, lang, mono, mono_res, cfg, tri_dir / "log.jsonl")
-        out["tri"] = _finish(tri_dir, tri, tgmm, tri_res, hist, lang, feats, set_name, extra, cfg,
-                             time.time() - t0)
-    for name, d in (("mono", mono_dir), ("tri", tri_dir)):
-        if name not in out and stage in (None, name) and _stage_dir_ok(d):
+        stage_feats = feats
+        if name == "mono":
+            hmm, gmm, res, hist = train_mono(feats, texts, lang, cfg, d / "log.jsonl")
+        elif name == "tri":
+            mono = HmmModel.load(prev_dir / "final.hmm.json")
+            hmm, gmm, res, hist = train_tri(feats, lang, mono, prev_res, cfg, d / "log.jsonl")
+        else:
+            ceps, _ = load_set(data_dir, **{**front_end(cfg=cfg), "delta_order": 0})
+            mono = HmmModel.load(exp_dir / "mono" / "final.hmm.json")
+            tri = HmmModel.load(prev_dir / "final.hmm.json")
+            hmm, gmm, res, hist, mat = train_lda_mllt(ceps, lang, mono, tri, prev_res, cfg,
+                                                      d / "log.jsonl")
+            with atomic_path(d / TRANSFORM_FILE) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, mat)
+            stage_feats = transform_features(ceps, mat, cfg.lda_context)
+        out[name] = _finish(d, hmm, gmm, res, hist, lang, stage_feats, data_dir.name, extra, cfg,
+                            time.time() - t0)
+        prev_res = res
+    for name in todo:
+        d = exp_dir / name
+        if name not in out and _stage_dir_ok(d):
             out[name] = _align_extra(d, lang, extra, cfg)
     return out
 
@@ -225,9 +276,8 @@ def _align_extra(d: Path, lang: Lang, extra: list[Path], cfg: AlignConfig) -> di
     todo = [s for s in extra if not (d / f"ali_{s.name}" / "ali.scp").exists()]
     if todo:
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
-        fe = front_end(d, cfg)
         for s in todo:
-            f, t = load_set(s, **fe)
+            f, t = stage_features(d, s, cfg)
             _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
                                                     label=f"{d.name} {s.name}")
         atomic_write_json(summary_path, summary)
@@ -235,18 +285,16 @@ def _align_extra(d: Path, lang: Lang, extra: list[Path], cfg: AlignConfig) -> di
 
 
 def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], lang: Lang,
-            feats, set_name: str, extra: list[Path], cfg: AlignConfig, train_s: float,
-            keep_states: bool = False) -> dict:
+            feats, set_name: str, extra: list[Path], cfg: AlignConfig, train_s: float) -> dict:
     """Save a trained stage: model files, training-set alignment, extra sets, summary, marker."""
     hmm.save(d / "final.hmm.json")
     gmm.save(d / "final.gmm.npz")
-    if keep_states:
-        _save_states(d / STATES_FILE, res)
+    _save_states(d / STATES_FILE, res)
     summary = {"num_pdfs": hmm.num_pdfs, "num_gauss": gmm.num_gauss, "train_seconds": round(train_s, 1),
                "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
     summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")
     for s in extra:
-        f, t = load_set(s, **front_end(cfg=cfg))
+        f, t = stage_features(d, s, cfg)
         _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
                                                 label=f"{d.name} {s.name}")
     atomic_write_json(d / "summary.json", summary)

@@ -24,6 +24,8 @@ from .align import AlignResult, align, compile_graphs
 from .diag_gmm import DiagGmm, single_thread
 from .flatstart import loud_frames, vad_alignment
 from .graph import UttGraph, equal_alignment
+from .lda_mllt import (estimate_lda, estimate_mllt, mllt_stats, splice, transform_features,
+                       transform_gmm)
 from .tree import TreeConfig, build_trees, context_stats
 
 log = get_logger(__name__)
@@ -62,11 +64,25 @@ class AlignConfig:
     tri_iters: int = field(default=20, metadata={"help": "triphone EM iterations"})
     tri_realign_iters: list[int] = field(default_factory=lambda: [5, 10, 15],
                                          metadata={"help": "triphone realignment iterations"})
+    tri2_leaves: int = field(default=2500, metadata={
+        "help": "tied states of the LDA+MLLT stage (tri2; trained with `align --through tri2`)"})
+    tri2_gauss: int = field(default=15000, metadata={"help": "total Gaussians of the tri2 stage"})
+    tri2_iters: int = field(default=35, metadata={"help": "tri2 EM iterations"})
+    tri2_realign_iters: list[int] = field(default_factory=lambda: [10, 20, 30],
+                                          metadata={"help": "tri2 realignment iterations"})
+    lda_context: int = field(default=3, metadata={
+        "help": "frames spliced on each side of the cepstra before LDA (tri2)"})
+    lda_dim: int = field(default=40, metadata={"help": "LDA output dimension (tri2)"})
+    mllt_iters: list[int] = field(default_factory=lambda: [2, 4, 6, 12], metadata={
+        "help": "tri2 iterations that re-estimate the MLLT transform"})
     tree_min_count: float = field(default=50.0, metadata={"help": "min frames on each side of a split"})
     tree_min_gain: float = field(default=20.0, metadata={"help": "min log-likelihood gain of a split"})
     beam: float = field(default=10.0, metadata={"help": "alignment beam (scaled score units)"})
     retry_beam: float = field(default=40.0, metadata={"help": "beam of the second try"})
     acoustic_scale: float = field(default=0.1, metadata={"help": "acoustic scale for alignment"})
+    self_loop_scale: float = field(default=0.1, metadata={
+        "help": "scale of the HMM self-loop/forward log-probabilities in alignment (Kaldi's "
+                "--self-loop-scale); 1.0 lets the duration model outweigh the scaled acoustics"})
     boost_silence: float = field(default=1.0, metadata={
         "help": "likelihood factor for silence / spoken-noise pdfs in training alignments"})
     batch_size: int = field(default=32, metadata={"help": "utterances aligned together"})
@@ -105,17 +121,21 @@ def _log_iter(log_path: Path | None, rec: dict) -> None:
 
 def viterbi_em(hmm: HmmModel, gmm: DiagGmm, data: _Data, res: AlignResult, cfg: AlignConfig,
                iters: int, realign_iters: list[int], target_gauss: int, stage: str,
-               log_path: Path | None = None, first_iter: int = 0) -> tuple[AlignResult, list[dict]]:
+               log_path: Path | None = None, first_iter: int = 0, hook=None
+               ) -> tuple[AlignResult, list[dict]]:
     """Run `iters` Viterbi-EM iterations from the state alignment `res`; returns the final
     alignment (made with the final model) and the per-iteration log records. Iterations are
-    numbered from `first_iter` (also for `realign_iters`)."""
+    numbered from `first_iter` (also for `realign_iters`). `hook(iter, gmm, data, rows, pdf)`, when
+    given, runs on each iteration's alignment before the statistics are gathered and may change
+    the features (`data`) and the GMM in place (the LDA+MLLT stage re-estimates its transform
+    there); it returns a dict of fields for the iteration's log record."""
     with single_thread():
         return _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, stage,
-                           log_path, first_iter)
+                           log_path, first_iter, hook)
 
 
 def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, stage, log_path,
-                first_iter):
+                first_iter, hook):
     _, var = data.global_stats()
     floor = cfg.var_floor * var
     # failures decided before alignment (OOV, no transcript) have no graph: keep them listed
@@ -128,16 +148,21 @@ def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, st
         realigned = it + first_iter in realign_iters
         if realigned:
             res = align(hmm, gmm, data.feats, res.graphs, cfg.beam, cfg.retry_beam,
-                        cfg.acoustic_scale, cfg.batch_size, boost_silence=cfg.boost_silence)
+                        cfg.acoustic_scale, cfg.batch_size, boost_silence=cfg.boost_silence,
+                        self_loop_scale=cfg.self_loop_scale)
             res.failed.update(ungraphed)
             hmm.update_transitions(*res.transition_counts(hmm.num_pdfs))
         rows, pdf = data.gather(res.pdfs())
+        extra = hook(it + first_iter, gmm, data, rows, pdf) if hook else None
         stats = gmm.accumulate(data.x[rows], pdf)
         rec = {"stage": stage, "iter": it + first_iter, "utts": len(data.utts), "avg_loglike": stats.avg_loglike, "frames": stats.frames,
                "num_gauss": gmm.num_gauss, "realigned": realigned, "aligned_utts": len(res.states),
                "failed_utts": len(res.failed)}
         occ = np.bincount(gmm.comp_pdf, weights=stats.occ, minlength=gmm.num_pdfs)
         gmm.update(stats, floor)
+        # tied states that lost (nearly) all their frames keep their old Gaussians
+        rec["starved_pdfs"] = int((occ < 3.0).sum())
+        rec["removed_gauss"] = gmm.removed_gauss
         if it < mixup_until:
             goal = start_gauss + (target_gauss - start_gauss) * (it + 1) // mixup_until
             before = gmm.num_gauss
@@ -146,11 +171,13 @@ def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, st
                 # one EM pass on the same alignment lets the split Gaussians move apart, so the
                 # next iteration does not start from the (slightly worse) perturbed copies
                 gmm.update(gmm.accumulate(data.x[rows], pdf), floor)
+        rec.update(extra or {})
         rec["time_s"] = round(time.time() - t0, 3)
         _log_iter(log_path, rec)
         history.append(rec)
     res = align(hmm, gmm, data.feats, res.graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
-                cfg.batch_size, progress=f"{stage} final align", boost_silence=cfg.boost_silence)
+                cfg.batch_size, progress=f"{stage} final align", boost_silence=cfg.boost_silence,
+                self_loop_scale=cfg.self_loop_scale)
     res.failed.update(ungraphed)
     hmm.update_transitions(*res.transition_counts(hmm.num_pdfs))
     return res, history
@@ -196,7 +223,8 @@ def train_mono(feats: Mapping[str, np.ndarray], texts: Mapping[str, str], lang: 
         _, hist = viterbi_em(hmm, gmm, sub_data, sub, cfg, first, cfg.mono_realign_iters,
                              cfg.mono_gauss // 2, "mono", log_path)
         res = align(hmm, gmm, feats, graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
-                    cfg.batch_size, boost_silence=cfg.boost_silence)
+                    cfg.batch_size, boost_silence=cfg.boost_silence,
+                    self_loop_scale=cfg.self_loop_scale)
         res.failed.update(failed)
     else:
         gmm = _flat_gmm(hmm, data, res, cfg)
@@ -219,9 +247,11 @@ def _flat_gmm(hmm: HmmModel, data: _Data, res: AlignResult, cfg: AlignConfig) ->
 
 
 def train_tri(feats: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, mono_res: AlignResult,
-              cfg: AlignConfig, log_path: Path | None = None
+              cfg: AlignConfig, log_path: Path | None = None, stage: str = "tri", hook=None
               ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict]]:
-    """Tree-tied word-internal triphones from a monophone alignment (same features)."""
+    """Tree-tied word-internal triphones from the state alignment of an earlier stage (`mono_res`:
+    monophones, or the Δ triphones for the LDA+MLLT stage) on `feats`; `mono` gives the phone set
+    and topology. `hook`: see `viterbi_em`."""
     data = _Data(feats, sorted(mono_res.graphs))
     infos = {u: mono_res.graphs[u].info[s] for u, s in mono_res.states.items()}
     us = [u for u in data.utts if u in infos]
@@ -237,7 +267,7 @@ def train_tri(feats: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, mono_
     graphs = {u: _retarget(tri, g) for u, g in mono_res.graphs.items()}
     res = AlignResult(graphs=graphs, states=dict(mono_res.states), failed=dict(mono_res.failed))
     res, hist = viterbi_em(tri, gmm, data, res, cfg, cfg.tri_iters, cfg.tri_realign_iters,
-                           cfg.tri_gauss, "tri", log_path)
+                           cfg.tri_gauss, stage, log_path, hook=hook)
     return tri, gmm, res, hist
 
 
@@ -248,3 +278,44 @@ def _retarget(tri: HmmModel, g: UttGraph) -> UttGraph:
     pdf = np.array([tri.pdf(names[lc] if lc else BOUNDARY, names[p], names[rc] if rc else BOUNDARY,
                             int(s)) for lc, p, rc, s in g.info], dtype=np.int64)
     return replace(g, pdf=pdf)
+
+
+def train_lda_mllt(ceps: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, tri: HmmModel,
+                   tri_res: AlignResult, cfg: AlignConfig, log_path: Path | None = None
+                   ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict], np.ndarray]:
+    """The LDA+MLLT stage (tri2) from the Δ-triphone stage's alignment `tri_res` (model `tri`).
+
+    ceps: normalised cepstra without deltas (utt -> [T, C]). LDA classes are `tri`'s tied states,
+    silence frames left out; a new tree is grown on the LDA features and MLLT re-estimated on the
+    `cfg.mllt_iters` iterations. Returns (model, GMM, alignment, log records, transform
+    [lda_dim, C(2·lda_context+1) + 1] of the spliced cepstra)."""
+    utts = sorted(u for u in tri_res.states if u in ceps)
+    pdfs = tri_res.pdfs()
+    spliced = np.concatenate([splice(ceps[u], cfg.lda_context) for u in utts])
+    cls = np.concatenate([pdfs[u] for u in utts])
+    sil = np.isin(tri.pdf_to_phone, [tri.phone_id[p] for p in tri.context_independent])
+    lda, eig = estimate_lda(spliced, cls, (~sil[cls]).astype(np.float64), cfg.lda_dim)
+    del spliced
+    log.info("LDA: %d -> %d dims from %d classes; eigenvalues %.2f ... %.2f (kept), %.3f (first "
+             "dropped)", lda.shape[1] - 1, cfg.lda_dim, tri.num_pdfs, eig[0], eig[cfg.lda_dim - 1],
+             eig[cfg.lda_dim] if len(eig) > cfg.lda_dim else float("nan"))
+    feats = transform_features(ceps, lda, cfg.lda_context)
+    state = {"transform": lda}
+
+    def mllt(it, gmm, data, rows, pdf):
+        if it not in cfg.mllt_iters:
+            return {}
+        g, count = mllt_stats(gmm, data.x[rows], pdf)
+        a, gain = estimate_mllt(g, count)
+        state["transform"] = a @ state["transform"]  # affine: the offset column rotates too
+        for u in data.feats:
+            data.feats[u] = (data.feats[u] @ a.T.astype(np.float32)).astype(np.float32)
+        data.x = (data.x @ a.T.astype(np.float32)).astype(np.float32)
+        transform_gmm(gmm, a)
+        log.info("tri2 iter %d: MLLT re-estimated, objective gain %.4f per frame", it, gain)
+        return {"mllt_gain": round(gain, 5)}
+
+    c2 = replace(cfg, tri_leaves=cfg.tri2_leaves, tri_gauss=cfg.tri2_gauss, tri_iters=cfg.tri2_iters,
+                 tri_realign_iters=cfg.tri2_realign_iters)
+    model, gmm, res, hist = train_tri(feats, lang, mono, tri_res, c2, log_path, "tri2", mllt)
+    return model, gmm, res, hist, state["transform"]

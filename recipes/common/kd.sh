@@ -6,17 +6,18 @@
 #
 #   1 lang        data/lang: phones, lexicon, HMM topology, G.arpa
 #   2 features    data/<set>/feats.scp, cmvn.scp (per speaker), utt2num_frames
-#   3 align       exp/mono, exp/tri (GMM-HMM) + exp/tri/ali_{train,dev,test}
+#   3 align       exp/mono, exp/tri [, exp/tri2] (GMM-HMM) + exp/$gmm_stage/ali_{train,dev,test}
 #   4 ensemble    exp/members/m1..mK on hard targets (different seeds) + evaluation
 #   5 soft        exp/ensemble/soft: top-k soft targets at temperature T (cached teacher)
 #   6 distill     exp/student_kd: student trained on the ensemble's soft targets
 #   7 baseline    exp/student_hard: the same student on hard targets only (the control)
-#   8 decode      exp/tri/graph + exp/decode/<system>_{dev,test}: WER and frame accuracy
+#   8 decode      exp/$gmm_stage/graph + exp/decode/<system>_{dev,test}: WER and frame accuracy
 #   9 export      exp/export: TorchScript / ONNX / int8; transcribe the test set with int8
 #  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
 #
 # Variables a run.sh may set before sourcing (defaults below):
 #   stage stop_stage nj config student_config num_members distill_mode members_nj train_seed lm
+#   gmm_stage
 #   speed_perturb
 #
 # speed_perturb="0.9 1.1" trains the distilled student and its control on the training set plus
@@ -31,6 +32,7 @@ set -euo pipefail
 : "${config:=conf/default.yaml}" "${student_config:=conf/student.yaml}"
 : "${distill_mode:=cached}"      # cached (stage 5 stores soft targets) | online (teacher runs on each batch)
 : "${data:=data}" "${exp:=exp}" "${train_seed:=1}" "${lm:=}"   # lm: an ARPA file to use as G
+: "${gmm_stage:=tri}"   # the GMM stage whose alignments and HMM the networks use: tri | tri2 (LDA+MLLT)
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -73,20 +75,20 @@ fi
 
 if run_stage 3; then
   log "Stage 3: GMM-HMM alignment (monophone -> triphone)"
-  acoustic-kd align --data "$data/train" --lang "$data/lang" --exp "$exp" --config "$config" \
+  acoustic-kd align --data "$data/train" --lang "$data/lang" --exp "$exp" --config "$config" --through "$gmm_stage" \
     --align-sets "$data/dev" "$data/test" $align_extra
 fi
 
 # Students get their own seed (not one of the members'), shared by the distilled student and its
 # control so that the only difference between the two is the loss.
 student_seed=$((train_seed + 1000))
-ali_args="--train-data $data/train --train-ali $exp/tri/ali_train --dev-data $data/dev --dev-ali $exp/tri/ali_dev"
-student_ali_args="--train-data $student_data --train-ali $exp/tri/ali_${student_data##*/} --dev-data $data/dev --dev-ali $exp/tri/ali_dev"
+ali_args="--train-data $data/train --train-ali $exp/$gmm_stage/ali_train --dev-data $data/dev --dev-ali $exp/$gmm_stage/ali_dev"
+student_ali_args="--train-data $student_data --train-ali $exp/$gmm_stage/ali_${student_data##*/} --dev-data $data/dev --dev-ali $exp/$gmm_stage/ali_dev"
 
 if run_stage 4; then
   log "Stage 4: ensemble of $num_members members"
   acoustic-kd ensemble --num-members "$num_members" --nj "$members_nj" --out "$exp/members" \
-    --config "$config" $ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
+    --config "$config" $ali_args --test-data "$data/test" --test-ali "$exp/$gmm_stage/ali_test" \
     --seed "$train_seed"
 fi
 
@@ -99,28 +101,28 @@ fi
 if run_stage 6; then
   log "Stage 6: distill student ($distill_mode teacher)"
   if [ "$distill_mode" = cached ]; then teacher="--soft $soft_dir"; else teacher="--online --members $members"; fi
-  acoustic-kd distill $teacher $student_ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
+  acoustic-kd distill $teacher $student_ali_args --test-data "$data/test" --test-ali "$exp/$gmm_stage/ali_test" \
     --student-config "$student_config" --seed "$student_seed" --out "$exp/student_kd"
 fi
 
 if run_stage 7; then
   log "Stage 7: hard-target control (same student, same budget, alpha=1)"
-  acoustic-kd distill --alpha 1 $student_ali_args --test-data "$data/test" --test-ali "$exp/tri/ali_test" \
+  acoustic-kd distill --alpha 1 $student_ali_args --test-data "$data/test" --test-ali "$exp/$gmm_stage/ali_test" \
     --student-config "$student_config" --seed "$student_seed" --out "$exp/student_hard"
 fi
 
 if run_stage 8; then
   log "Stage 8: graph, decoding and scoring"
-  acoustic-kd mkgraph --lang "$data/lang" --model "$exp/tri/final.hmm.json" --out "$exp/tri/graph" \
+  acoustic-kd mkgraph --lang "$data/lang" --model "$exp/$gmm_stage/final.hmm.json" --out "$exp/$gmm_stage/graph" \
     --config "$config"
   decode() {  # decode <system name> <checkpoint>...
     local name=$1; shift
     local models=""; for m in "$@"; do models="$models --model $m"; done
     # acoustic scale and word penalty are tuned on dev, then applied to test (never tuned on test)
-    acoustic-kd decode --graph "$exp/tri/graph" --data "$data/test" $models --config "$config" \
-      --ali "$exp/tri/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$data/dev"
-    acoustic-kd decode --graph "$exp/tri/graph" --data "$data/dev" $models --config "$config" \
-      --ali "$exp/tri/ali_dev" --out "$exp/decode/${name}_dev" --tuned "$exp/decode/${name}_test/tune.json"
+    acoustic-kd decode --graph "$exp/$gmm_stage/graph" --data "$data/test" $models --config "$config" \
+      --ali "$exp/$gmm_stage/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$data/dev"
+    acoustic-kd decode --graph "$exp/$gmm_stage/graph" --data "$data/dev" $models --config "$config" \
+      --ali "$exp/$gmm_stage/ali_dev" --out "$exp/decode/${name}_dev" --tuned "$exp/decode/${name}_test/tune.json"
   }
   decode student_hard "$exp/student_hard/final.pt"
   for i in $(seq 1 "$num_members"); do decode "m$i" "$exp/members/m$i/final.pt"; done
@@ -130,7 +132,7 @@ fi
 
 if run_stage 9; then
   log "Stage 9: export the distilled student; transcribe the test set with the int8 model"
-  acoustic-kd export --checkpoint "$exp/student_kd/final.pt" --graph "$exp/tri/graph" \
+  acoustic-kd export --checkpoint "$exp/student_kd/final.pt" --graph "$exp/$gmm_stage/graph" \
     --data "$data/train" --out "$exp/export" --acwt "$exp/decode/student_kd_test/tune.json"
   mkdir -p "$exp/decode/export_int8_test"
   acoustic-kd transcribe --model "$exp/export" --format int8 --data "$data/test" \
