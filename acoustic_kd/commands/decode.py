@@ -6,7 +6,7 @@ posteriors are combined (--combine). The acoustic scale and word penalty are giv
 --transition-scales the HMM transition scale is tuned too (graph variants built in GRAPH/ts<scale>).
 Log-posteriors can also come from a Kaldi scp of [T, P] matrices (--logpost-scp), e.g. an export.
 
-Writes OUT/hyp.txt, hyp.json (word times), wer, errs.txt, frame_acc (with --ali), decode.json,
+Writes OUT/hyp.txt, hyp.json (word times), wer, cer, errs.txt, cer_errs.txt, frame_acc (with --ali), decode.json,
 tune.json (with --tune-on-dev), info.json and .done; a finished OUT is reused unless --force.
 
   acoustic-kd decode --graph exp/tri/graph --data data/test --model exp/m1/final.pt \\
@@ -166,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
     if "tune" in summary:
         atomic_write_json(Path(args.out) / "tune.json", summary["tune"])
     write_exp_info(args.out, {"decode": to_dict(cfg), "tune": to_dict(tcfg)})
-    wer = (Path(args.out) / "wer")
-    print(wer.read_text(), end="") if wer.exists() else print(f"decoded {len(utts)} utterances")
+    scores = [Path(args.out) / k for k in ("wer", "cer") if (Path(args.out) / k).exists()]
+    print("".join(p.read_text() for p in scores) if scores else f"decoded {len(utts)} utterances\n",
+          end="")
     if summary.get("rtf") is not None:
         print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
               f"{summary['audio_s']:.1f} s audio)")

@@ -275,13 +275,14 @@ def decode_to_dir(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_pri
                   out_dir: str | Path, cfg: DecodeConfig, refs: dict[str, list[str]] | None = None,
                   alis: dict[str, np.ndarray] | None = None, frame_shift: float = 0.01,
                   extra: dict | None = None, force: bool = False) -> dict:
-    """Decode a set into `out_dir` atomically: hyp.txt, hyp.json (word times in s), wer, errs.txt,
+    """Decode a set into `out_dir` atomically: hyp.txt, hyp.json (word times in s), wer, cer,
+    errs.txt, cer_errs.txt,
     frame_acc (when `alis`), decode.json (config, timing, real-time factor, scores) and `.done`.
 
     A finished dir is reused unless `force`; a killed run leaves only a temporary sibling, removed
     by the next run. Returns the decode.json summary.
     """
-    from .score import frame_accuracy, score, write_scores
+    from .score import frame_accuracy, score_both, write_scores
 
     out_dir = Path(out_dir)
     if is_done(out_dir) and not force and (out_dir / "decode.json").exists():
@@ -305,9 +306,9 @@ def decode_to_dir(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_pri
             "cost": r.cost, "reached_final": r.reached_final} for u, r in results.items()})
         if refs is not None:
             # refs = the whole set's text: utterances that could not be decoded score as PARTIAL
-            res, aligned = score(refs, hyps)
-            write_scores(tmp, res, aligned)
-            summary["wer"] = res.to_dict()
+            scored = score_both(refs, hyps)
+            write_scores(tmp, scored)
+            summary.update({kind: res.to_dict() for kind, (res, _) in scored.items()})
         if alis is not None:
             fa = frame_accuracy(argmax, alis)
             atomic_write_text(tmp / "frame_acc", f"{100 * fa['acc']:.2f}\n")
