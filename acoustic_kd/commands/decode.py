@@ -6,8 +6,10 @@ posteriors are combined (--combine). The acoustic scale and word penalty are giv
 --transition-scales the HMM transition scale is tuned too (graph variants built in GRAPH/ts<scale>).
 Log-posteriors can also come from a Kaldi scp of [T, P] matrices (--logpost-scp), e.g. an export.
 
-Writes OUT/hyp.txt, hyp.json (word times), wer, cer, errs.txt, cer_errs.txt, frame_acc (with --ali), decode.json,
-tune.json (with --tune-on-dev), info.json and .done; a finished OUT is reused unless --force.
+Writes OUT/hyp.txt, hyp.json (word times), wer, cer, errs.txt, cer_errs.txt, frame_acc (with
+--ali), decode.json, tune.json and tune_surface.txt (with --tune-on-dev: the chosen point and the
+whole dev surface; the grid is widened until its best point is interior), info.json and .done; a
+finished OUT is reused unless --force.
 
   acoustic-kd decode --graph exp/tri/graph --data data/test --model exp/m1/final.pt \\
       --priors exp/tri/ali_train/priors.txt --out exp/decode/m1_test --tune-on-dev data/dev
@@ -27,9 +29,9 @@ from ..decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_to_dir
                               nnet_log_posteriors)
 from ..decode.graph import graph_variant
 from ..decode.score import read_text
-from ..decode.tune import TuneConfig, tune_on_dev
+from ..decode.tune import TuneConfig, format_surface, tune_on_dev
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_json, c_sorted, get_logger, write_exp_info
+from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, write_exp_info
 
 HELP = "decode a data set (one model or an ensemble) and score it"
 log = get_logger(__name__)
@@ -165,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                             meta.get("frame_shift", 0.01), extra, force=args.force)
     if "tune" in summary:
         atomic_write_json(Path(args.out) / "tune.json", summary["tune"])
+        atomic_write_text(Path(args.out) / "tune_surface.txt", format_surface(summary["tune"]))
     write_exp_info(args.out, {"decode": to_dict(cfg), "tune": to_dict(tcfg)})
     scores = [Path(args.out) / k for k in ("wer", "cer") if (Path(args.out) / k).exists()]
     print("".join(p.read_text() for p in scores) if scores else f"decoded {len(utts)} utterances\n",
