@@ -1,4 +1,4 @@
-"""Decoding graph HCLG = HL ∘ G as a kaldifst transducer: ilabel = pdf + 1, olabel = word id.
+"""Decoding graph HCLG = det(HL ∘ G) as a kaldifst transducer: ilabel = pdf + 1, olabel = word id.
 
 Context dependency is word-internal (see `acoustic_kd.hmm.HmmModel.word_hmm`), so a pronunciation
 maps to one fixed chain of HMM states whatever its neighbours are. The HMM, context and lexicon levels
@@ -13,13 +13,35 @@ the arc into the next state both consume a frame (Kaldi's transition-on-arc conv
 state s cost (n-1)·self + 1·forward). Transition log-probs are multiplied by `transition_scale` (0.1
 by default, as Kaldi's `--self-loop-scale 0.1` for left-to-right HMMs). `p` = lang.json `sil_prob`.
 
-G comes from `G.arpa` (any order; backoff arcs are epsilons, as Kaldi's arpa2fst + #0 → eps).
-The graph is NOT determinized or minimized: with word-internal context and small vocabularies (digits,
-yes/no) the word loop is already compact, and skipping determinization avoids disambiguation symbols
-for homophones. Word insertion penalties are applied at decode time (`with_word_penalty`).
+G comes from `G.arpa` (any order, e.g. a trigram or 4-gram estimated by `acoustic-kd lang` or given
+with `--arpa`); one state per listed history, backoff arcs to the shorter history.
 
-On disk (`build_graph`): `<out>/HCLG.fst`, `<out>/words.txt`, `<out>/graph.json` (fingerprint of
-lang + HMM chains + config, pdf count, silence pdfs, sizes) and a `.done` marker.
+Determinized graph (the default, `determinize`), built as Kaldi's mkgraph.sh builds HCLG:
+1. L: the HL above without self-loops, its input labels HMM-state units (pdf, self-loop prob); a
+   disambiguation symbol #k after each pronunciation whose unit sequence is a prefix of another's
+   or identical to another's (homophones: Kaldi's add_lex_disambig rule, applied to tied states);
+   a #0:#0 loop at LOOP. G carries #0 on its backoff arcs (Kaldi's arpa2fst --disambig-symbol).
+2. L∘G determinized (`determinize_star`, tropical: each input sequence keeps its best word
+   sequence and cost, so Viterbi decoding is unchanged) and minimized (`minimize_encoded`) with
+   the symbols still in, which makes the lexicon a tree/graph shared across words.
+3. Disambiguation symbols become ε; every state gets a single preceding unit (a state entered by
+   several units is split, as Kaldi's MakePrecedingInputSymbolsSame) and that unit's self-loop is
+   added (Kaldi's add-self-loops); units are relabelled to pdf + 1.
+Optionally (`remove_eps`) ε arcs are removed afterwards. graph.json records the sizes after each
+step, build times and peak memory. On Mboshi (4.8k graphemic words, monophone letters), the
+bigram graph shrinks from 122k states / 255k arcs to 78k / 177k and the trigram from 341k / 693k
+to 214k / 478k (bench/bench_graph.py).
+
+Word labels of a determinized graph are no longer on the words' first arcs (determinization moves
+them to where the word becomes certain), so word times are recovered from the best path's pdfs
+with the pronunciations' pdf chains (`align_lexicon.json`, `word_frames`). A word's label still
+occurs once per word on every path, so the word insertion penalty (`with_word_penalty`, applied at
+decode time) still adds exactly penalty × number of words. `determinize=False` gives the plain
+composition HL∘G (label on the first arc, ε backoff arcs).
+
+On disk (`build_graph`): `<out>/HCLG.fst`, `<out>/words.txt`, `<out>/align_lexicon.json`,
+`<out>/graph.json` (fingerprint of lang + HMM chains + config, pdf count, silence pdfs, sizes) and a
+`.done` marker.
 """
 
 from __future__ import annotations
@@ -28,6 +50,7 @@ import hashlib
 import json
 import math
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +85,11 @@ class GraphConfig:
         "help": "scale on HMM transition log-probs (Kaldi's --self-loop-scale)"})
     sil_prob: float | None = field(default=None, metadata={
         "help": "optional-silence probability (default: lang.json sil_prob)"})
+    determinize: bool = field(default=True, metadata={
+        "help": "determinize and minimize the graph (Kaldi's mkgraph: disambiguation symbols, "
+                "self-loops added after); false = the plain composition"})
+    remove_eps: bool = field(default=False, metadata={
+        "help": "remove ε arcs from the finished graph (more arcs, fewer ε moves)"})
 
 
 # ------------------------------------------------------------------ small FST helpers
@@ -75,22 +103,32 @@ def _cost(logp: float, scale: float = 1.0) -> float:
 
 
 def _add_chain(fst: kf.StdVectorFst, src: int, chain: HmmChain, olabel: int, entry_cost: float,
-               scale: float) -> tuple[int, float]:
-    """Add an HMM-state chain entered from `src`; return (last state, cost of leaving it)."""
+               scale: float, units: dict[tuple[int, float], int] | None = None) -> tuple[int, float]:
+    """Add an HMM-state chain entered from `src`; return (last state, cost of leaving it).
+
+    Without `units`: input labels pdf + 1 and a self-loop per state; with: input labels
+    units[(pdf, log p(self))] and no self-loops (the graph to determinize)."""
     states = _add_states(fst, len(chain))
     prev, prev_cost = src, entry_cost
     for i, ((pdf, lself, lfwd), s) in enumerate(zip(chain, states)):
-        fst.add_arc(prev, kf.StdArc(pdf + 1, olabel if i == 0 else 0, prev_cost, s))
-        fst.add_arc(s, kf.StdArc(pdf + 1, 0, _cost(lself, scale), s))
+        label = pdf + 1 if units is None else units[(pdf, lself)]
+        fst.add_arc(prev, kf.StdArc(label, olabel if i == 0 else 0, prev_cost, s))
+        if units is None:
+            fst.add_arc(s, kf.StdArc(label, 0, _cost(lself, scale), s))
         prev, prev_cost = s, _cost(lfwd, scale)
     return prev, prev_cost
 
 
 def make_hl(prons: list[tuple[int, list[HmmChain], float]], sil_chain: HmmChain, sil_prob: float,
-            transition_scale: float = 0.1) -> kf.StdVectorFst:
+            transition_scale: float = 0.1, units: dict[tuple[int, float], int] | None = None,
+            disambig_base: int = 0, word_disambig0: int = 0) -> kf.StdVectorFst:
     """Word-level HMM∘lexicon transducer with optional silence (layout in the module docstring).
 
     prons: (word id, per-phone HMM chains, pron cost -log p(pron|word)) per pronunciation.
+    With `units` (`_units`) it is the L to determinize: unit input labels, no self-loops, a
+    disambiguation symbol `disambig_base + k` after each pronunciation that needs one
+    (`lexicon_disambig`) and a #0 loop (input `disambig_base`, output `word_disambig0`) at LOOP
+    that lets G's backoff symbol through.
     """
     if not 0.0 <= sil_prob < 1.0:
         raise ValueError(f"sil_prob must be in [0, 1), got {sil_prob}")
@@ -99,30 +137,39 @@ def make_hl(prons: list[tuple[int, list[HmmChain], float]], sil_chain: HmmChain,
     fst.start = start
     fst.set_final(loop, 0.0)
     no_sil = -math.log1p(-sil_prob)
+    c_sil = -math.log(sil_prob) if sil_prob > 0.0 else None
     fst.add_arc(start, kf.StdArc(0, 0, no_sil, loop))
-    if sil_prob > 0.0:
-        c_sil = -math.log(sil_prob)
+    if units is not None:
+        fst.add_arc(loop, kf.StdArc(disambig_base, word_disambig0, 0.0, loop))
+    if c_sil is not None:
         fst.add_arc(start, kf.StdArc(0, 0, c_sil, sil_in))
-        last, leave = _add_chain(fst, sil_in, sil_chain, 0, 0.0, transition_scale)
+        last, leave = _add_chain(fst, sil_in, sil_chain, 0, 0.0, transition_scale, units)
         fst.add_arc(last, kf.StdArc(0, 0, leave, loop))
-    for word_id, phone_chains, pron_cost in prons:
-        chain = [st for phone in phone_chains for st in phone]
+    flat = [[st for phone in phone_chains for st in phone] for _, phone_chains, _ in prons]
+    ks = [0] * len(flat) if units is None else \
+        lexicon_disambig([tuple(units[(p, ls)] for p, ls, _ in c) for c in flat])
+    for (word_id, _, pron_cost), chain, k in zip(prons, flat, ks):
         if not chain:
             continue
-        last, leave = _add_chain(fst, loop, chain, word_id, pron_cost, transition_scale)
+        last, leave = _add_chain(fst, loop, chain, word_id, pron_cost, transition_scale, units)
+        if k:
+            d = fst.add_state()
+            fst.add_arc(last, kf.StdArc(disambig_base + k, 0, 0.0, d))
+            last = d
         fst.add_arc(last, kf.StdArc(0, 0, leave + no_sil, loop))
-        if sil_prob > 0.0:
+        if c_sil is not None:
             fst.add_arc(last, kf.StdArc(0, 0, leave + c_sil, sil_in))
     return fst
 
 
 def arpa_to_fst(probs: list[dict], backoffs: dict, word_ids: dict[str, int],
-                arpa_path: str | Path = "G.arpa") -> kf.StdVectorFst:
+                arpa_path: str | Path = "G.arpa", backoff_label: int = 0) -> kf.StdVectorFst:
     """Grammar acceptor G from ARPA n-grams (log10 probs per order, log10 backoff weights).
 
     One state per history listed in the ARPA file (plus the empty history); an n-gram `h w` is an arc
     from state(h) to the longest listed suffix of `h w`; `</s>` becomes a final weight; backoff arcs
-    are epsilon arcs to the next-shorter history weighted by -backoff(h). Start = state(<s>).
+    are arcs to the next-shorter history weighted by -backoff(h), with input `backoff_label`
+    (0 = ε; Kaldi's #0 for a graph that is determinized) and output ε. Start = state(<s>).
     """
     order = len(probs)
     hists: dict[tuple[str, ...], int] = {}
@@ -163,12 +210,97 @@ def arpa_to_fst(probs: list[dict], backoffs: dict, word_ids: dict[str, int],
                                                 longest_suffix(ng)))
     for h, s in list(hists.items()):
         if h:
-            fst.add_arc(s, kf.StdArc(0, 0, -backoffs.get(h, 0.0) * LN10, longest_suffix(h[1:])))
+            fst.add_arc(s, kf.StdArc(backoff_label, 0, -backoffs.get(h, 0.0) * LN10,
+                                     longest_suffix(h[1:])))
     if not has_end:
         log.warning("%s has no </s>: any word sequence may end the utterance", arpa_path)
         fst.set_final(hists[()], 0.0)
     fst.start = hists.get(("<s>",), hists[()])
     return fst
+
+
+# ------------------------------------------------------------------ determinized graph (mkgraph)
+def _units(prons: list[tuple[int, list[HmmChain], float]], sil_chain: HmmChain
+           ) -> tuple[dict[tuple[int, float], int], list[tuple[int, float]]]:
+    """Input units of the graph before self-loops: one per (pdf, log p(self)), ids from 1."""
+    table: dict[tuple[int, float], int] = {}
+    for chain in [sil_chain] + [phone for _, phones, _ in prons for phone in phones]:
+        for pdf, lself, _ in chain:
+            table.setdefault((pdf, lself), len(table) + 1)
+    return table, list(table)
+
+
+def lexicon_disambig(seqs: list[tuple[int, ...]]) -> list[int]:
+    """Kaldi's add_lex_disambig rule on unit sequences: a pronunciation that is a proper prefix of
+    another, or identical to another, gets a disambiguation symbol #k (k >= 1, distinct among
+    identical ones); 0 = none needed. The prefix test is on HMM-state units, so pronunciations
+    that differ in phones but not in tied states are told apart too."""
+    prefixes = {s[:i] for s in seqs for i in range(1, len(s))}
+    counts: dict[tuple[int, ...], int] = {}
+    for s in seqs:
+        counts[s] = counts.get(s, 0) + 1
+    next_k: dict[tuple[int, ...], int] = {}
+    out = []
+    for s in seqs:
+        if s in prefixes or counts[s] > 1:
+            next_k[s] = next_k.get(s, 0) + 1
+            out.append(next_k[s])
+        else:
+            out.append(0)
+    return out
+
+
+def _arcs(fst: kf.StdFst) -> list[list[tuple[int, int, float, int]]]:
+    return [[(a.ilabel, a.olabel, a.weight.value, a.nextstate) for a in kf.ArcIterator(fst, s)]
+            for s in range(fst.num_states)]
+
+
+def add_unit_self_loops(fst: kf.StdFst, first_disambig: int, self_cost: dict[int, float],
+                        unit_pdf: dict[int, int]) -> kf.StdVectorFst:
+    """Remove disambiguation symbols (inputs >= first_disambig become ε), give every state one
+    preceding input unit (Kaldi's MakePrecedingInputSymbolsSame: a state entered by arcs of several
+    units is split, one copy per unit), add each unit's self-loop (cost `self_cost[unit]`) on the
+    states it enters, and relabel units to pdf + 1. States entered by ε or at the start get none:
+    the frame before an ε arc already looped on the state before it."""
+    arcs = _arcs(fst)
+    n = fst.num_states
+    for s in range(n):
+        arcs[s] = [(0 if il >= first_disambig else il, ol, w, d) for il, ol, w, d in arcs[s]]
+    classes: list[set[int]] = [set() for _ in range(n)]
+    classes[fst.start].add(0)
+    for s in range(n):
+        for il, _, _, d in arcs[s]:
+            classes[d].add(il)
+    copy_of: dict[tuple[int, int], int] = {}
+    total = n
+    for s in range(n):
+        cl = sorted(classes[s])
+        for c in cl[1:]:
+            copy_of[(s, c)] = total
+            total += 1
+    owner = list(range(n)) + [s for (s, _c) in sorted(copy_of, key=copy_of.get)]
+    unit_of = [min(classes[s]) if classes[s] else 0 for s in range(n)] + \
+        [c for (_s, c) in sorted(copy_of, key=copy_of.get)]
+    out = kf.StdVectorFst()
+    for _ in range(total):
+        out.add_state()
+    out.start = fst.start
+    for q in range(total):
+        s = owner[q]
+        final = fst.final(s).value
+        if math.isfinite(final):
+            out.set_final(q, final)
+        u = unit_of[q]
+        if u:
+            out.add_arc(q, kf.StdArc(unit_pdf[u] + 1, 0, self_cost[u], q))
+        for il, ol, w, d in arcs[s]:
+            dest = copy_of.get((d, il), d)
+            out.add_arc(q, kf.StdArc(unit_pdf[il] + 1 if il else 0, ol, w, dest))
+    return out
+
+
+def num_arcs(fst: kf.StdFst) -> int:
+    return sum(fst.num_arcs(s) for s in range(fst.num_states))
 
 
 # ------------------------------------------------------------------ lang dir -> graph
@@ -234,6 +366,53 @@ def graph_inputs(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig) -> GraphI
                        fingerprint)
 
 
+def _size(fst: kf.StdFst) -> list[int]:
+    return [fst.num_states, num_arcs(fst)]
+
+
+def _max_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _determinized_hclg(inp: "GraphInputs", g: kf.StdVectorFst, w0: int, cfg: GraphConfig
+                       ) -> tuple[kf.StdVectorFst, dict]:
+    """mkgraph's recipe on the word-internal HL: L with disambiguation symbols (no self-loops) ∘ G
+    with #0 on its backoff arcs, determinized (tropical, so every path keeps its Viterbi cost) and
+    minimized (encoded) with the symbols in, then symbols removed and self-loops added."""
+    t0 = time.perf_counter()
+    units, unit_list = _units(inp.prons, inp.sil_chain)
+    first_disambig = len(units) + 1
+    l_fst = make_hl(inp.prons, inp.sil_chain, inp.sil_prob, cfg.transition_scale, units,
+                    first_disambig, w0)
+    kf.arcsort(l_fst, sort_type="olabel")
+    kf.arcsort(g, sort_type="ilabel")
+    lg = kf.compose(l_fst, g)
+    kf.connect(lg)
+    stats = {"L": _size(l_fst), "G": _size(g), "LG": _size(lg)}
+    times = {"compose_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    if kf.determinize_star(lg):                  # True = stopped early (it has no state limit here)
+        raise DataError(None, "the graph's determinization stopped early",
+                        "rebuild with --determinize false")
+    stats["LG_det"] = _size(lg)
+    times["determinize_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kf.minimize_encoded(lg)
+    stats["LG_min"] = _size(lg)
+    times["minimize_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    self_cost = {i + 1: _cost(lself, cfg.transition_scale) for i, (_, lself) in enumerate(unit_list)}
+    unit_pdf = {i + 1: pdf for i, (pdf, _) in enumerate(unit_list)}
+    hclg = add_unit_self_loops(lg, first_disambig, self_cost, unit_pdf)
+    times["self_loops_s"] = time.perf_counter() - t0
+    stats["disambig_symbols"] = max(lexicon_disambig(
+        [tuple(units[(p, s)] for ph in c for p, s, _ in ph) for _, c, _ in inp.prons]) or [0])
+    stats["units"] = len(units)
+    return hclg, {"sizes": stats, "times": times}
+
+
 def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = None,
                   inputs: GraphInputs | None = None) -> tuple[kf.StdVectorFst, dict]:
     """Build HCLG in memory -> (fst, info dict with fingerprint, num_pdfs, silence_pdfs, sizes)."""
@@ -242,28 +421,98 @@ def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = 
     cfg = cfg or GraphConfig()
     lang_dir = Path(lang_dir)
     inp = inputs or graph_inputs(lang_dir, hmm, cfg)
-    hl = make_hl(inp.prons, inp.sil_chain, inp.sil_prob, cfg.transition_scale)
+    t_start = time.perf_counter()
     probs, backoffs = read_arpa(lang_dir / "G.arpa")
-    g = arpa_to_fst(probs, backoffs, inp.word_ids, lang_dir / "G.arpa")
-    kf.arcsort(hl, sort_type="olabel")
-    kf.arcsort(g, sort_type="ilabel")
-    hclg = kf.compose(hl, g)
+    extra: dict = {}
+    if cfg.determinize:
+        w0 = inp.word_ids.get("#0", max(inp.word_ids.values(), default=0) + 1)
+        g = arpa_to_fst(probs, backoffs, inp.word_ids, lang_dir / "G.arpa", backoff_label=w0)
+        hclg, extra = _determinized_hclg(inp, g, w0, cfg)
+    else:
+        hl = make_hl(inp.prons, inp.sil_chain, inp.sil_prob, cfg.transition_scale)
+        g = arpa_to_fst(probs, backoffs, inp.word_ids, lang_dir / "G.arpa")
+        kf.arcsort(hl, sort_type="olabel")
+        kf.arcsort(g, sort_type="ilabel")
+        hclg = kf.compose(hl, g)
     kf.connect(hclg)
     if hclg.num_states == 0:
         raise DataError(lang_dir, "the decoding graph is empty",
                         "check that G.arpa words have pronunciations in lexicon.txt")
+    if cfg.remove_eps:
+        before = _size(hclg)
+        kf.rmepsilon(hclg)
+        extra.setdefault("sizes", {})["before_rmeps"] = before
     kf.arcsort(hclg, sort_type="ilabel")
     g_words = {w for pn in probs for ng in pn for w in ng} - {"<s>", "</s>"}
     missing = sorted(g_words - inp.lexicon_words)
     if missing:
         log.warning("%d G.arpa words have no pronunciation and cannot be recognised: %s",
                     len(missing), missing[:10])
-    num_arcs = sum(hclg.num_arcs(s) for s in range(hclg.num_states))
     info = {"fingerprint": inp.fingerprint, "num_pdfs": inp.num_pdfs, "sil_prob": inp.sil_prob,
             "silence_pdfs": sorted({p for p, _, _ in inp.sil_chain}),
-            "num_states": hclg.num_states, "num_arcs": num_arcs, "lang_dir": str(lang_dir),
-            "config": to_dict(cfg), "missing_pronunciations": missing}
+            "num_states": hclg.num_states, "num_arcs": num_arcs(hclg), "lang_dir": str(lang_dir),
+            "config": to_dict(cfg), "missing_pronunciations": missing,
+            "lm_order": len(probs), "determinized": bool(cfg.determinize),
+            "build_s": time.perf_counter() - t_start, "max_rss_mb": _max_rss_mb(), **extra}
     return hclg, info
+
+
+def align_lexicon(inp: GraphInputs) -> dict:
+    """What word times are recovered from on a determinized graph (whose word labels are not at
+    the word starts): the pdf chain of every pronunciation and of the optional silence."""
+    words: dict[str, list[list[int]]] = {}
+    for word_id, phones, _ in inp.prons:
+        chain = [pdf for phone in phones for pdf, _, _ in phone]
+        if chain:
+            words.setdefault(str(word_id), []).append(chain)
+    return {"silence": [pdf for pdf, _, _ in inp.sil_chain], "words": words}
+
+
+def word_frames(pdfs: list[int], word_ids: list[int], lexicon: dict, partial: bool = False
+                ) -> list[tuple[int, int]] | None:
+    """[start, end) frames of each word of a best path from its per-frame pdfs, by matching the
+    words' pdf chains (`align_lexicon`; optional silence before, between and after the words)
+    against the frames, each chain state held one frame or more. None when the frames do not fit
+    the words (`partial`: the path may stop inside its last word, as a best path that reached no
+    final state does)."""
+    sil = tuple(lexicon["silence"])
+    chains = [[tuple(c) for c in lexicon["words"].get(str(w), [])] for w in word_ids]
+    n = len(word_ids)
+    SIL, START = -1, -2
+    Hyp = tuple[int, int, int]          # (word index k, chain index or SIL (silence before k), position)
+
+    def enter(k: int, spans: tuple, t: int, sil_ok: bool) -> list[tuple[Hyp, tuple]]:
+        out = [((k, ci, 0), spans + ((t, t),)) for ci in range(len(chains[k]))] if k < n else []
+        return out + ([((k, SIL, 0), spans)] if sil_ok and sil else [])
+
+    frontier: dict[Hyp, tuple] = {(0, START, 0): ()}
+    for t, p in enumerate(pdfs):
+        new: dict[Hyp, tuple] = {}
+        for (k, ci, pos), spans in frontier.items():
+            if ci == START:
+                moves = enter(0, spans, t, True)
+            else:
+                chain = sil if ci == SIL else chains[k][ci]
+                moves = [((k, ci, pos), spans)]
+                if pos + 1 < len(chain):
+                    moves.append(((k, ci, pos + 1), spans))
+                elif ci == SIL:
+                    moves += enter(k, spans, t, False)
+                else:
+                    moves += enter(k + 1, spans[:-1] + ((spans[-1][0], t),), t, True)
+            for (k2, c2, pos2), sp in moves:
+                if (sil if c2 == SIL else chains[k2][c2])[pos2] == p:
+                    new.setdefault((k2, c2, pos2), sp)
+        if not new:
+            return None
+        frontier = new
+    end = len(pdfs)
+    for (k, ci, pos), spans in frontier.items():
+        if ci == SIL and k == n and pos == len(sil) - 1:
+            return list(spans)
+        if ci >= 0 and k == n - 1 and (partial or pos == len(chains[k][ci]) - 1):
+            return list(spans[:-1]) + [(spans[-1][0], end)]
+    return None
 
 
 def build_graph(lang_dir: str | Path, hmm: HmmLike, out_dir: str | Path,
@@ -296,6 +545,7 @@ def build_graph(lang_dir: str | Path, hmm: HmmLike, out_dir: str | Path,
             raise DataError(out_dir / "HCLG.fst", "could not write the graph", "check disk space")
     with atomic_path(out_dir / "words.txt") as tmp:
         shutil.copyfile(Path(lang_dir) / "words.txt", tmp)
+    atomic_write_json(out_dir / "align_lexicon.json", align_lexicon(inp))
     atomic_write_json(info_path, info)
     mark_done(out_dir)
     log.info("graph %s: %d states, %d arcs", out_dir, info["num_states"], info["num_arcs"])
@@ -305,8 +555,9 @@ def build_graph(lang_dir: str | Path, hmm: HmmLike, out_dir: str | Path,
 def with_word_penalty(fst: kf.StdFst, penalty: float) -> kf.StdVectorFst:
     """Copy of `fst` with `penalty` added to the cost of every arc that outputs a word.
 
-    penalty > 0 discourages insertions. Each word occurrence has exactly one word-output arc
-    (the graph is not determinized), so a path's cost grows by penalty × number of words.
+    penalty > 0 discourages insertions. Each word occurrence has exactly one word-output arc (also
+    after determinization, which moves labels but keeps one per word), so a path's cost grows by
+    penalty × number of words.
     """
     out = kf.StdVectorFst()
     for s in range(fst.num_states):

@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Decoding-graph size, build time and memory on a Mboshi-sized lexicon with bigram/trigram LMs.
+
+The lang dir is built from the Mboshi transcripts (`/work/shared/corpora/mboshi` or --corpus):
+graphemic words (every word of train and test, a closed vocabulary), letters as phones, the LM
+estimated on the training transcripts (Witten-Bell, `acoustic-kd lang --lm-order N`). No acoustic
+model is needed to measure the graph: a monophone HMM of the lang topology (3 states per letter,
+5 for silence) gives the right structure. Each (LM order, determinize) graph is built in a fresh
+process, so its peak RSS is its own. Writes bench/results/graph.json and prints a table.
+
+    python bench/bench_graph.py [--orders 2 3] [--corpus DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("ACOUSTIC_KD_LOGLEVEL", "WARNING")
+
+
+def make_lang(corpus: Path, out: Path, order: int) -> None:
+    from acoustic_kd.lang import LangConfig, prepare_lang
+
+    texts = dict(line.split(" ", 1) for line in (corpus / "transcripts.txt").read_text(
+        encoding="utf-8").splitlines() if " " in line)
+    split = dict(line.split() for line in (corpus / "split.txt").read_text().splitlines())
+    train = {u: t.strip() for u, t in texts.items() if split.get(u) == "train"}
+    other = {u: t.strip() for u, t in texts.items() if split.get(u) != "train"}
+    words = sorted({w for t in texts.values() for w in t.split()})
+    lex = out.parent / f"lexicon_{order}.txt"
+    lex.write_text("".join(f"{w} {' '.join(w)}\n" for w in words), encoding="utf-8")
+    prepare_lang(train, str(lex), out, LangConfig(lm_order=order, strip_stress=False),
+                 extra_texts=other)
+
+
+def build_one(lang: Path, out: Path, determinize: bool) -> dict:
+    from acoustic_kd.decode.graph import GraphConfig, build_graph
+    from acoustic_kd.hmm import HmmModel
+    from acoustic_kd.lang import load_lang
+
+    lg = load_lang(lang)
+    hmm = HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone)
+    build_graph(lang, hmm, out, GraphConfig(determinize=determinize), force=True)
+    info = json.loads((out / "graph.json").read_text())
+    return {k: info.get(k) for k in ("num_states", "num_arcs", "num_pdfs", "lm_order", "determinized",
+                                     "build_s", "max_rss_mb", "sizes", "times")} | {
+        "words": len(lg.lexicon), "fst_mb": (out / "HCLG.fst").stat().st_size / 2**20}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/mboshi"))
+    ap.add_argument("--orders", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--one", nargs=3, metavar=("LANG", "OUT", "DET"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(build_one(Path(args.one[0]), Path(args.one[1]), args.one[2] == "1")))
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for order in args.orders:
+            lang = Path(tmp) / f"lang{order}"
+            make_lang(args.corpus, lang, order)
+            for det in (False, True):
+                res = subprocess.run([sys.executable, __file__, "--one", str(lang),
+                                      str(Path(tmp) / f"g{order}_{int(det)}"), str(int(det))],
+                                     capture_output=True, text=True, check=True)
+                rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                r = rows[-1]
+                print(f"order {order} determinized {det}: {r['num_states']} states, {r['num_arcs']} "
+                      f"arcs, {r['build_s']:.1f} s, peak RSS {r['max_rss_mb']:.0f} MB", flush=True)
+    out = {"corpus": str(args.corpus), "rows": rows, "host": platform.node(),
+           "cpus": os.cpu_count(), "python": platform.python_version()}
+    (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    (REPO / "bench" / "results" / "graph.json").write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
