@@ -6,7 +6,7 @@ graphemic words (every word of train and test, a closed vocabulary), letters as 
 estimated on the training transcripts (Witten-Bell, `acoustic-kd lang --lm-order N`). No acoustic
 model is needed to measure the graph: a monophone HMM of the lang topology (3 states per letter,
 5 for silence) gives the right structure. Each (LM order, determinize) graph is built in a fresh
-process, so its peak RSS is its own. Writes bench/results/graph.json and prints a table.
+process, so its peak RSS is its own (graph dirs g<order>_<0|1> under --keep). Writes bench/results/graph.json and prints a table.
 
     python bench/bench_graph.py [--orders 2 3] [--corpus DIR]
 """
@@ -60,6 +60,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/mboshi"))
     ap.add_argument("--orders", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--keep", type=Path, help="build the lang and graph dirs here and keep them "
+                    "(e.g. for bench_decode.py --graph DIR/g3_1)")
     ap.add_argument("--one", nargs=3, metavar=("LANG", "OUT", "DET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -67,6 +69,8 @@ def main() -> int:
         return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for order in args.orders:
             lang = Path(tmp) / f"lang{order}"
             make_lang(args.corpus, lang, order)

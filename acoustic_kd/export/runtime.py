@@ -132,7 +132,8 @@ class ExportedModel:
             self._decoder = GraphDecoder(md.graph_from_base64(m["graph"]), self.words, silence,
                                          self.frame_shift_s, beam=dec["beam"],
                                          max_active=dec.get("max_active", 7000),
-                                         min_active=dec.get("min_active", 20))
+                                         min_active=dec.get("min_active", 20),
+                                         align=hmm.get("align_lexicon"))
         return self._decoder
 
     def decode_features(self, feats: np.ndarray) -> Hypothesis:
