@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..errors import DataError
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger,
                      is_done, mark_done)
-from .graph import read_word_ids, with_word_penalty, word_frames
+from .graph import path_word_frames, read_word_ids, with_word_penalty
 
 log = get_logger(__name__)
 
@@ -141,17 +141,7 @@ def decode_utterance(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
             starts.append(len(pdfs))
         if ilabel:
             pdfs.append(ilabel - 1)
-    if align is not None:
-        exact = word_frames(pdfs, words, align, partial=not final)
-        if exact is not None:
-            return DecodeResult(words, exact, graph_cost, ac_cost, final)
-    frames = []
-    for k, s in enumerate(starts):
-        end = starts[k + 1] if k + 1 < len(starts) else len(pdfs)
-        e = s + 1
-        while e < end and pdfs[e] not in sil:
-            e += 1
-        frames.append((s, e))
+    frames = path_word_frames(pdfs, words, starts, align, sil, partial=not final)
     return DecodeResult(words, frames, graph_cost, ac_cost, final)
 
 

@@ -515,6 +515,25 @@ def word_frames(pdfs: list[int], word_ids: list[int], lexicon: dict, partial: bo
     return None
 
 
+def path_word_frames(pdfs: list[int], words: list[int], starts: list[int], align: dict | None,
+                     silence_pdfs: set[int], partial: bool = False) -> list[tuple[int, int]]:
+    """[start, end) frames of the words of a decoded path: from the align lexicon (`word_frames`)
+    when given and the frames fit; else a word starts at the frame of its label (`starts`) and
+    ends before the next word or the first following silence-pdf frame."""
+    if align is not None:
+        exact = word_frames(pdfs, words, align, partial)
+        if exact is not None:
+            return exact
+    frames = []
+    for k, s in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(pdfs)
+        e = s + 1
+        while e < end and pdfs[e] not in silence_pdfs:
+            e += 1
+        frames.append((s, e))
+    return frames
+
+
 def build_graph(lang_dir: str | Path, hmm: HmmLike, out_dir: str | Path,
                 cfg: GraphConfig | None = None, force: bool = False,
                 hmm_path: str | Path | None = None) -> Path:
