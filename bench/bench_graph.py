@@ -6,7 +6,8 @@ graphemic words (every word of train and test, a closed vocabulary), letters as 
 estimated on the training transcripts (Witten-Bell, `acoustic-kd lang --lm-order N`). No acoustic
 model is needed to measure the graph: a monophone HMM of the lang topology (3 states per letter,
 5 for silence) gives the right structure. Each (LM order, determinize) graph is built in a fresh
-process, so its peak RSS is its own (graph dirs g<order>_<0|1> under --keep). Writes bench/results/graph.json and prints a table.
+process, so its peak RSS is its own (graph dirs g<order>_<0|1> under --keep), and searched with
+the same random scores (CPU seconds; their ratio between graphs is the figure). Writes bench/results/graph.json and prints a table.
 
     python bench/bench_graph.py [--orders 2 3] [--corpus DIR]
 """
@@ -53,7 +54,30 @@ def build_one(lang: Path, out: Path, determinize: bool) -> dict:
     info = json.loads((out / "graph.json").read_text())
     return {k: info.get(k) for k in ("num_states", "num_arcs", "num_pdfs", "lm_order", "determinized",
                                      "build_s", "max_rss_mb", "sizes", "times")} | {
-        "words": len(lg.lexicon), "fst_mb": (out / "HCLG.fst").stat().st_size / 2**20}
+        "words": len(lg.lexicon), "fst_mb": (out / "HCLG.fst").stat().st_size / 2**20,
+        "search_cpu_s": search_seconds(out)}
+
+
+def search_seconds(graph_dir: Path, utts: int = 4, seconds: float = 4.0) -> float:
+    """CPU seconds of FasterDecoder (beam 12, max-active 2000) on random scores (best of 2): the
+    same scores for every graph, so only the ratio between graphs means something."""
+    import time
+
+    import numpy as np
+
+    from acoustic_kd.decode.decoder import Graph, decode_utterance
+
+    g = Graph.load(graph_dir)
+    rng = np.random.default_rng(0)
+    lls = [rng.normal(0, 0.5, (int(seconds * 100), g.info["num_pdfs"])).astype(np.float32)
+           for _ in range(utts)]
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.process_time()
+        for ll in lls:
+            decode_utterance(g.fst, ll, beam=12.0, max_active=2000, align=g.align)
+        best = min(best, time.process_time() - t0)
+    return best
 
 
 def main() -> int:
@@ -66,6 +90,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.one:
         print(json.dumps(build_one(Path(args.one[0]), Path(args.one[1]), args.one[2] == "1")))
+        return 0
+    if not (args.corpus / "transcripts.txt").exists():
+        print(f"{args.corpus}: no transcripts.txt; nothing measured")
         return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +108,8 @@ def main() -> int:
                 rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
                 r = rows[-1]
                 print(f"order {order} determinized {det}: {r['num_states']} states, {r['num_arcs']} "
-                      f"arcs, {r['build_s']:.1f} s, peak RSS {r['max_rss_mb']:.0f} MB", flush=True)
+                      f"arcs, {r['build_s']:.1f} s, peak RSS {r['max_rss_mb']:.0f} MB, search "
+                      f"{r['search_cpu_s']:.2f} CPU s", flush=True)
     out = {"corpus": str(args.corpus), "rows": rows, "host": platform.node(),
            "cpus": os.cpu_count(), "python": platform.python_version()}
     (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
