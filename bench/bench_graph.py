@@ -5,8 +5,10 @@ The lang dir is built from the Mboshi transcripts (`/work/shared/corpora/mboshi`
 graphemic words (every word of train and test, a closed vocabulary), letters as phones, the LM
 estimated on the training transcripts (Witten-Bell, `acoustic-kd lang --lm-order N`). No acoustic
 model is needed to measure the graph: a monophone HMM of the lang topology (3 states per letter,
-5 for silence) gives the right structure. Each (LM order, determinize) graph is built in a fresh
-process, so its peak RSS is its own (graph dirs g<order>_<0|1> under --keep), and searched with
+5 for silence) gives the right structure, and a context-dependent stand-in for a trained tree
+(`tied_hmm`: edge states tied by the neighbouring letter's class) shows what cross-word context
+costs. Each (LM order, determinize) graph is built in a fresh
+process, so its peak RSS is its own (graph dirs g<order>_<variant> under --keep), and searched with
 the same random scores (CPU seconds; their ratio between graphs is the figure). Writes bench/results/graph.json and prints a table.
 
     python bench/bench_graph.py [--orders 2 3] [--corpus DIR]
@@ -43,17 +45,53 @@ def make_lang(corpus: Path, out: Path, order: int) -> None:
                  extra_texts=other)
 
 
-def build_one(lang: Path, out: Path, determinize: bool) -> dict:
+VOWELS = set("aeiouáéíóúεέωώ")
+
+
+def tied_hmm(lg):
+    """A context-dependent stand-in for a trained tree: each letter's first state tied by its left
+    neighbour (vowel or not, then the same for the letter after that question), its last state by
+    its right neighbour; the middle state context-free."""
+    from acoustic_kd.hmm import HmmModel
+
+    d = HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone).to_dict()
+    vowels = [p for p in lg.phones if p in VOWELS]
+    tones = [p for p in vowels if p in set("áéíóúέώ")]
+    for key, tree in list(d["trees"].items()):
+        phone, state = key.rsplit("/", 1)
+        n = lg.topo[phone]["num_states"]
+        if lg.topo[phone].get("context_independent") or int(state) not in (0, n - 1):
+            continue
+        pos = -1 if int(state) == 0 else 1
+        base = tree[0]["pdf"]
+        new = []
+        for _ in range(2):
+            new.append(len(d["log_self"]))
+            d["log_self"].append(d["log_self"][base])
+            d["log_fwd"].append(d["log_fwd"][base])
+        d["trees"][key] = [{"pos": pos, "set": vowels, "yes": 1, "no": 4},
+                           {"pos": pos, "set": tones, "yes": 2, "no": 3},
+                           {"pdf": base}, {"pdf": new[0]}, {"pdf": new[1]}]
+    return HmmModel.from_dict(d)
+
+
+def build_one(lang: Path, out: Path, variant: str) -> dict:
+    """variant: 'plain' (no determinization), 'det' (word-internal), 'cross' (cross-word), each
+    with the monophone HMM, or with '-tied' the context-dependent stand-in (`tied_hmm`)."""
     from acoustic_kd.decode.graph import GraphConfig, build_graph
     from acoustic_kd.hmm import HmmModel
     from acoustic_kd.lang import load_lang
 
     lg = load_lang(lang)
-    hmm = HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone)
-    build_graph(lang, hmm, out, GraphConfig(determinize=determinize), force=True)
+    kind, _, tied = variant.partition("-")
+    hmm = tied_hmm(lg) if tied else HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone)
+    cfg = GraphConfig(determinize=kind != "plain",
+                      context="cross-word" if kind == "cross" else "word-internal")
+    build_graph(lang, hmm, out, cfg, force=True)
     info = json.loads((out / "graph.json").read_text())
     return {k: info.get(k) for k in ("num_states", "num_arcs", "num_pdfs", "lm_order", "determinized",
                                      "build_s", "max_rss_mb", "sizes", "times")} | {
+        "variant": variant, "context": cfg.context, "hmm": "tied" if tied else "monophone",
         "words": len(lg.lexicon), "fst_mb": (out / "HCLG.fst").stat().st_size / 2**20,
         "search_cpu_s": search_seconds(out)}
 
@@ -86,10 +124,13 @@ def main() -> int:
     ap.add_argument("--orders", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--keep", type=Path, help="build the lang and graph dirs here and keep them "
                     "(e.g. for bench_decode.py --graph DIR/g3_1)")
-    ap.add_argument("--one", nargs=3, metavar=("LANG", "OUT", "DET"), help=argparse.SUPPRESS)
+    ap.add_argument("--variants", nargs="+", default=["plain", "det", "cross", "det-tied",
+                                                       "cross-tied"],
+                    help="graphs built per LM order (see build_one)")
+    ap.add_argument("--one", nargs=3, metavar=("LANG", "OUT", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(build_one(Path(args.one[0]), Path(args.one[1]), args.one[2] == "1")))
+        print(json.dumps(build_one(Path(args.one[0]), Path(args.one[1]), args.one[2])))
         return 0
     if not (args.corpus / "transcripts.txt").exists():
         print(f"{args.corpus}: no transcripts.txt; nothing measured")
@@ -101,13 +142,13 @@ def main() -> int:
         for order in args.orders:
             lang = Path(tmp) / f"lang{order}"
             make_lang(args.corpus, lang, order)
-            for det in (False, True):
+            for variant in args.variants:
                 res = subprocess.run([sys.executable, __file__, "--one", str(lang),
-                                      str(Path(tmp) / f"g{order}_{int(det)}"), str(int(det))],
+                                      str(Path(tmp) / f"g{order}_{variant}"), variant],
                                      capture_output=True, text=True, check=True)
                 rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
                 r = rows[-1]
-                print(f"order {order} determinized {det}: {r['num_states']} states, {r['num_arcs']} "
+                print(f"order {order} {variant} ({r['num_pdfs']} pdfs): {r['num_states']} states, {r['num_arcs']} "
                       f"arcs, {r['build_s']:.1f} s, peak RSS {r['max_rss_mb']:.0f} MB, search "
                       f"{r['search_cpu_s']:.2f} CPU s", flush=True)
     out = {"corpus": str(args.corpus), "rows": rows, "host": platform.node(),

@@ -104,8 +104,9 @@ def _h_decode(d: dict) -> tuple[str, str]:
 def _h_graph(d: dict) -> tuple[str, str]:
     parts = []
     for order in sorted({r["lm_order"] for r in d["rows"]}):
-        by = {r["determinized"]: r for r in d["rows"] if r["lm_order"] == order}
-        a, b = by[False], by[True]
+        by = {r.get("variant", "det" if r["determinized"] else "plain"): r
+              for r in d["rows"] if r["lm_order"] == order}
+        a, b = by["plain"], by["det"]
         parts.append(f"order {order}, {b['words']} words: det/plain states "
                      f"{b['num_states'] / a['num_states']:.2f}, arcs {b['num_arcs'] / a['num_arcs']:.2f}, "
                      f"search CPU {b['search_cpu_s'] / a['search_cpu_s']:.2f}")
@@ -173,9 +174,10 @@ def _d_train(d: dict) -> list[str]:
 
 
 def _d_graph(d: dict) -> list[str]:
-    return _table(["LM order", "determinized", "states", "arcs", "L∘G states/arcs", "det", "min",
+    return _table(["LM order", "graph", "pdfs", "states", "arcs", "L∘G states/arcs", "det", "min",
                    "build s", "peak RSS MB", "search CPU s"],
-                  [[r["lm_order"], r["determinized"], r["num_states"], r["num_arcs"]]
+                  [[r["lm_order"], r.get("variant", r["determinized"]), r["num_pdfs"], r["num_states"],
+                    r["num_arcs"]]
                    + (["/".join(map(str, r["sizes"][k])) for k in ("LG", "LG_det", "LG_min")]
                       if r.get("sizes") else ["–", "–", "–"])
                    + [round(r["build_s"], 1), round(r["max_rss_mb"]), round(r["search_cpu_s"], 2)]

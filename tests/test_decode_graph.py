@@ -204,3 +204,58 @@ def test_word_frames_matches_chains_with_optional_silence():
     assert word_frames(pdfs[:4], [5], lex, partial=True) == [(2, 4)]
     assert word_frames([0, 1], [], lex) == []
     assert word_frames([4, 4], [5], lex) is None
+
+
+def test_cross_word_graph_equals_word_internal_for_a_monophone_hmm(tmp_path):
+    """With context-free (monophone) pdfs, cross-word context changes nothing: same best cost,
+    words and word times as the word-internal graph on random scores."""
+    from acoustic_kd.decode.graph import GraphConfig
+    from acoustic_kd.hmm import HmmModel
+
+    rng = np.random.default_rng(3)
+    lang = _trigram_lang(tmp_path, rng)
+    phones = ["<eps>"] + PHONES
+    topo = {p: {"num_states": 3, "self_loop_prob": list(rng.uniform(0.3, 0.9, 3)),
+                "context_independent": p == "SIL"} for p in PHONES}
+    hmm = HmmModel.monophone(phones, topo)
+    wi = Graph.load(build_graph(lang, hmm, tmp_path / "wi").parent)
+    cw = Graph.load(build_graph(lang, hmm, tmp_path / "cw", GraphConfig(context="cross-word")).parent)
+    assert "CLG" in cw.info["sizes"] and "pdf_key" in cw.align
+    for _ in range(4):
+        ll = rng.normal(0, 3, size=(int(rng.integers(8, 40)), hmm.num_pdfs)).astype(np.float32)
+        a = decode_utterance(cw.fst, ll, beam=1e4, max_active=10**6, align=cw.align)
+        b = decode_utterance(wi.fst, ll, beam=1e4, max_active=10**6, align=wi.align)
+        assert a.cost == pytest.approx(b.cost, abs=0.01)
+        assert [cw.words[w] for w in a.word_ids] == [wi.words[w] for w in b.word_ids]
+        assert a.word_frames == b.word_frames
+
+
+def test_cross_word_graph_uses_the_neighbouring_words_phones(tmp_path):
+    """OW's first state is tied by its left phone (N vs anything else). After a word ending in N,
+    only the cross-word graph lets the word OWE use the after-N pdf; its word times are exact."""
+    from acoustic_kd.decode.graph import GraphConfig
+    from acoustic_kd.hmm import HmmModel
+
+    lex = {"EHN": [["EH", "N"]], "OWE": [["OW"]], "NO": [["N", "OW"]]}
+    lang = write_lang(tmp_path / "lang", lex, unigram_arpa(sorted(lex)), sil_prob=0.3)
+    topo = {p: {"num_states": 3, "self_loop_prob": [0.6] * 3, "context_independent": p == "SIL"}
+            for p in PHONES}
+    d = HmmModel.monophone(["<eps>"] + PHONES, topo).to_dict()
+    after_n = len(d["log_self"])
+    d["trees"]["OW/0"] = [{"pos": -1, "set": ["N"], "yes": 1, "no": 2}, {"pdf": after_n},
+                          d["trees"]["OW/0"][0]]
+    d["log_self"].append(d["log_self"][0])
+    d["log_fwd"].append(d["log_fwd"][0])
+    hmm = HmmModel.from_dict(d)
+    chain = lambda ph, left="#": [k for k, _, _ in hmm.phone_hmm(ph, left, "#")]  # noqa: E731
+    ali = [k for k in chain("SIL") for _ in range(2)] + \
+        [k for k in chain("EH") + chain("N", "EH") + chain("OW", "N") + chain("SIL") for _ in range(2)]
+    ll = perfect_loglikes(ali, hmm.num_pdfs, low=-8.0)
+    cw = Graph.load(build_graph(lang, hmm, tmp_path / "cw", GraphConfig(context="cross-word")).parent)
+    wi = Graph.load(build_graph(lang, hmm, tmp_path / "wi").parent)
+    a = decode_utterance(cw.fst, ll, align=cw.align)
+    assert [cw.words[w] for w in a.word_ids] == ["EHN", "OWE"]
+    assert a.acoustic_cost == pytest.approx(0.0, abs=1e-4)
+    assert a.word_frames == [(6, 18), (18, 24)]
+    b = decode_utterance(wi.fst, ll, align=wi.align)
+    assert b.acoustic_cost > 1.0                 # word-internal: OWE's OW never follows N

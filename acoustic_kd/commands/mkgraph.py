@@ -2,7 +2,8 @@
 
 ilabel = pdf + 1, olabel = word id; optional silence between words (lang.json sil_prob). As Kaldi's
 mkgraph.sh: disambiguation symbols, determinized and minimized, self-loops added after
-(--determinize false: the plain composition). Writes OUT/HCLG.fst, OUT/words.txt,
+(--determinize false: the plain composition; --context cross-word: with a triphone context
+transducer across word boundaries). Writes OUT/HCLG.fst, OUT/words.txt,
 OUT/align_lexicon.json (for word times) and OUT/graph.json (sizes after each step, build time,
 peak memory); a re-run reuses the graph when the lang dir, the HMM and the options are unchanged
 (use --force to rebuild).

@@ -27,6 +27,13 @@ Determinized graph (the default, `determinize`), built as Kaldi's mkgraph.sh bui
 3. Disambiguation symbols become ε; every state gets a single preceding unit (a state entered by
    several units is split, as Kaldi's MakePrecedingInputSymbolsSame) and that unit's self-loop is
    added (Kaldi's add-self-loops); units are relabelled to pdf + 1.
+Cross-word context (`context="cross-word"`) is Kaldi's full H∘C∘L∘G instead: L over phones
+(disambiguation symbols, optional silence) ∘ G determinized and minimized, the triphone context
+transducer composed on its left (`kaldifst.compose_context`), H (one HMM-state chain per context
+window, from the HMM's trees with the real neighbours; C's #-1 and the disambiguation symbols pass
+through) on the left of that, the result determinized and minimized, then step 3. The HMM's trees
+are trained with word-internal contexts (a word edge sees '#'), which is why word-internal stays the
+default; with context-free pdfs both graphs decode identically.
 Optionally (`remove_eps`) ε arcs are removed afterwards. graph.json records the sizes after each
 step, build times and peak memory. On Mboshi (4.8k graphemic words, monophone letters), the
 bigram graph shrinks from 122k states / 255k arcs to 78k / 177k and the trigram from 341k / 693k
@@ -58,7 +65,7 @@ from typing import Protocol
 import kaldifst as kf
 
 from ..config import to_dict
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..utils import atomic_path, atomic_write_json, get_logger, is_done, mark_done, read_table
 
 log = get_logger(__name__)
@@ -89,7 +96,12 @@ class GraphConfig:
         "help": "determinize and minimize the graph (Kaldi's mkgraph: disambiguation symbols, "
                 "self-loops added after); false = the plain composition"})
     remove_eps: bool = field(default=False, metadata={
-        "help": "remove ε arcs from the finished graph (more arcs, fewer ε moves)"})
+        "help": "remove ε arcs from the finished graph (on Mboshi it multiplies the arcs by "
+                "1.7-2.3, so it is off)"})
+    context: str = field(default="word-internal", metadata={
+        "help": "phonetic context across words: 'word-internal' (the HMM's training convention: "
+                "a word edge sees the boundary '#') or 'cross-word' (a C transducer, "
+                "kaldifst.compose_context: word edges see the neighbouring words' phones)"})
 
 
 # ------------------------------------------------------------------ small FST helpers
@@ -343,6 +355,9 @@ class GraphInputs:
     lexicon_words: set[str]
     num_pdfs: int
     fingerprint: str
+    phone_prons: list[tuple[int, list[str], float]] = field(default_factory=list)
+    hmm: object = None
+    pdf_key: list[int] | None = None       # pdf -> (phone, state) key, for word times
 
 
 def graph_inputs(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig) -> GraphInputs:
@@ -357,13 +372,25 @@ def graph_inputs(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig) -> GraphI
     prons = pron_chains(lang.lexicon, word_ids, hmm, lang_dir / "lexicon.txt")
     sil_chain = list(hmm.silence_hmm())
     sil_prob = lang.sil_prob if cfg.sil_prob is None else cfg.sil_prob
+    if cfg.context not in ("word-internal", "cross-word"):
+        raise ConfigError(f"context must be 'word-internal' or 'cross-word', got {cfg.context!r}")
+    if cfg.context == "cross-word" and not (cfg.determinize and hasattr(hmm, "phone_hmm")):
+        raise ConfigError("cross-word context needs --determinize true and an HMM model")
+    whole_hmm = hmm.to_dict() if cfg.context == "cross-word" and hasattr(hmm, "to_dict") else None
     fingerprint = hashlib.sha256(json.dumps({
         "files": [hashlib.sha256((lang_dir / f).read_bytes()).hexdigest()
                   for f in ("words.txt", "lexicon.txt", "G.arpa", "lang.json")],
         "prons": prons, "sil": sil_chain, "num_pdfs": int(hmm.num_pdfs), "cfg": to_dict(cfg),
+        "hmm": whole_hmm,
     }, sort_keys=True, default=str).encode()).hexdigest()
+    phone_prons = [(word_ids[w], list(pron), math.log(len(lang.lexicon[w])))
+                   for w in sorted(lang.lexicon) for pron in lang.lexicon[w]]
+    pdf_key = None
+    if hasattr(hmm, "pdf_to_phone") and hasattr(hmm, "pdf_to_state"):
+        width = max(int(n) for n in hmm.num_states.values()) if hasattr(hmm, "num_states") else 64
+        pdf_key = [int(ph) * width + int(st) for ph, st in zip(hmm.pdf_to_phone, hmm.pdf_to_state)]
     return GraphInputs(word_ids, prons, sil_chain, sil_prob, set(lang.lexicon), int(hmm.num_pdfs),
-                       fingerprint)
+                       fingerprint, phone_prons, hmm, pdf_key)
 
 
 def _size(fst: kf.StdFst) -> list[int]:
@@ -386,31 +413,120 @@ def _determinized_hclg(inp: "GraphInputs", g: kf.StdVectorFst, w0: int, cfg: Gra
     first_disambig = len(units) + 1
     l_fst = make_hl(inp.prons, inp.sil_chain, inp.sil_prob, cfg.transition_scale, units,
                     first_disambig, w0)
-    kf.arcsort(l_fst, sort_type="olabel")
-    kf.arcsort(g, sort_type="ilabel")
-    lg = kf.compose(l_fst, g)
-    kf.connect(lg)
+    lg = _compose(l_fst, g)
     stats = {"L": _size(l_fst), "G": _size(g), "LG": _size(lg)}
     times = {"compose_s": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    if kf.determinize_star(lg):                  # True = stopped early (it has no state limit here)
-        raise DataError(None, "the graph's determinization stopped early",
-                        "rebuild with --determinize false")
-    stats["LG_det"] = _size(lg)
-    times["determinize_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    kf.minimize_encoded(lg)
-    stats["LG_min"] = _size(lg)
-    times["minimize_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    self_cost = {i + 1: _cost(lself, cfg.transition_scale) for i, (_, lself) in enumerate(unit_list)}
-    unit_pdf = {i + 1: pdf for i, (pdf, _) in enumerate(unit_list)}
-    hclg = add_unit_self_loops(lg, first_disambig, self_cost, unit_pdf)
-    times["self_loops_s"] = time.perf_counter() - t0
+    _det_min(lg, stats, times, "LG")
+    hclg = _with_self_loops(lg, unit_list, cfg.transition_scale, times)
     stats["disambig_symbols"] = max(lexicon_disambig(
         [tuple(units[(p, s)] for ph in c for p, s, _ in ph) for _, c, _ in inp.prons]) or [0])
     stats["units"] = len(units)
     return hclg, {"sizes": stats, "times": times}
+
+
+def _compose(a: kf.StdVectorFst, b: kf.StdVectorFst) -> kf.StdVectorFst:
+    """a ∘ b (arcs sorted for it), trimmed."""
+    kf.arcsort(a, sort_type="olabel")
+    kf.arcsort(b, sort_type="ilabel")
+    out = kf.compose(a, b)
+    kf.connect(out)
+    return out
+
+
+def _with_self_loops(fst: kf.StdVectorFst, unit_list: list[tuple[int, float]], scale: float,
+                     times: dict) -> kf.StdVectorFst:
+    """`add_unit_self_loops` with the units' self-loop costs and pdfs; disambiguation symbols are
+    the labels after the units."""
+    t0 = time.perf_counter()
+    self_cost = {i + 1: _cost(lself, scale) for i, (_, lself) in enumerate(unit_list)}
+    unit_pdf = {i + 1: pdf for i, (pdf, _) in enumerate(unit_list)}
+    out = add_unit_self_loops(fst, len(unit_list) + 1, self_cost, unit_pdf)
+    times["self_loops_s"] = time.perf_counter() - t0
+    return out
+
+
+def _det_min(fst: kf.StdVectorFst, stats: dict, times: dict, tag: str) -> None:
+    """determinize_star (tropical) then minimize_encoded, in place, recording sizes and times."""
+    t0 = time.perf_counter()
+    if kf.determinize_star(fst):                 # True = stopped early (it has no state limit here)
+        raise DataError(None, "the graph's determinization stopped early",
+                        "rebuild with --determinize false")
+    stats[f"{tag}_det"] = _size(fst)
+    times[f"{tag}_determinize_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kf.minimize_encoded(fst)
+    stats[f"{tag}_min"] = _size(fst)
+    times[f"{tag}_minimize_s"] = time.perf_counter() - t0
+
+
+def _crossword_hclg(inp: "GraphInputs", g: kf.StdVectorFst, w0: int, cfg: GraphConfig
+                    ) -> tuple[kf.StdVectorFst, dict]:
+    """Kaldi's full recipe with cross-word triphone context: L over phones (disambiguation
+    symbols, optional silence) ∘ G, determinized and minimized; C composed on the left
+    (`kaldifst.compose_context`, width 3, centre 1); H (one HMM-state chain per context window,
+    the HMM's tree queried with the real neighbours; a context-independent phone, and the edge of
+    the utterance, count as the boundary '#') composed on the left of that; H∘C∘L∘G determinized
+    and minimized; symbols removed and self-loops added as for the word-internal graph."""
+    from ..hmm import BOUNDARY
+
+    hmm = inp.hmm
+    t0 = time.perf_counter()
+    times: dict = {}
+    pid = hmm.phone_id
+    d0 = len(hmm.phones)                         # phone-level #0; #k = d0 + k
+    one = lambda ph: [[(pid[ph], 0.0, 0.0)]]     # noqa: E731  a phone as a one-"state" chain
+    l_prons = [(w, [one(ph)[0] for ph in phones], cost) for w, phones, cost in inp.phone_prons]
+    identity = {(i, 0.0): i for i in range(1, d0)}
+    sil = pid[hmm.silence_phone]
+    l_fst = make_hl(l_prons, one(hmm.silence_phone)[0], inp.sil_prob, 1.0, identity, d0, w0)
+    max_k = max(lexicon_disambig([tuple(pid[ph] for ph in phones)
+                                  for _, phones, _ in inp.phone_prons]) or [0])
+    lg = _compose(l_fst, g)
+    stats: dict = {"L": _size(l_fst), "G": _size(g), "LG": _size(lg)}
+    times["compose_s"] = time.perf_counter() - t0
+    _det_min(lg, stats, times, "LG")
+    t0 = time.perf_counter()
+    phone_disambig = list(range(d0, d0 + max_k + 1))
+    clg, windows = kf.compose_context(phone_disambig, 3, 1, lg)
+    stats["CLG"] = _size(clg)
+    ci = set(hmm.context_independent)
+    name = {i: p for p, i in pid.items()}
+
+    def ctx(i: int) -> str:
+        return BOUNDARY if i <= 0 or i >= d0 or name[i] in ci else name[i]
+
+    chains: dict[int, HmmChain] = {}
+    for i, win in enumerate(windows):
+        if len(win) == 3 and 0 < win[1] < d0:
+            c = name[win[1]]
+            chains[i] = hmm.phone_hmm(c) if c in ci else hmm.phone_hmm(c, ctx(win[0]), ctx(win[2]))
+    units: dict[tuple[int, float], int] = {}
+    for chain in chains.values():
+        for pdf, lself, _ in chain:
+            units.setdefault((pdf, lself), len(units) + 1)
+    unit_list = list(units)
+    first_disambig = len(units) + 1
+    h = kf.StdVectorFst()
+    h.add_state()
+    h.start = 0
+    h.set_final(0, 0.0)
+    for i, win in enumerate(windows):
+        if i in chains:
+            last, leave = _add_chain(h, 0, chains[i], i, 0.0, cfg.transition_scale, units)
+            h.add_arc(last, kf.StdArc(0, 0, leave, 0))
+        elif len(win) == 1 and -win[0] >= d0:      # a disambiguation symbol: passed through
+            h.add_arc(0, kf.StdArc(first_disambig + (-win[0] - d0), i, 0.0, 0))
+        elif win == [0]:                           # C's "#-1" (an ε input of C): as Kaldi's H
+            h.add_arc(0, kf.StdArc(first_disambig + max_k + 1, i, 0.0, 0))
+    hclg = _compose(h, clg)
+    stats["H"] = _size(h)
+    stats["HCLG_a"] = _size(hclg)
+    times["context_s"] = time.perf_counter() - t0
+    _det_min(hclg, stats, times, "HCLG_a")
+    out = _with_self_loops(hclg, unit_list, cfg.transition_scale, times)
+    stats.update({"disambig_symbols": max_k, "units": len(units), "context_windows": len(chains),
+                  "silence_phone": sil})
+    return out, {"sizes": stats, "times": times}
 
 
 def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = None,
@@ -427,7 +543,8 @@ def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = 
     if cfg.determinize:
         w0 = inp.word_ids.get("#0", max(inp.word_ids.values(), default=0) + 1)
         g = arpa_to_fst(probs, backoffs, inp.word_ids, lang_dir / "G.arpa", backoff_label=w0)
-        hclg, extra = _determinized_hclg(inp, g, w0, cfg)
+        build = _crossword_hclg if cfg.context == "cross-word" else _determinized_hclg
+        hclg, extra = build(inp, g, w0, cfg)
     else:
         hl = make_hl(inp.prons, inp.sil_chain, inp.sil_prob, cfg.transition_scale)
         g = arpa_to_fst(probs, backoffs, inp.word_ids, lang_dir / "G.arpa")
@@ -459,22 +576,31 @@ def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = 
 
 def align_lexicon(inp: GraphInputs) -> dict:
     """What word times are recovered from on a determinized graph (whose word labels are not at
-    the word starts): the pdf chain of every pronunciation and of the optional silence."""
+    the word starts): the HMM-state chain of every pronunciation and of the optional silence.
+    With the HMM's pdf -> (phone, state) map the chains are of (phone, state) keys (`pdf_key`, so
+    that cross-word context, which changes the pdfs at word edges, matches too); else of pdfs."""
+    key = inp.pdf_key or list(range(inp.num_pdfs))
     words: dict[str, list[list[int]]] = {}
     for word_id, phones, _ in inp.prons:
-        chain = [pdf for phone in phones for pdf, _, _ in phone]
+        chain = [key[pdf] for phone in phones for pdf, _, _ in phone]
         if chain:
             words.setdefault(str(word_id), []).append(chain)
-    return {"silence": [pdf for pdf, _, _ in inp.sil_chain], "words": words}
+    out = {"silence": [key[pdf] for pdf, _, _ in inp.sil_chain], "words": words}
+    if inp.pdf_key is not None:
+        out["pdf_key"] = inp.pdf_key
+    return out
 
 
 def word_frames(pdfs: list[int], word_ids: list[int], lexicon: dict, partial: bool = False
                 ) -> list[tuple[int, int]] | None:
     """[start, end) frames of each word of a best path from its per-frame pdfs, by matching the
-    words' pdf chains (`align_lexicon`; optional silence before, between and after the words)
+    words' HMM-state chains (`align_lexicon`; optional silence before, between and after the words)
     against the frames, each chain state held one frame or more. None when the frames do not fit
     the words (`partial`: the path may stop inside its last word, as a best path that reached no
     final state does)."""
+    if "pdf_key" in lexicon:
+        key = lexicon["pdf_key"]
+        pdfs = [key[p] for p in pdfs]
     sil = tuple(lexicon["silence"])
     chains = [[tuple(c) for c in lexicon["words"].get(str(w), [])] for w in word_ids]
     n = len(word_ids)
