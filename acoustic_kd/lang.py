@@ -12,7 +12,7 @@
   phone is context-independent (SIL, SPN). Topologies are left-to-right with self-loops: 3 states for
   speech phones, 5 for silence / spoken noise.
 - `G.arpa`      order 1 (default): a word loop with add-one smoothed unigram probabilities from the
-  training text. Order 2/3: Witten-Bell discounting with Katz-style backoff to the add-one unigram.
+  training text. Order 2-5: Witten-Bell discounting with Katz-style backoff to the add-one unigram.
 - `oov.txt`     `word count` for every transcript word missing from the lexicon (most frequent first);
   `oov_utts.txt` lists the affected utterances. Policy `unk` maps OOV words to `<unk>` (pronounced
   `SPN`, a garbage model with the silence topology); policy `skip` excludes those utterances from
@@ -62,7 +62,7 @@ class LangConfig:
     phone_states: int = field(default=3, metadata={"help": "HMM states per speech phone"})
     sil_states: int = field(default=5, metadata={"help": "HMM states of silence / spoken noise"})
     self_loop_prob: float = field(default=0.75, metadata={"help": "initial self-loop probability"})
-    lm_order: int = field(default=1, metadata={"help": "G.arpa order: 1 word loop, 2 or 3 n-gram"})
+    lm_order: int = field(default=1, metadata={"help": "G.arpa order: 1 word loop, 2 to 5 n-gram"})
 
 
 @dataclass
@@ -203,8 +203,8 @@ def estimate_ngram(sentences: list[list[str]], vocab: list[str], order: int = 1)
 
     Returns (probs, backoffs): probs[n] = {ngram tuple: log10 p}, backoffs = {history tuple: log10 a}.
     """
-    if order not in (1, 2, 3):
-        raise ConfigError(f"lm_order must be 1, 2 or 3, got {order}")
+    if not 1 <= order <= 5:
+        raise ConfigError(f"lm_order must be 1 to 5, got {order}")
     counts = _ngram_counts(sentences, order)
     events = list(dict.fromkeys(vocab + ["</s>"]))
     uni = counts[0]

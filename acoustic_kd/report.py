@@ -1,8 +1,9 @@
 """The comparison report: one table (hard control, members, ensemble, distilled, int8 export) + plots.
 
 Reads what earlier stages left in an experiment dir:
-- `exp/decode/<system>_<set>/wer` (Kaldi format `%WER 1.23 [ 12 / 975, ...]`), `frame_acc` (a float,
-  percent) and `decode.json` (`rtf`, ...);
+- `exp/decode/<system>_<set>/wer` and `cer` (Kaldi format `%WER 1.23 [ 12 / 975, ...]`, read by
+  `acoustic_kd.decode.score.read_wer_file`), `frame_acc` (a float, percent) and `decode.json`
+  (`rtf`, ...);
 - `exp/<system dir>/final.pt` for parameters and MACs per frame;
 - `train_log.jsonl` of each trained model for the training-curve plot.
 Writes `exp/RESULTS.md` and `exp/plots/*.png`.
@@ -12,15 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .decode.score import read_wer_file
 from .utils import atomic_write_text, get_logger
 
 log = get_logger(__name__)
-
-_WER_RE = re.compile(r"%WER\s+([0-9.]+|nan|inf)\s+\[\s*(\d+)\s*/\s*(\d+)")
 
 
 @dataclass
@@ -34,18 +33,18 @@ class SystemRow:
     params: int | None = None
     macs_per_frame: int | None = None
     rtf: float | None = None
+    cer: dict[str, float | None] = field(default_factory=dict)        # set -> percent
 
 
 def parse_wer_file(path: Path) -> tuple[float, bool] | None:
-    """Read a Kaldi-format `wer` file -> (WER percent, partial?) or None when absent/unparsable."""
-    if not path.exists():
+    """Read a Kaldi-format `wer` (or `cer`) file -> (rate percent, partial?) or None when absent or
+    unparsable."""
+    res = read_wer_file(path)
+    if res is None:
+        if Path(path).exists():
+            log.warning("%s: no '%%WER'/'%%CER' line found; left blank", path)
         return None
-    text = path.read_text()
-    m = _WER_RE.search(text)
-    if not m:
-        log.warning("%s: no '%%WER' line found; WER left blank", path)
-        return None
-    return float(m.group(1)), "[PARTIAL]" in text
+    return res.rate, res.partial
 
 
 def read_float(path: Path) -> float | None:
@@ -65,6 +64,8 @@ def collect_decode(row: SystemRow, decode_root: Path, system: str, sets: list[st
         d = decode_root / f"{system}_{s}"
         w = parse_wer_file(d / "wer")
         row.wer[s], row.partial[s] = (w if w else (None, False))
+        c = parse_wer_file(d / "cer")
+        row.cer[s] = c[0] if c else None
         row.frame_acc[s] = read_float(d / "frame_acc")
         summ = d / "decode.json"
         if summ.exists():
@@ -93,13 +94,14 @@ def _fmt_count(n: int | None) -> str:
 
 
 def format_table(rows: list[SystemRow], sets: list[str]) -> str:
-    """A Markdown table: frame accuracy and WER per set, params, MACs/frame, real-time factor."""
+    """A Markdown table: frame accuracy, WER and CER per set, params, MACs/frame, real-time factor."""
     head = ["system"] + [f"frame acc {s} %" for s in sets] + [f"WER {s} %" for s in sets] + \
-        ["params", "MACs/frame", "RTF"]
+        [f"CER {s} %" for s in sets] + ["params", "MACs/frame", "RTF"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         wers = [_fmt(r.wer.get(s), ".2f") + (" [PARTIAL]" if r.partial.get(s) else "") for s in sets]
-        cells = [r.name] + [_fmt(r.frame_acc.get(s), ".2f") for s in sets] + wers + \
+        cers = [_fmt(r.cer.get(s), ".2f") for s in sets]
+        cells = [r.name] + [_fmt(r.frame_acc.get(s), ".2f") for s in sets] + wers + cers + \
             [_fmt_count(r.params), _fmt_count(r.macs_per_frame), _fmt(r.rtf, ".4f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

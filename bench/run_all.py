@@ -28,6 +28,7 @@ BENCHES = {
     "soft_targets": ("bench_soft_targets.py", []),
     "train": ("bench_train.py", []),
     "decode": ("bench_decode.py", []),
+    "graph": ("bench_graph.py", []),
     "deploy": ("bench_deploy.py", []),
     "memory": ("bench_memory.py", []),
     "scaling": ("bench_scaling.py", []),
@@ -100,6 +101,18 @@ def _h_decode(d: dict) -> tuple[str, str]:
             f"{d['rtf_cpu']:.4f} CPU", _goal(d["rtf"], d.get("goal_rtf", 0.05), at_least=False))
 
 
+def _h_graph(d: dict) -> tuple[str, str]:
+    parts = []
+    for order in sorted({r["lm_order"] for r in d["rows"]}):
+        by = {r.get("variant", "det" if r["determinized"] else "plain"): r
+              for r in d["rows"] if r["lm_order"] == order}
+        a, b = by["plain"], by["det"]
+        parts.append(f"order {order}, {b['words']} words: det/plain states "
+                     f"{b['num_states'] / a['num_states']:.2f}, arcs {b['num_arcs'] / a['num_arcs']:.2f}, "
+                     f"search CPU {b['search_cpu_s'] / a['search_cpu_s']:.2f}")
+    return "; ".join(parts), ""
+
+
 def _h_deploy(d: dict) -> tuple[str, str]:
     s = d["speedup"]
     worst = min(s["int8_student_vs_ensemble_onnx_fp32"], s["int8_student_vs_ensemble_torch_fp32"])
@@ -160,6 +173,17 @@ def _d_train(d: dict) -> list[str]:
                    "of fp32 peak (wall)"], rows) + ["; ".join(peaks) + ".", ""]
 
 
+def _d_graph(d: dict) -> list[str]:
+    return _table(["LM order", "graph", "pdfs", "states", "arcs", "L∘G states/arcs", "det", "min",
+                   "build s", "peak RSS MB", "search CPU s"],
+                  [[r["lm_order"], r.get("variant", r["determinized"]), r["num_pdfs"], r["num_states"],
+                    r["num_arcs"]]
+                   + (["/".join(map(str, r["sizes"][k])) for k in ("LG", "LG_det", "LG_min")]
+                      if r.get("sizes") else ["–", "–", "–"])
+                   + [round(r["build_s"], 1), round(r["max_rss_mb"]), round(r["search_cpu_s"], 2)]
+                   for r in d["rows"]])
+
+
 def _d_deploy(d: dict) -> list[str]:
     base = d["frames_per_s"]["ensemble_torch_fp32"]
     return _table(["system", "frames/s", "vs torch fp32 ensemble"],
@@ -181,11 +205,12 @@ def _d_scaling(d: dict) -> list[str]:
 
 
 DETAILS = {"soft_targets": _d_soft_targets, "train": _d_train, "deploy": _d_deploy,
-           "memory": _d_memory, "scaling": _d_scaling}
+           "graph": _d_graph, "memory": _d_memory, "scaling": _d_scaling}
 
 
 HEADLINES = {"features": _h_features, "soft_targets": _h_soft_targets, "train": _h_train,
-             "decode": _h_decode, "deploy": _h_deploy, "memory": _h_memory, "scaling": _h_scaling}
+             "decode": _h_decode, "graph": _h_graph, "deploy": _h_deploy, "memory": _h_memory,
+             "scaling": _h_scaling}
 
 
 def _headline(name: str, data: dict) -> tuple[str, str]:

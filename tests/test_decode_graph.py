@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import kaldifst as kf
+import numpy as np
 import pytest
 
 from acoustic_kd.decode.decoder import Graph, decode_utterance
@@ -135,3 +136,126 @@ def test_mkgraph_cli_with_real_lang_and_hmm(tmp_path, capsys):
         ali += [st[0] for ph in hmm.word_hmm(lang.lexicon[w][0]) for st in ph for _ in range(2)]
     res = decode_utterance(g.fst, perfect_loglikes(ali, hmm.num_pdfs), silence_pdfs=g.info["silence_pdfs"])
     assert [g.words[i] for i in res.word_ids] == ["NO", "YES", "YES"]
+
+
+# ------------------------------------------------------------------ determinized graph
+def test_lexicon_disambig_marks_prefixes_and_homophones():
+    from acoustic_kd.decode.graph import lexicon_disambig
+
+    seqs = [(1, 2), (1, 2), (1, 2, 3), (4,), (1,), (5, 6)]
+    # (1, 2) twice: #1 and #2 (and a prefix of (1, 2, 3)); (1,) is a prefix; the rest need none
+    assert lexicon_disambig(seqs) == [1, 2, 0, 0, 1, 0]
+
+
+def _trigram_lang(tmp_path, rng):
+    from acoustic_kd.lang import write_arpa
+
+    lex = {"NO": [["N", "OW"]], "KNOW": [["N", "OW"]], "NOT": [["N", "OW", "T"]],
+           "TWO": [["T", "UW"], ["T", "OW"]], "YES": [["Y", "EH", "S"]], "OWE": [["OW"]]}
+    words = sorted(lex)
+    sents = [list(rng.choice(words, size=int(rng.integers(1, 5)))) for _ in range(40)]
+    write_arpa(tmp_path / "lm.arpa", sents, words, order=3)
+    return write_lang(tmp_path / "lang", lex, (tmp_path / "lm.arpa").read_text(), sil_prob=0.4)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_determinized_graph_decodes_like_the_plain_composition(tmp_path, seed):
+    """Same best cost and words as HL∘G on random scores (homophones, prefix words, trigram,
+    random self-loop probabilities), and fewer states."""
+    from acoustic_kd.decode.graph import GraphConfig
+
+    rng = np.random.default_rng(seed)
+    hmm = FakeHmm(PHONES, rng=rng)
+    lang = _trigram_lang(tmp_path, rng)
+    det = Graph.load(build_graph(lang, hmm, tmp_path / "det").parent)
+    plain = Graph.load(build_graph(lang, hmm, tmp_path / "plain", GraphConfig(determinize=False)).parent)
+    assert det.info["determinized"] and not plain.info["determinized"]
+    assert det.fst.num_states < plain.fst.num_states
+    assert det.info["sizes"]["LG_min"][0] <= det.info["sizes"]["LG_det"][0]
+    for _ in range(3):
+        ll = rng.normal(0, 3, size=(int(rng.integers(8, 40)), hmm.num_pdfs)).astype(np.float32)
+        a = decode_utterance(det.fst, ll, beam=1e4, max_active=10**6)
+        b = decode_utterance(plain.fst, ll, beam=1e4, max_active=10**6)
+        assert a.reached_final == b.reached_final
+        # minimization quantizes weights to 1/1024 (Kaldi's delta): a few such steps per path
+        assert a.cost == pytest.approx(b.cost, abs=0.01)
+        assert [det.words[w] for w in a.word_ids] == [plain.words[w] for w in b.word_ids]
+
+
+def test_determinized_graph_word_times_are_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    hmm = FakeHmm(PHONES)
+    g = Graph.load(build_graph(_trigram_lang(tmp_path, rng), hmm, tmp_path / "det").parent)
+    phones = ["SIL", "N", "OW", "T", "T", "UW", "SIL", "Y", "EH", "S", "SIL"]
+    ali = alignment(hmm, phones, frames_per_state=2)
+    res = decode_utterance(g.fst, perfect_loglikes(ali, hmm.num_pdfs), align=g.align)
+    assert [g.words[w] for w in res.word_ids] == ["NOT", "TWO", "YES"]
+    assert res.word_frames == [(6, 24), (24, 36), (42, 60)]
+
+
+def test_word_frames_matches_chains_with_optional_silence():
+    from acoustic_kd.decode.graph import word_frames
+
+    lex = {"silence": [0, 1], "words": {"5": [[2, 3]], "6": [[4], [2]]}}
+    # SIL SIL | w5: 2 2 3 | w6 (pron [2]): 2 | SIL 0 1 1
+    pdfs = [0, 1, 2, 2, 3, 2, 0, 1, 1]
+    assert word_frames(pdfs, [5, 6], lex) == [(2, 5), (5, 6)]
+    assert word_frames(pdfs[:4], [5], lex) is None                 # stops inside the word
+    assert word_frames(pdfs[:4], [5], lex, partial=True) == [(2, 4)]
+    assert word_frames([0, 1], [], lex) == []
+    assert word_frames([4, 4], [5], lex) is None
+
+
+def test_cross_word_graph_equals_word_internal_for_a_monophone_hmm(tmp_path):
+    """With context-free (monophone) pdfs, cross-word context changes nothing: same best cost,
+    words and word times as the word-internal graph on random scores."""
+    from acoustic_kd.decode.graph import GraphConfig
+    from acoustic_kd.hmm import HmmModel
+
+    rng = np.random.default_rng(3)
+    lang = _trigram_lang(tmp_path, rng)
+    phones = ["<eps>"] + PHONES
+    topo = {p: {"num_states": 3, "self_loop_prob": list(rng.uniform(0.3, 0.9, 3)),
+                "context_independent": p == "SIL"} for p in PHONES}
+    hmm = HmmModel.monophone(phones, topo)
+    wi = Graph.load(build_graph(lang, hmm, tmp_path / "wi").parent)
+    cw = Graph.load(build_graph(lang, hmm, tmp_path / "cw", GraphConfig(context="cross-word")).parent)
+    assert "CLG" in cw.info["sizes"] and "pdf_key" in cw.align
+    for _ in range(4):
+        ll = rng.normal(0, 3, size=(int(rng.integers(8, 40)), hmm.num_pdfs)).astype(np.float32)
+        a = decode_utterance(cw.fst, ll, beam=1e4, max_active=10**6, align=cw.align)
+        b = decode_utterance(wi.fst, ll, beam=1e4, max_active=10**6, align=wi.align)
+        assert a.cost == pytest.approx(b.cost, abs=0.01)
+        assert [cw.words[w] for w in a.word_ids] == [wi.words[w] for w in b.word_ids]
+        assert a.word_frames == b.word_frames
+
+
+def test_cross_word_graph_uses_the_neighbouring_words_phones(tmp_path):
+    """OW's first state is tied by its left phone (N vs anything else). After a word ending in N,
+    only the cross-word graph lets the word OWE use the after-N pdf; its word times are exact."""
+    from acoustic_kd.decode.graph import GraphConfig
+    from acoustic_kd.hmm import HmmModel
+
+    lex = {"EHN": [["EH", "N"]], "OWE": [["OW"]], "NO": [["N", "OW"]]}
+    lang = write_lang(tmp_path / "lang", lex, unigram_arpa(sorted(lex)), sil_prob=0.3)
+    topo = {p: {"num_states": 3, "self_loop_prob": [0.6] * 3, "context_independent": p == "SIL"}
+            for p in PHONES}
+    d = HmmModel.monophone(["<eps>"] + PHONES, topo).to_dict()
+    after_n = len(d["log_self"])
+    d["trees"]["OW/0"] = [{"pos": -1, "set": ["N"], "yes": 1, "no": 2}, {"pdf": after_n},
+                          d["trees"]["OW/0"][0]]
+    d["log_self"].append(d["log_self"][0])
+    d["log_fwd"].append(d["log_fwd"][0])
+    hmm = HmmModel.from_dict(d)
+    chain = lambda ph, left="#": [k for k, _, _ in hmm.phone_hmm(ph, left, "#")]  # noqa: E731
+    ali = [k for k in chain("SIL") for _ in range(2)] + \
+        [k for k in chain("EH") + chain("N", "EH") + chain("OW", "N") + chain("SIL") for _ in range(2)]
+    ll = perfect_loglikes(ali, hmm.num_pdfs, low=-8.0)
+    cw = Graph.load(build_graph(lang, hmm, tmp_path / "cw", GraphConfig(context="cross-word")).parent)
+    wi = Graph.load(build_graph(lang, hmm, tmp_path / "wi").parent)
+    a = decode_utterance(cw.fst, ll, align=cw.align)
+    assert [cw.words[w] for w in a.word_ids] == ["EHN", "OWE"]
+    assert a.acoustic_cost == pytest.approx(0.0, abs=1e-4)
+    assert a.word_frames == [(6, 18), (18, 24)]
+    b = decode_utterance(wi.fst, ll, align=wi.align)
+    assert b.acoustic_cost > 1.0                 # word-internal: OWE's OW never follows N

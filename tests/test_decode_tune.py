@@ -30,11 +30,85 @@ def test_grid_search_evaluates_every_point():
 
     def evaluate(a, p):
         seen.append((a, p))
-        return abs(a - 0.1) * 100 + p
+        return abs(a - 0.1) * 100 + abs(p - 0.5)
 
-    res = grid_search(evaluate, TuneConfig(acwts=[0.2, 0.1, 0.05], word_penalties=[1.0, 0.0]))
-    assert (res.acwt, res.word_penalty, res.dev_wer) == (0.1, 0.0, 0.0)
-    assert len(seen) == 6 and len(res.grid) == 6
+    res = grid_search(evaluate, TuneConfig(acwts=[0.2, 0.1, 0.05], word_penalties=[1.0, 0.5, 0.0]))
+    assert (res.acwt, res.word_penalty, res.dev_wer) == (0.1, 0.5, 0.0)
+    assert len(seen) == 9 and len(res.grid) == 9 and res.interior and res.widened == []
+
+
+def _bowl(a0: float, p0: float):
+    """A synthetic dev surface with its optimum at acoustic scale a0 and penalty p0."""
+    seen = []
+
+    def evaluate(a, p):
+        seen.append((a, p))
+        return {"wer": 10 + 40 * abs(np.log(a / a0)) + 3 * abs(p - p0), "cer": 1.0}
+    return evaluate, seen
+
+
+def test_grid_widens_until_the_optimum_is_interior():
+    # optimum (acwt 0.5, penalty -2) lies outside the initial grid on both axes
+    evaluate, seen = _bowl(0.5, -2.0)
+    res = grid_search(evaluate, TuneConfig(acwts=[0.05, 0.1, 0.2], word_penalties=[0.0, 0.5, 1.0]))
+    assert res.interior
+    assert res.acwt == pytest.approx(0.4)                 # nearer 0.5 (in log scale) than 0.8 is
+    assert res.word_penalty == pytest.approx(-2.0)
+    assert res.axes["acwt"] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    assert res.axes["word_penalty"] == [-2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0]
+    assert {(w["axis"], w["side"]) for w in res.widened} == {("acwt", "high"), ("word_penalty", "low")}
+    # the whole surface is recorded, every point decoded once, extra fields kept
+    assert len(res.grid) == len(set(seen)) == len(seen) == 5 * 8
+    assert all(g["cer"] == 1.0 for g in res.grid)
+    best = min(res.grid, key=lambda g: g["wer"])
+    assert (best["acwt"], best["word_penalty"]) == (res.acwt, res.word_penalty)
+
+
+def test_grid_widens_down_towards_small_scales():
+    evaluate, _ = _bowl(0.02, 0.0)
+    res = grid_search(evaluate, TuneConfig(acwts=[0.05, 0.1, 0.2], word_penalties=[-0.5, 0.0, 0.5]))
+    assert res.interior and res.acwt == pytest.approx(0.025, rel=1e-3) and res.word_penalty == 0.0
+    assert res.axes["acwt"][:2] == [pytest.approx(0.0125), pytest.approx(0.025)]
+
+
+def test_edge_optimum_after_max_widen_is_reported(caplog):
+    evaluate, _ = _bowl(100.0, 0.0)
+    with caplog.at_level("WARNING"):
+        res = grid_search(evaluate, TuneConfig(acwts=[0.1, 0.2], word_penalties=[0.0], max_widen=2))
+    assert not res.interior and res.acwt == pytest.approx(0.8) and len(res.widened) == 2
+    assert "still on the grid edge" in caplog.text
+    res = grid_search(evaluate, TuneConfig(acwts=[0.1, 0.2], word_penalties=[0.0], max_widen=0))
+    assert not res.interior and res.widened == [] and res.acwt == 0.2
+
+
+def test_plateau_reaching_the_edge_stops_widening_and_picks_inside():
+    # every acoustic scale >= 0.1 is equally good: one widening shows the plateau, then stop
+    res = grid_search(lambda a, p: 0.0 if a >= 0.1 else 5.0,
+                      TuneConfig(acwts=[0.05, 0.1, 0.2], word_penalties=[0.0]))
+    assert res.interior and res.acwt == 0.1 and res.axes["acwt"] == [0.05, 0.1, 0.2, 0.4]
+    # a flat surface: every direction widens once, then the interior point with the smallest scale
+    res = grid_search(lambda a, p: 0.0, TuneConfig(acwts=[0.1, 0.2], word_penalties=[0.0, 1.0]))
+    assert res.interior and (res.acwt, res.word_penalty) == (0.1, 0.0)
+    assert res.axes == {"acwt": [0.05, 0.1, 0.2, 0.4], "word_penalty": [-1.0, 0.0, 1.0, 2.0]}
+    assert len(res.widened) == 4 and len(res.grid) == 16
+
+
+def test_tuning_on_cer():
+    res = grid_search(lambda a, p: {"wer": abs(a - 0.1), "cer": abs(a - 0.2)},
+                      TuneConfig(acwts=[0.05, 0.1, 0.2, 0.3], word_penalties=[0.0], metric="cer"))
+    assert res.acwt == 0.2 and res.metric == "cer" and res.dev_cer == 0.0
+    assert res.dev_wer == pytest.approx(0.1)
+
+
+def test_format_surface_stars_the_chosen_point():
+    from acoustic_kd.decode.tune import format_surface
+
+    evaluate, _ = _bowl(0.1, 0.0)
+    res = grid_search(evaluate, TuneConfig(acwts=[0.05, 0.1, 0.2], word_penalties=[-0.5, 0.0, 0.5]))
+    text = format_surface(res.to_dict())
+    assert text.count("*") == 1
+    row = [line for line in text.splitlines() if line.startswith("0.1 ")][0]
+    assert "10.00*" in row
 
 
 def make_set(tmp_path, name, hmm, utts, rng):
@@ -93,7 +167,9 @@ def test_decode_cli_tunes_on_dev_and_writes_outputs(setup, capsys):
     assert not stale.exists()
     assert (out / "hyp.txt").read_text() == "t1 NO YES\nt2 YES\nt3 NO\n"
     tune = json.loads((out / "tune.json").read_text())
-    assert tune["dev"] == str(dev) and tune["acwt"] == 0.5 and len(tune["grid"]) == 3
+    assert tune["dev"] == str(dev) and tune["acwt"] == 0.5 and tune["interior"]
+    assert [g["acwt"] for g in tune["grid"]] == [0.001, 0.5, 1.0, 2.0]   # 1.0 ties 0.5: widened once
+    assert tune["grid"][0]["del"] == 5                         # the surface keeps the error counts
     summary = json.loads((out / "decode.json").read_text())
     assert summary["config"]["acwt"] == 0.5 and summary["num_utts"] == 3
     times = json.loads((out / "hyp.json").read_text())["t2"]["times"]
@@ -144,9 +220,11 @@ def test_decode_cli_tunes_the_transition_scale_with_graph_variants(setup):
                  "--dev-logpost-scp", str(dev / "post.scp"), "--acwts", "0.5", "1.0",
                  "--word-penalties", "0.0", "--transition-scales", "0.1", "1.0"]) == 0
     tune = json.loads((out / "tune.json").read_text())
-    assert len(tune["grid"]) == 4 and {g["transition_scale"] for g in tune["grid"]} == {0.1, 1.0}
+    assert {g["transition_scale"] for g in tune["grid"]} == {0.1, 1.0}
     assert all(g["wer"] == 0.0 for g in tune["grid"])          # clean dev: every point ties ...
+    assert tune["axes"]["acwt"] == [0.25, 0.5, 1.0, 2.0] and len(tune["grid"]) == 8   # widened both ways
     assert tune["transition_scale"] == 1.0 and tune["acwt"] == 0.5   # ... the tie-break decides
+    assert tune["interior"] and "0.5 " in (out / "tune_surface.txt").read_text()
     assert json.loads((graph / "ts1" / "graph.json").read_text())["config"]["transition_scale"] == 1.0
     assert json.loads((out / "decode.json").read_text())["graph"] == str(graph / "ts1")
     assert (out / "hyp.txt").read_text() == "t1 NO YES\nt2 YES\nt3 NO\n"

@@ -220,3 +220,36 @@ def test_load_errors(tone, tmp_path):
     with pytest.raises(DataError, match="not an acoustic_kd export"):
         load_exported(tmp_path / "bad", "onnx")
     assert md_keys == list(md.KEYS)
+
+
+def test_export_of_a_determinized_graph_keeps_exact_word_times(tmp_path, fsdd_audio):
+    """mkgraph's determinized graph: the export carries its align lexicon, and the runtime's word
+    spans are the decode stage's (pdf chains matched to the frames, not label positions)."""
+    from test_decode_fakes import unigram_arpa, write_lang
+
+    from acoustic_kd.decode.decoder import Graph
+    from acoustic_kd.decode.graph import build_graph
+
+    hmm = make_hmm(tmp_path / "final.hmm.json", 3)
+    lang = write_lang(tmp_path / "lang", {w: [p] for w, p in
+                                          {"LOW": ["L"], "HIGH": ["H"], "LOHI": ["L", "H"]}.items()},
+                      unigram_arpa(["HIGH", "LOHI", "LOW"]))
+    build_graph(lang, hmm, tmp_path / "graph", hmm_path=tmp_path / "final.hmm.json")
+    g = Graph.load(tmp_path / "graph")
+    assert g.info["determinized"] and g.align is not None
+    random_checkpoint(tmp_path / "final.pt", "mlp", hmm.num_pdfs)
+    stats = compute_cmvn_stats([compute_fbank(x, SR, FbankConfig(sample_rate=SR))
+                                for x in fsdd_audio.values()])
+    export(tmp_path / "final.pt", tmp_path / "export", tmp_path / "graph", cmvn_stats=stats, acwt=0.1)
+    em = load_exported(tmp_path / "export", "onnx")
+    assert em.meta["hmm"]["align_lexicon"] == g.align
+    for x in fsdd_audio.values():
+        feats = em.features(x, SR)
+        scores = (em.acwt * (em.log_posteriors(feats) - em.log_priors)).astype(np.float32)
+        mine = em.decoder.decode(scores)
+        theirs = decode_utterance(g.fst, scores, beam=15.0, max_active=7000, min_active=20,
+                                  align=g.align)
+        assert mine.words == [g.words[i] for i in theirs.word_ids]
+        fs = em.frame_shift_s
+        assert [(round(s.start / fs), round(s.end / fs)) for s in mine.spans] == \
+            [tuple(f) for f in theirs.word_frames]

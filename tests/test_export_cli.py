@@ -116,3 +116,17 @@ def test_transcribe_data_dir_and_export_with_global_cmvn(exported, tmp_path, cap
     assert meta["provenance"]["cmvn_data"] == str(tmp_path / "data")
     summary = json.loads((tmp_path / "export" / "export.json").read_text())
     assert summary["max_abs_diff_log_prob"]["onnx"] <= 1e-4
+
+
+def test_transcribe_nbest_with_confidences(exported, tmp_path, capsys):
+    x, _ = tone_audio(["LOW", "HIGH"])
+    sf.write(tmp_path / "a.wav", x, SR, subtype="PCM_16")
+    capsys.readouterr()
+    assert main(["transcribe", "--model", str(exported / "export"), "--json", "--nbest", "3",
+                 str(tmp_path / "a.wav")]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["text"] == "LOW HIGH" and rec["nbest"][0]["text"] == "LOW HIGH"
+    assert 1 <= len(rec["nbest"]) <= 3
+    assert sum(e["posterior"] for e in rec["nbest"]) == pytest.approx(1.0)
+    assert [w["word"] for w in rec["nbest"][0]["words"]] == ["LOW", "HIGH"]
+    assert len(rec["confidence"]) == 2 and all(0.0 < c <= 1.0 for c in rec["confidence"])

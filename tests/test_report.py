@@ -30,13 +30,16 @@ def test_collect_rows_orders_systems_and_reads_values(tmp_path):
                        ("ensemble_test", "%WER 5.00 [ 2 / 40, 0 ins, 0 del, 2 sub ]", "84.25"),
                        ("student_kd_test", "%WER 5.00 [ 2 / 40, 1 ins, 0 del, 1 sub ]", "83.9")]:
         _decode_dir(tmp_path, name, w, a)
+    (tmp_path / "decode" / "student_kd_test" / "cer").write_text(
+        "%CER 2.50 [ 5 / 200, 1 ins, 2 del, 2 sub ]\n%SER 10.00 [ 1 / 10 ]\n")
     rows = collect_rows(tmp_path, num_members=1, sets=["dev", "test"])
     assert [r.name for r in rows] == ["baseline (hard targets)", "member 1", "ensemble (1 members)",
                                       "distilled student"]
     assert rows[2].wer["test"] == 5.0 and rows[2].frame_acc["test"] == 84.25
     assert rows[0].wer["dev"] is None
     table = format_table(rows, ["dev", "test"])
-    assert "| distilled student | – | 83.90 | – | 5.00 |" in table
+    assert "| distilled student | – | 83.90 | – | 5.00 | – | 2.50 |" in table
+    assert "| CER dev % | CER test % |" in table and rows[3].cer["test"] == 2.5
 
 
 def test_write_results_makes_markdown_and_plots(tmp_path):

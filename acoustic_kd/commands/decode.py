@@ -6,8 +6,11 @@ posteriors are combined (--combine). The acoustic scale and word penalty are giv
 --transition-scales the HMM transition scale is tuned too (graph variants built in GRAPH/ts<scale>).
 Log-posteriors can also come from a Kaldi scp of [T, P] matrices (--logpost-scp), e.g. an export.
 
-Writes OUT/hyp.txt, hyp.json (word times), wer, errs.txt, frame_acc (with --ali), decode.json,
-tune.json (with --tune-on-dev), info.json and .done; a finished OUT is reused unless --force.
+Writes OUT/hyp.txt, hyp.json (word times), wer, cer, errs.txt, cer_errs.txt, frame_acc (with
+--ali), decode.json, tune.json and tune_surface.txt (with --tune-on-dev: the chosen point and the
+whole dev surface; the grid is widened until its best point is interior), info.json and .done; a
+finished OUT is reused unless --force. --lattice adds lat.txt.gz, nbest.json, ctm (word times and
+confidences) and, with --rescore-lm ARPA, rescored/ (see `acoustic_kd.decode.lattice`).
 
   acoustic-kd decode --graph exp/tri/graph --data data/test --model exp/m1/final.pt \\
       --priors exp/tri/ali_train/priors.txt --out exp/decode/m1_test --tune-on-dev data/dev
@@ -26,10 +29,11 @@ from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_to_dir,
                               nnet_log_posteriors)
 from ..decode.graph import graph_variant
+from ..decode.lattice import LatticeConfig, write_lattice_dir
 from ..decode.score import read_text
-from ..decode.tune import TuneConfig, tune_on_dev
+from ..decode.tune import TuneConfig, format_surface, tune_on_dev
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_json, c_sorted, get_logger, write_exp_info
+from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, write_exp_info
 
 HELP = "decode a data set (one model or an ensemble) and score it"
 log = get_logger(__name__)
@@ -54,8 +58,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev-logpost-scp", help="dev log-posteriors scp (with --logpost-scp)")
     p.add_argument("--config", help="recipe YAML (sections 'decode' and 'tune')")
     p.add_argument("--force", action="store_true", help="redo a finished decode")
+    p.add_argument("--lattice", action="store_true",
+                   help="also write lattices (lat.txt.gz), n-best lists with word times and "
+                        "posteriors (nbest.json) and a CTM with confidences; with --rescore-lm the "
+                        "n-best rescored by that LM (OUT/rescored/)")
     add_config_args(p, DecodeConfig)
     add_config_args(p, TuneConfig)
+    add_config_args(p, LatticeConfig)
 
 
 def nnet_source(model_paths: list[str], data_dir: str | Path, rule: str, chunk: int = 32) -> Source:
@@ -165,9 +174,22 @@ def run(args: argparse.Namespace) -> int:
                             meta.get("frame_shift", 0.01), extra, force=args.force)
     if "tune" in summary:
         atomic_write_json(Path(args.out) / "tune.json", summary["tune"])
-    write_exp_info(args.out, {"decode": to_dict(cfg), "tune": to_dict(tcfg)})
-    wer = (Path(args.out) / "wer")
-    print(wer.read_text(), end="") if wer.exists() else print(f"decoded {len(utts)} utterances")
+        atomic_write_text(Path(args.out) / "tune_surface.txt", format_surface(summary["tune"]))
+    lcfg = load_config(LatticeConfig, args.config, "lattice", overrides_from_args(args, LatticeConfig))
+    if lcfg.rescore_lm and not args.lattice:
+        raise ConfigError("--rescore-lm rescores the n-best lists of --lattice: give both")
+    if args.lattice:
+        lat = write_lattice_dir(graph, utts, fn, log_priors, cfg, lcfg, args.out, refs,
+                                meta.get("frame_shift", 0.01))
+        for kind in ("wer", "cer"):
+            if kind in lat.get("rescored", {}):
+                print(f"rescored with {lcfg.rescore_lm}: ", end="")
+                print((Path(args.out) / "rescored" / kind).read_text().splitlines()[0])
+    write_exp_info(args.out, {"decode": to_dict(cfg), "tune": to_dict(tcfg),
+                              **({"lattice": to_dict(lcfg)} if args.lattice else {})})
+    scores = [Path(args.out) / k for k in ("wer", "cer") if (Path(args.out) / k).exists()]
+    print("".join(p.read_text() for p in scores) if scores else f"decoded {len(utts)} utterances\n",
+          end="")
     if summary.get("rtf") is not None:
         print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
               f"{summary['audio_s']:.1f} s audio)")

@@ -1,8 +1,12 @@
-"""Build the decoding graph HCLG = HL ∘ G for a lang dir and an HMM model.
+"""Build the decoding graph HCLG = det(HL ∘ G) for a lang dir and an HMM model.
 
-ilabel = pdf + 1, olabel = word id; optional silence between words (lang.json sil_prob).
-Writes OUT/HCLG.fst, OUT/words.txt and OUT/graph.json; a re-run reuses the graph when the lang dir,
-the HMM and the options are unchanged (use --force to rebuild).
+ilabel = pdf + 1, olabel = word id; optional silence between words (lang.json sil_prob). As Kaldi's
+mkgraph.sh: disambiguation symbols, determinized and minimized, self-loops added after
+(--determinize false: the plain composition; --context cross-word: with a triphone context
+transducer across word boundaries). Writes OUT/HCLG.fst, OUT/words.txt,
+OUT/align_lexicon.json (for word times) and OUT/graph.json (sizes after each step, build time,
+peak memory); a re-run reuses the graph when the lang dir, the HMM and the options are unchanged
+(use --force to rebuild).
 
   acoustic-kd mkgraph --lang data/lang --model exp/tri/final.hmm.json --out exp/tri/graph
 """
@@ -37,4 +41,9 @@ def run(args: argparse.Namespace) -> int:
                        hmm_path=args.model)
     info = json.loads((out / "graph.json").read_text())
     print(f"{path}: {info['num_states']} states, {info['num_arcs']} arcs, {info['num_pdfs']} pdfs")
+    sizes = info.get("sizes") or {}
+    if "LG" in sizes:
+        print("  " + ", ".join(f"{k} {v[0]} states / {v[1]} arcs" for k, v in sizes.items()
+                               if isinstance(v, list)) + f"; built in {info['build_s']:.1f} s, "
+              f"peak RSS {info['max_rss_mb']:.0f} MB")
     return 0

@@ -1,8 +1,9 @@
-"""Score a hypothesis text against a reference text (Kaldi compute-wer format).
+"""Score a hypothesis text against a reference text (Kaldi compute-wer format): WER and CER.
 
 Prints `%WER 1.23 [ 12 / 975, 2 ins, 3 del, 7 sub ]` (+ ` [PARTIAL]` when some references have no
-hypothesis; those count as deletions) and `%SER`; writes `wer`, `errs.txt` (per-utterance aligned
-ref/hyp/op) and `missing.txt` (when PARTIAL) into --out (default: the hyp file's directory).
+hypothesis; those count as deletions), `%SER`, then the same lines for characters (`%CER ...`);
+writes `wer`, `cer`, `errs.txt` / `cer_errs.txt` (per-utterance aligned ref/hyp/op) and
+`missing.txt` (when PARTIAL) into --out (default: the hyp file's directory).
 
   acoustic-kd score --ref data/test/text --hyp exp/decode/x/hyp.txt
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ..decode.score import score_files
 
-HELP = "WER/SER of a hypothesis text against a reference text, with per-utterance errors"
+HELP = "WER/CER/SER of a hypothesis text against a reference text, with per-utterance errors"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,5 +26,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     res = score_files(args.ref, args.hyp, args.out or Path(args.hyp).parent)
-    print(res.kaldi_lines(), end="")
+    print(res["wer"].kaldi_lines() + res["cer"].kaldi_lines(), end="")
     return 0

@@ -4,7 +4,8 @@ Audio comes as files (utterance id = file name without extension), a Kaldi wav.s
 paths or `cmd |` pipes) or a data dir (--data; segments honoured); any sample rate (resampled to
 the model's). Prints `utt word word ...`
 per utterance, or with --json one JSON object per line: {"utt", "text", "words": [{"word",
-"start", "end"}] (seconds), "num_frames", "reached_final", "cost"}.
+"start", "end"}] (seconds), "num_frames", "reached_final", "cost"}; --nbest N adds "nbest" (the N
+best word sequences of a lattice with times and posteriors) and "confidence" (per 1-best word).
 
   acoustic-kd transcribe --model exp/export audio.wav
   acoustic-kd transcribe --model exp/export --format int8 --json --wav-scp data/test/wav.scp
@@ -36,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="Kaldi data dir: transcribe all its utterances")
     p.add_argument("--corpus-root", help="root for relative wav.scp paths (as for data dirs)")
     p.add_argument("--json", action="store_true", help="JSON lines with per-word times")
+    p.add_argument("--nbest", type=int, default=0, metavar="N",
+                   help="with --json: add the N best word sequences from a lattice (\"nbest\") and a "
+                        "confidence per word")
+    p.add_argument("--lattice-beam", type=float, default=8.0, help="lattice beam for --nbest")
     p.add_argument("--threads", type=int, default=1,
                    help="threads per forward pass (default 1; 0: the runtime's default, all cores)")
 
@@ -70,11 +75,17 @@ def run(args: argparse.Namespace) -> int:
     count, audio_s, busy_s, not_final = 0, 0.0, 0.0, 0
     for utt, samples, rate in audio_items(args, model.sample_rate):
         t0 = time.perf_counter()
-        hyp = model.transcribe(samples, rate)
+        extra: dict = {}
+        if args.nbest > 0:
+            hyp, entries, conf = model.nbest(samples, rate, args.nbest, args.lattice_beam)
+            extra = {"nbest": entries, "confidence": conf}
+        else:
+            hyp = model.transcribe(samples, rate)
         busy_s += time.perf_counter() - t0
         count, audio_s, not_final = count + 1, audio_s + len(samples) / rate, \
             not_final + (not hyp.reached_final)
-        line = json.dumps({"utt": utt, **hyp.to_dict()}) if args.json else f"{utt} {hyp.text}".rstrip()
+        line = json.dumps({"utt": utt, **hyp.to_dict(), **extra}) if args.json else \
+            f"{utt} {hyp.text}".rstrip()
         print(line, flush=True)
     log.info("%d utterances, %.1f s of audio in %.1f s (RTF %.4f, %s); %d reached no final state",
              count, audio_s, busy_s, busy_s / max(audio_s, 1e-9), args.format, not_final)

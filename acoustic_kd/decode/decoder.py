@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..errors import DataError
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger,
                      is_done, mark_done)
-from .graph import read_word_ids, with_word_penalty
+from .graph import path_word_frames, read_word_ids, with_word_penalty
 
 log = get_logger(__name__)
 
@@ -58,6 +58,7 @@ class Graph:
     words: dict[int, str]
     info: dict
     path: Path | None = None
+    align: dict | None = None       # align_lexicon.json of a determinized graph (word times)
 
     @classmethod
     def load(cls, graph_dir: str | Path) -> "Graph":
@@ -68,7 +69,10 @@ class Graph:
         info_path = graph_dir / "graph.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         words = {i: w for w, i in read_word_ids(graph_dir / "words.txt").items()}
-        return cls(kf.StdVectorFst.read(str(fst_path)), words, info, graph_dir)
+        align_path = graph_dir / "align_lexicon.json"
+        align = json.loads(align_path.read_text()) if info.get("determinized") and \
+            align_path.exists() else None
+        return cls(kf.StdVectorFst.read(str(fst_path)), words, info, graph_dir, align)
 
 
 @dataclass
@@ -95,12 +99,15 @@ def hybrid_loglikes(log_post: np.ndarray, log_priors: np.ndarray, acwt: float) -
 
 def decode_utterance(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
                      max_active: int = 7000, min_active: int = 20,
-                     silence_pdfs: Iterable[int] = ()) -> DecodeResult:
+                     silence_pdfs: Iterable[int] = (), align: dict | None = None) -> DecodeResult:
     """Best path through `fst` for scaled log-likelihoods [T, P] (column = ilabel − 1).
 
-    Word frames are [start, end): a word starts at the frame of its word arc and ends before the next
-    word or the first following silence-pdf frame. When no final state survives the beam, the best
-    partial path is returned with reached_final=False (Kaldi does the same and warns).
+    Word frames are [start, end). With `align` (the align lexicon of a determinized graph, whose
+    word labels sit anywhere inside or before their words) they are recovered by matching the
+    words' pdf chains to the path's frames (`graph.word_frames`). Otherwise (and if that fails) a
+    word starts at the frame of its word arc and ends before the next word or the first following
+    silence-pdf frame. When no final state survives the beam, the best partial path is returned
+    with reached_final=False (Kaldi does the same and warns).
     """
     loglikes = np.ascontiguousarray(loglikes, dtype=np.float32)
     if len(loglikes) == 0:
@@ -134,13 +141,7 @@ def decode_utterance(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
             starts.append(len(pdfs))
         if ilabel:
             pdfs.append(ilabel - 1)
-    frames = []
-    for k, s in enumerate(starts):
-        end = starts[k + 1] if k + 1 < len(starts) else len(pdfs)
-        e = s + 1
-        while e < end and pdfs[e] not in sil:
-            e += 1
-        frames.append((s, e))
+    frames = path_word_frames(pdfs, words, starts, align, sil, partial=not final)
     return DecodeResult(words, frames, graph_cost, ac_cost, final)
 
 
@@ -211,7 +212,7 @@ def decode_loglikes(graph: Graph, items: Iterable[tuple[str, np.ndarray]], cfg: 
                     total: int | None = None) -> Iterator[tuple[str, DecodeResult]]:
     """Decode (utt, scaled loglikes [T, P]) pairs; `cfg.nj` > 1 decodes in worker processes."""
     opts = dict(beam=cfg.beam, max_active=cfg.max_active, min_active=cfg.min_active,
-                silence_pdfs=graph.info.get("silence_pdfs", []))
+                silence_pdfs=graph.info.get("silence_pdfs", []), align=graph.align)
     num_pdfs = graph.info.get("num_pdfs")
 
     def checked():
@@ -275,13 +276,14 @@ def decode_to_dir(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_pri
                   out_dir: str | Path, cfg: DecodeConfig, refs: dict[str, list[str]] | None = None,
                   alis: dict[str, np.ndarray] | None = None, frame_shift: float = 0.01,
                   extra: dict | None = None, force: bool = False) -> dict:
-    """Decode a set into `out_dir` atomically: hyp.txt, hyp.json (word times in s), wer, errs.txt,
+    """Decode a set into `out_dir` atomically: hyp.txt, hyp.json (word times in s), wer, cer,
+    errs.txt, cer_errs.txt,
     frame_acc (when `alis`), decode.json (config, timing, real-time factor, scores) and `.done`.
 
     A finished dir is reused unless `force`; a killed run leaves only a temporary sibling, removed
     by the next run. Returns the decode.json summary.
     """
-    from .score import frame_accuracy, score, write_scores
+    from .score import frame_accuracy, score_both, write_scores
 
     out_dir = Path(out_dir)
     if is_done(out_dir) and not force and (out_dir / "decode.json").exists():
@@ -305,9 +307,9 @@ def decode_to_dir(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_pri
             "cost": r.cost, "reached_final": r.reached_final} for u, r in results.items()})
         if refs is not None:
             # refs = the whole set's text: utterances that could not be decoded score as PARTIAL
-            res, aligned = score(refs, hyps)
-            write_scores(tmp, res, aligned)
-            summary["wer"] = res.to_dict()
+            scored = score_both(refs, hyps)
+            write_scores(tmp, scored)
+            summary.update({kind: res.to_dict() for kind, (res, _) in scored.items()})
         if alis is not None:
             fa = frame_accuracy(argmax, alis)
             atomic_write_text(tmp / "frame_acc", f"{100 * fa['acc']:.2f}\n")

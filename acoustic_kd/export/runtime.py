@@ -132,7 +132,8 @@ class ExportedModel:
             self._decoder = GraphDecoder(md.graph_from_base64(m["graph"]), self.words, silence,
                                          self.frame_shift_s, beam=dec["beam"],
                                          max_active=dec.get("max_active", 7000),
-                                         min_active=dec.get("min_active", 20))
+                                         min_active=dec.get("min_active", 20),
+                                         align=hmm.get("align_lexicon"))
         return self._decoder
 
     def decode_features(self, feats: np.ndarray) -> Hypothesis:
@@ -144,6 +145,27 @@ class ExportedModel:
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> Hypothesis:
         """Audio [N] in [-1, 1] at `sample_rate` Hz -> words with per-word times (seconds)."""
         return self.decode_features(self.features(samples, sample_rate))
+
+    def nbest(self, samples: np.ndarray, sample_rate: int, n: int = 10,
+              lattice_beam: float = 8.0) -> tuple[Hypothesis, list[dict], list[float]]:
+        """Audio -> (1-best, the n best distinct word sequences from a lattice, each
+        {"text", "words": [{"word", "start", "end"}], "posterior", "cost"}, and a confidence per
+        1-best word; see `acoustic_kd.decode.lattice`)."""
+        from ..decode.lattice import confidences, decode_lattice, nbest_paths
+
+        feats = self.features(samples, sample_rate)
+        scores = (self.acwt * (self.log_posteriors(feats) - self.log_priors)).astype(np.float32)
+        dec = self.decoder
+        hyp = dec.decode(scores)
+        lat, final = decode_lattice(dec.graph, scores, self.meta["decoding"]["beam"], lattice_beam)
+        sil = set(int(p) for p in self.meta["hmm"]["silence_pdfs"])
+        paths = nbest_paths(lat, n, dec.align, sil, partial=not final) if lat is not None else []
+        fs = self.frame_shift_s
+        entries = [{"text": " ".join(self.words.get(w, f"<{w}>") for w in p.word_ids),
+                    "words": [{"word": self.words.get(w, f"<{w}>"), "start": round(a * fs, 3),
+                               "end": round(b * fs, 3)} for w, (a, b) in zip(p.word_ids, p.frames)],
+                    "posterior": p.posterior, "cost": p.cost} for p in paths]
+        return hyp, entries, confidences(paths)
 
 
 def load_exported(directory: str | os.PathLike, format: str = "onnx",

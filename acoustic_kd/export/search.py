@@ -63,9 +63,11 @@ class GraphDecoder:
 
     def __init__(self, graph: kaldifst.StdVectorFst, words: dict[int, str],
                  silence_pdfs: np.ndarray, frame_shift_s: float, beam: float = 13.0,
-                 max_active: int = 7000, min_active: int = 20):
-        """`silence_pdfs` bool [P]: frames on these pdfs are trimmed from word spans."""
+                 max_active: int = 7000, min_active: int = 20, align: dict | None = None):
+        """`silence_pdfs` bool [P]: frames on these pdfs are trimmed from word spans. `align`: the
+        align lexicon of a determinized graph (word spans then come from its pdf chains)."""
         self.graph = graph  # the decoder keeps a reference only; hold the FST alive here
+        self.align = align
         self.words = words
         self.silence_pdfs = np.asarray(silence_pdfs, dtype=bool)
         self.frame_shift_s = float(frame_shift_s)
@@ -87,9 +89,11 @@ class GraphDecoder:
 
     def _hypothesis(self, arcs: list[tuple[int, int, float]], num_frames: int,
                     reached: bool) -> Hypothesis:
-        """Words from the best path; a word spans from its output arc to the next word's,
-        less the silence frames at either edge (where the graph puts the label is not the
-        word's acoustic start, so the pdf sequence decides)."""
+        """Words from the best path. With the align lexicon of a determinized graph the spans
+        are the words' pdf chains matched to the frames (`decode.graph.word_frames`); otherwise
+        a word spans from its output arc to the next word's, less the silence frames at either
+        edge (where the graph puts the label is not the word's acoustic start, so the pdf
+        sequence decides)."""
         pdfs: list[int] = []
         starts: list[tuple[int, int]] = []  # (word id, first frame)
         for il, ol, _ in arcs:
@@ -97,15 +101,23 @@ class GraphDecoder:
                 starts.append((ol, len(pdfs)))
             if il:
                 pdfs.append(il - 1)
+        exact = None
+        if self.align is not None:
+            from ..decode.graph import word_frames
+
+            exact = word_frames(pdfs, [w for w, _ in starts], self.align, partial=not reached)
         sil = self.silence_pdfs[np.asarray(pdfs, dtype=np.int64)] if pdfs else np.zeros(0, bool)
         spans = []
         for i, (wid, begin) in enumerate(starts):
-            end = starts[i + 1][1] if i + 1 < len(starts) else len(pdfs)
-            s, e = begin, end
-            while s < e - 1 and sil[s]:
-                s += 1
-            while e - 1 > s and sil[e - 1]:
-                e -= 1
+            if exact is not None:
+                s, e = exact[i]
+            else:
+                end = starts[i + 1][1] if i + 1 < len(starts) else len(pdfs)
+                s, e = begin, end
+                while s < e - 1 and sil[s]:
+                    s += 1
+                while e - 1 > s and sil[e - 1]:
+                    e -= 1
             spans.append(WordSpan(self.words.get(wid, f"<{wid}>"),
                                   round(s * self.frame_shift_s, 3), round(e * self.frame_shift_s, 3)))
         return Hypothesis(words=[w.word for w in spans], spans=spans, num_frames=num_frames,

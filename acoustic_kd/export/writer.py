@@ -177,8 +177,9 @@ def _cmvn_meta(meta: dict, cmvn_stats: np.ndarray | None, dim: int) -> dict:
 
 
 def _graph_meta(graph_path: Path, words: Path, hmm: HmmModel, word_penalty: float
-                ) -> tuple[str, list, list[int]]:
-    """(base64 graph with the word penalty baked in, [[id, word]], silence pdfs)."""
+                ) -> tuple[str, list, list[int], dict | None]:
+    """(base64 graph with the word penalty baked in, [[id, word]], silence pdfs, the align lexicon
+    of a determinized graph (its word times come from it) or None)."""
     graph_b64 = md.read_graph_file(graph_path)
     if word_penalty:
         graph_b64 = md.graph_to_base64(with_word_penalty(md.graph_from_base64(graph_b64),
@@ -188,7 +189,10 @@ def _graph_meta(graph_path: Path, words: Path, hmm: HmmModel, word_penalty: floa
     silence = info.get("silence_pdfs") or np.flatnonzero(
         hmm.pdf_to_phone == hmm.phone_id.get(hmm.silence_phone, -1)).tolist()
     words_list = sorted([i, w] for w, i in read_word_ids(words).items())
-    return graph_b64, words_list, [int(p) for p in silence]
+    align_path = graph_path.parent / "align_lexicon.json"
+    align = json.loads(align_path.read_text()) if info.get("determinized") and align_path.exists() \
+        else None
+    return graph_b64, words_list, [int(p) for p in silence], align
 
 
 def build_metadata(checkpoint: Path, model: nn.Module, meta: dict, graph_path: Path, words: Path,
@@ -208,7 +212,8 @@ def build_metadata(checkpoint: Path, model: nn.Module, meta: dict, graph_path: P
     if not meta.get("feature_config"):
         raise DataError(checkpoint, "checkpoint has no feature_config",
                         "train on features made by `acoustic-kd features` (they record fbank.json)")
-    graph_b64, words_list, silence = _graph_meta(graph_path, words, hmm, decoding["word_penalty"])
+    graph_b64, words_list, silence, align = _graph_meta(graph_path, words, hmm,
+                                                        decoding["word_penalty"])
     return {
         "format": {"name": md.FORMAT_NAME, "version": md.FORMAT_VERSION},
         "model": {"output": "log_posteriors", "num_pdfs": num_pdfs, "input_dim": dim,
@@ -219,7 +224,8 @@ def build_metadata(checkpoint: Path, model: nn.Module, meta: dict, graph_path: P
         "priors": priors.tolist(),
         "hmm": {"phones": hmm.phones, "pdf_to_phone": hmm.pdf_to_phone.tolist(),
                 "pdf_to_state": hmm.pdf_to_state.tolist(), "silence_phones": [hmm.silence_phone],
-                "silence_pdfs": silence, "source": str(hmm_json)},
+                "silence_pdfs": silence, "source": str(hmm_json),
+                **({"align_lexicon": align} if align is not None else {})},
         "decoding": {**decoding, "prior_floor": 1e-10, "graph": str(graph_path)},
         "graph": graph_b64,
         "words": words_list,

@@ -32,11 +32,12 @@ for seed in $seeds; do
 done
 
 python3 - "$out" "$fraction" $seeds <<'PY'
-import re, statistics as st, sys
+import statistics as st, sys
 from pathlib import Path
+from acoustic_kd.decode.score import read_wer_file
 out, frac, seeds = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 def wer(a, s):
-    return float(re.search(r"%WER\s+([0-9.]+)", (out / f"f{frac}_{a}_s{s}" / "decode" / "wer").read_text()).group(1))
+    return read_wer_file(out / f"f{frac}_{a}_s{s}" / "decode" / "wer").rate
 w = {a: [wer(a, s) for s in seeds] for a in ("mono", "tri")}
 def ms(x):
     return f"{st.mean(x):.2f} ± {st.stdev(x):.2f}" if len(x) > 1 else f"{x[0]:.2f}"

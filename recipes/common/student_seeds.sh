@@ -33,13 +33,13 @@ for seed in $seeds; do
 done
 
 python3 - "$exp" "$name" "$kd_opts" $seeds <<'PY'
-import json, re, statistics as st, sys
+import json, statistics as st, sys
 from pathlib import Path
+from acoustic_kd.decode.score import read_wer_file
 exp, name, kd_opts, seeds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
 def val(d):
     acc = float((d / "frame_acc").read_text())
-    wer = float(re.search(r"%WER\s+([0-9.]+)", (d / "wer").read_text()).group(1))
-    return acc, wer
+    return acc, read_wer_file(d / "wer").rate
 ens = val(exp / "decode" / "ensemble_test")
 rows, kept = {}, []
 for s in seeds:

@@ -1,0 +1,272 @@
+"""Lattices, n-best lists with word times and confidences, and n-best rescoring with another LM.
+
+`decode --lattice` decodes each utterance a second time with kaldi-decoder's LatticeSimpleDecoder
+(beam = the decode beam, `lattice_beam` around the best path) and writes, beside the 1-best
+outputs of the decode stage:
+
+- `lat.txt.gz`  the raw state-level lattices, Kaldi's text archive layout (`utt` line, then
+  `src dst ilabel olabel graph_cost,acoustic_cost` arcs and `state graph,acoustic` finals, a blank
+  line after each); ilabel = pdf + 1, olabel = word id (graph/words.txt);
+- `nbest.json`  per utterance the `nbest` best distinct word sequences with word times (seconds),
+  graph and acoustic costs and their posterior (the softmax of −cost over the lattice's best paths,
+  summed over the paths of each word sequence);
+- `ctm`         the best path's words, Kaldi CTM layout `utt 1 start duration word confidence`.
+  A word's confidence is the posterior mass of the n-best entries that have the same word over
+  the middle of its span (an n-best approximation of Kaldi's lattice posteriors).
+
+With `rescore_lm` (an ARPA file, e.g. a larger or higher-order LM than G.arpa) every n-best entry's
+graph cost has the old LM's log-probability of its word sequence replaced by the new LM's
+(`lm_scale` times), the list is re-ranked, and `rescored/` holds hyp.txt, wer, cer and the errors
+files of the new 1-best. Costs are those of the decode (acoustic costs already scaled by acwt).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import kaldi_decoder as kd
+import kaldifst as kf
+import numpy as np
+
+from ..utils import atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger
+from .graph import path_word_frames
+
+log = get_logger(__name__)
+LN10 = math.log(10.0)
+
+
+@dataclass
+class LatticeConfig:
+    """Options of `acoustic-kd decode --lattice`."""
+
+    lattice_beam: float = field(default=8.0, metadata={"help": "lattice beam (cost units)"})
+    nbest: int = field(default=10, metadata={"help": "n-best entries kept per utterance"})
+    rescore_lm: str | None = field(default=None, metadata={
+        "help": "ARPA LM to rescore the n-best with (replaces the graph's G.arpa scores)"})
+    lm_scale: float = field(default=1.0, metadata={"help": "scale on the rescoring LM's costs"})
+
+
+@dataclass
+class Path1:
+    """One linear path of a lattice."""
+
+    word_ids: list[int]
+    frames: list[tuple[int, int]]
+    graph_cost: float
+    acoustic_cost: float
+    posterior: float = 0.0
+
+    @property
+    def cost(self) -> float:
+        return self.graph_cost + self.acoustic_cost
+
+
+def decode_lattice(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
+                   lattice_beam: float = 8.0) -> tuple[kf.Lattice | None, bool]:
+    """Raw state-level lattice of scaled log-likelihoods [T, P] -> (lattice or None, reached final)."""
+    loglikes = np.ascontiguousarray(loglikes, dtype=np.float32)
+    if len(loglikes) == 0:
+        return None, False
+    dec = kd.LatticeSimpleDecoder(fst, kd.LatticeSimpleDecoderConfig(
+        beam=float(beam), lattice_beam=float(lattice_beam)))
+    dec.decode(kd.DecodableCtc(loglikes))
+    ok, lat = dec.get_raw_lattice(use_final_probs=True)
+    final = ok and lat.num_states > 0
+    if not final:
+        ok, lat = dec.get_raw_lattice(use_final_probs=False)
+    return (lat if ok and lat.num_states > 0 else None), final
+
+
+def linear_path(lat: kf.Lattice, align: dict | None, silence_pdfs: set[int], partial: bool
+                ) -> Path1:
+    """Words, word frames and costs of a linear lattice (one n-best entry)."""
+    arcs: dict[int, tuple[int, int, int, float, float]] = {}
+    final = (0.0, 0.0)
+    for line in lat.to_str().splitlines():
+        f = line.split()
+        if len(f) >= 4:
+            g, a = (float(x) for x in f[4].split(",")) if len(f) > 4 else (0.0, 0.0)
+            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]), g, a)
+        elif len(f) == 2:
+            final = tuple(float(x) for x in f[1].split(","))
+    words: list[int] = []
+    starts: list[int] = []
+    pdfs: list[int] = []
+    graph, acoustic = final
+    state = lat.start
+    while state in arcs:
+        state, il, ol, g, a = arcs.pop(state)
+        graph, acoustic = graph + g, acoustic + a
+        if ol:
+            words.append(ol)
+            starts.append(len(pdfs))
+        if il:
+            pdfs.append(il - 1)
+    return Path1(words, path_word_frames(pdfs, words, starts, align, silence_pdfs, partial),
+                 graph, acoustic)
+
+
+def nbest_paths(lat: kf.Lattice, n: int, align: dict | None = None,
+                silence_pdfs: set[int] = frozenset(), partial: bool = False,
+                paths_per_entry: int = 10) -> list[Path1]:
+    """The `n` best distinct word sequences of a raw lattice, best first, with posteriors.
+
+    The raw lattice's best paths differ in alignment as well as in words, so n ×
+    `paths_per_entry` paths are taken; each word sequence keeps its best path, and its posterior
+    is the mass of all its paths among them (softmax of −cost, summed)."""
+    best: dict[tuple[int, ...], Path1] = {}
+    mass: dict[tuple[int, ...], list[float]] = {}
+    for lin in kf.lattice_to_nbest(lat, 1.0, 1.0, int(n) * int(paths_per_entry)):
+        p = linear_path(lin, align, set(silence_pdfs), partial)
+        key = tuple(p.word_ids)
+        mass.setdefault(key, []).append(-p.cost)
+        if key not in best or p.cost < best[key].cost:
+            best[key] = p
+    keys = sorted(best, key=lambda k: best[k].cost)[:int(n)]
+    if keys:
+        logm = np.array([np.logaddexp.reduce(mass[k]) for k in keys])
+        w = np.exp(logm - logm.max())
+        for k, x in zip(keys, w / w.sum()):
+            best[k].posterior = float(x)
+    return [best[k] for k in keys]
+
+
+def with_posteriors(paths: list[Path1]) -> list[Path1]:
+    """Set each path's posterior: softmax of −cost over the list."""
+    if paths:
+        c = np.array([p.cost for p in paths])
+        w = np.exp(-(c - c.min()))
+        for p, x in zip(paths, w / w.sum()):
+            p.posterior = float(x)
+    return paths
+
+
+def confidences(paths: list[Path1]) -> list[float]:
+    """Per word of paths[0]: posterior mass of the entries with that word over its mid-frame."""
+    if not paths:
+        return []
+    out = []
+    for w, (s, e) in zip(paths[0].word_ids, paths[0].frames):
+        mid = (s + e) / 2.0
+        out.append(min(1.0, sum(p.posterior for p in paths
+                                if any(w2 == w and s2 <= mid < max(e2, s2 + 1)
+                                       for w2, (s2, e2) in zip(p.word_ids, p.frames)))))
+    return out
+
+
+def sentence_lm_cost(words: list[str], probs: list[dict], backoffs: dict) -> float:
+    """−ln p(<s> words </s>) under a backoff ARPA LM (`lang.read_arpa` output); an unknown word
+    costs as the LM's `<unk>` when it has one, else a floor of 99 (log10) per word."""
+    order = len(probs)
+    unk = ("<unk>",) in probs[0]
+    total = 0.0
+    hist: tuple[str, ...] = ("<s>",)
+    for w in list(words) + ["</s>"]:
+        w = w if (w,) in probs[0] or not unk else "<unk>"
+        h = hist[-(order - 1):] if order > 1 else ()
+        lp = 0.0
+        while True:
+            ng = h + (w,)
+            if ng in probs[len(ng) - 1]:
+                lp += probs[len(ng) - 1][ng]
+                break
+            if not h:
+                lp += -99.0
+                break
+            lp += backoffs.get(h, 0.0)
+            h = h[1:]
+        total += lp
+        hist = hist + (w,)
+    return -total * LN10
+
+
+def rescore(paths: list[Path1], words: dict[int, str], old_lm: tuple, new_lm: tuple,
+            lm_scale: float = 1.0) -> list[Path1]:
+    """Replace each path's old-LM cost by `lm_scale` × the new LM's; re-rank, new posteriors."""
+    out = []
+    for p in paths:
+        ws = [words.get(i, f"<id{i}>") for i in p.word_ids]
+        g = p.graph_cost - sentence_lm_cost(ws, *old_lm) + lm_scale * sentence_lm_cost(ws, *new_lm)
+        out.append(Path1(p.word_ids, p.frames, g, p.acoustic_cost))
+    return with_posteriors(sorted(out, key=lambda p: p.cost))
+
+
+def lattice_text(utt: str, lat: kf.Lattice) -> str:
+    """One lattice in Kaldi's text archive layout."""
+    return f"{utt}\n{lat.to_str().rstrip()}\n\n"
+
+
+def write_lattice_dir(graph, utts: list[str], log_post_fn: Callable[[str], np.ndarray],
+                      log_priors: np.ndarray, dcfg, lcfg: LatticeConfig, out_dir: str | Path,
+                      refs: dict[str, list[str]] | None = None, frame_shift: float = 0.01) -> dict:
+    """Lattices, n-best lists and CTM of a set into `out_dir` (see the module docstring)."""
+    from ..lang import read_arpa
+    from .decoder import hybrid_loglikes
+    from .score import score_both, write_scores
+
+    out_dir = Path(out_dir)
+    sil = set(int(p) for p in graph.info.get("silence_pdfs", []))
+    new_lm = old_lm = None
+    if lcfg.rescore_lm:
+        new_lm = read_arpa(lcfg.rescore_lm)
+        old_path = Path(graph.info.get("lang_dir", "")) / "G.arpa"
+        if not old_path.exists():
+            from ..errors import DataError
+            raise DataError(old_path, "the graph's G.arpa is needed to rescore (its scores are "
+                            "taken out)", "decode with the graph dir mkgraph wrote (graph.json "
+                            "names its lang dir)")
+        old_lm = read_arpa(old_path)
+    fst = graph.fst
+    if dcfg.word_penalty:
+        from .graph import with_word_penalty
+        fst = with_word_penalty(fst, dcfg.word_penalty)
+    nbest: dict[str, list[dict]] = {}
+    ctm, lats, rescored_hyps = [], [], {}
+    not_final = 0
+    for utt in utts:
+        ll = hybrid_loglikes(log_post_fn(utt), log_priors, dcfg.acwt)
+        lat, final = decode_lattice(fst, ll, dcfg.beam, lcfg.lattice_beam)
+        not_final += not final
+        if lat is None:
+            nbest[utt] = []
+            rescored_hyps[utt] = []
+            continue
+        lats.append(lattice_text(utt, lat))
+        paths = nbest_paths(lat, lcfg.nbest, graph.align, sil, partial=not final)
+        conf = confidences(paths)
+        name = lambda i: graph.words.get(i, f"<id{i}>")  # noqa: E731
+        nbest[utt] = [{"words": [name(i) for i in p.word_ids],
+                       "times": [[s * frame_shift, e * frame_shift] for s, e in p.frames],
+                       "cost": p.cost, "graph_cost": p.graph_cost, "acoustic_cost": p.acoustic_cost,
+                       "posterior": p.posterior} for p in paths]
+        if paths:
+            for i, ((s, e), c) in enumerate(zip(paths[0].frames, conf)):
+                ctm.append(f"{utt} 1 {s * frame_shift:.2f} {(e - s) * frame_shift:.2f} "
+                           f"{name(paths[0].word_ids[i])} {c:.3f}\n")
+        if new_lm is not None:
+            best = rescore(paths, graph.words, old_lm, new_lm, lcfg.lm_scale)
+            rescored_hyps[utt] = [name(i) for i in best[0].word_ids] if best else []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "lat.txt.gz") as tmp:
+        with gzip.open(tmp, "wt", encoding="utf-8") as f:
+            f.writelines(lats)
+    atomic_write_json(out_dir / "nbest.json", nbest)
+    atomic_write_text(out_dir / "ctm", "".join(ctm))
+    summary: dict = {"lattice_beam": lcfg.lattice_beam, "nbest": lcfg.nbest, "utts": len(utts),
+                     "not_final": not_final}
+    if new_lm is not None:
+        rdir = out_dir / "rescored"
+        rdir.mkdir(exist_ok=True)
+        atomic_write_text(rdir / "hyp.txt", "".join(
+            f"{u} {' '.join(rescored_hyps[u])}".rstrip() + "\n" for u in c_sorted(rescored_hyps)))
+        summary["rescore_lm"] = str(lcfg.rescore_lm)
+        if refs is not None:
+            scored = score_both(refs, rescored_hyps)
+            write_scores(rdir, scored)
+            summary["rescored"] = {k: res.to_dict() for k, (res, _) in scored.items()}
+    atomic_write_json(out_dir / "lattice.json", summary)
+    return summary
