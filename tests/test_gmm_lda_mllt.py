@@ -131,3 +131,29 @@ def test_cli_tri2_stage_trains_and_realigns_with_its_transform(tmp_path, fsdd_di
     again, train = read_alignments(d / "ali_again"), read_alignments(d / "ali_train")
     assert np.mean(np.concatenate([again[u] == train[u] for u in again])) > 0.9
     assert max(int(a.max()) for a in again.values()) < hmm.num_pdfs
+
+
+def test_self_loop_scale_keeps_the_duration_model_from_outweighing_the_acoustics():
+    # word Y = phone A (2 states); the second state's pdf has a near-certain self-loop, the first
+    # a cheap exit. Acoustics (scaled 0.1 as in alignment) favour state 0 for the first 6 frames by
+    # 1 per frame. With transitions at full weight (self_loop_scale 1) staying in state 1 is so cheap
+    # that state 0 is cut to one frame -- the collapse seen on real speech; at Kaldi's 0.1 the
+    # acoustics decide. Catches the scale being ignored or applied to the acoustics instead.
+    from acoustic_kd.gmm.align import viterbi_batch
+    from acoustic_kd.gmm.graph import compile_graph
+    from test_gmm import _toy_lang
+
+    lang, hmm = _toy_lang()
+    g = compile_graph(hmm, lang, ["Y"], sil_prob=1e-6)
+    chain = [ids for w, _, ids in g.segments if w == 0][0]
+    p0, p1 = g.pdf[chain[0]], g.pdf[chain[1]]
+    hmm.log_self[p0], hmm.log_fwd[p0] = np.log(0.05), np.log(0.95)
+    hmm.log_self[p1], hmm.log_fwd[p1] = np.log(0.999), np.log(0.001)
+    em = np.full((12, g.num_states), -50.0)
+    em[:, chain[0]] = [0.1 * 10.0] * 6 + [0.0] * 6
+    em[:, chain[1]] = [0.0] * 6 + [0.1 * 10.0] * 6
+    frames_in_0 = {}
+    for scale in (1.0, 0.1):
+        path, _ = viterbi_batch([g], [em], beam=np.inf, hmm=hmm, self_loop_scale=scale)[0]
+        frames_in_0[scale] = int((path == chain[0]).sum())
+    assert frames_in_0[1.0] == 1 and frames_in_0[0.1] == 6, frames_in_0
