@@ -9,6 +9,8 @@ except under CI (CI=true), where a missing ../shared is an error: CI must run th
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,28 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if set(CORPUS_FIXTURES) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.corpus)
+
+
+def run_recipe(recipe: str, work: Path, args: list[str], timeout: int = 1200) -> str:
+    """bash recipes/<recipe>/run.sh ARGS with this Python's tools first on PATH; the log lands in
+    work/run.log; a failure shows its end. Returns stdout."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OMP_NUM_THREADS="1")
+    res = subprocess.run(["bash", str(REPO / "recipes" / recipe / "run.sh"), *args], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    (work / "run.log").write_text(res.stdout + res.stderr)
+    assert res.returncode == 0, f"recipe failed; log in {work / 'run.log'}:\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def decoded_wer(exp: Path, system: str, s: str = "test") -> float:
+    """WER % of exp/decode/<system>_<s>; a missing or PARTIAL score fails the test."""
+    from acoustic_kd.report import parse_wer_file
+
+    w = parse_wer_file(exp / "decode" / f"{system}_{s}" / "wer")
+    assert w is not None, f"no WER for {system}_{s}"
+    assert not w[1], f"{system}_{s} is PARTIAL"
+    return w[0]
 
 
 @pytest.fixture
