@@ -73,12 +73,12 @@ def shared_corpora() -> Path:
     return corpus_path()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fsdd_dir() -> Path:
     return corpus_path("fsdd")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def yesno_dir() -> Path:
     return corpus_path("yesno")
 

@@ -18,7 +18,6 @@ from acoustic_kd.gmm.run import write_result
 from acoustic_kd.gmm.train import AlignConfig, train_mono, train_tri
 from acoustic_kd.hmm import HmmModel
 from acoustic_kd.lang import Lang, LangConfig, load_lexicon, make_topology
-from conftest import corpus_path
 
 DIGITS = "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE".split()
 
@@ -127,11 +126,11 @@ def test_viterbi_matches_brute_force(rng):
 
 # ------------------------------------------------------------------ FSDD: real speech
 @pytest.fixture(scope="module")
-def fsdd_small():
+def fsdd_small(fsdd_dir):
     import soundfile as sf
     from acoustic_kd.features import FbankConfig, compute_fbank
 
-    rec = corpus_path("fsdd") / "recordings"
+    rec = fsdd_dir / "recordings"
     cfg = FbankConfig(sample_rate=8000)
     fb, texts, u2s = {}, {}, {}
     for spk in ("jackson", "theo"):
