@@ -1,7 +1,16 @@
-"""Shared test fixtures: the real-speech corpora beside the checkout, tiny generated audio."""
+"""Shared test fixtures: the real-speech corpora beside the checkout, a generated synth_digits
+corpus (needs nothing outside the repo), tiny generated audio.
+
+Tests that need ../shared/corpora take the `fsdd_dir`, `yesno_dir` or `shared_corpora` fixture (or
+call `corpus_path`) and are marked `corpus`. Where ../shared is absent they skip, naming the path,
+except under CI (CI=true), where a missing ../shared is an error: CI must run them.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,27 +20,65 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = REPO.parent / "shared" / "corpora"
 
 
-def corpus_path(name: str) -> Path:
-    """Path of a corpus under ../shared/corpora, or skip the test when it is absent."""
-    p = SHARED_CORPORA / name
+CORPUS_FIXTURES = ("fsdd_dir", "yesno_dir", "shared_corpora")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def corpus_path(name: str = "") -> Path:
+    """Path of a corpus under ../shared/corpora (or the folder itself); when absent, skip the
+    test, or fail it under CI=true."""
+    p = SHARED_CORPORA / name if name else SHARED_CORPORA
     if not p.exists():
-        pytest.skip(f"{p} not present (real-speech corpora live in ../shared/corpora)")
+        why = f"{p} not present (real-speech corpora live in ../shared/corpora)"
+        if in_ci():
+            pytest.fail(f"CI=true but {why}: CI runs the tests that need it", pytrace=False)
+        pytest.skip(why)
     return p
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses a real-speech corpus fixture is marked `corpus` (-m 'not corpus')."""
+    for item in items:
+        if set(CORPUS_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.corpus)
+
+
+def run_recipe(recipe: str, work: Path, args: list[str], timeout: int = 1200) -> str:
+    """bash recipes/<recipe>/run.sh ARGS with this Python's tools first on PATH; the log lands in
+    work/run.log; a failure shows its end. Returns stdout."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OMP_NUM_THREADS="1")
+    res = subprocess.run(["bash", str(REPO / "recipes" / recipe / "run.sh"), *args], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    (work / "run.log").write_text(res.stdout + res.stderr)
+    assert res.returncode == 0, f"recipe failed; log in {work / 'run.log'}:\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def decoded_wer(exp: Path, system: str, s: str = "test") -> float:
+    """WER % of exp/decode/<system>_<s>; a missing or PARTIAL score fails the test."""
+    from acoustic_kd.report import parse_wer_file
+
+    w = parse_wer_file(exp / "decode" / f"{system}_{s}" / "wer")
+    assert w is not None, f"no WER for {system}_{s}"
+    assert not w[1], f"{system}_{s} is PARTIAL"
+    return w[0]
 
 
 @pytest.fixture
 def shared_corpora() -> Path:
-    if not SHARED_CORPORA.exists():
-        pytest.skip(f"{SHARED_CORPORA} not present")
-    return SHARED_CORPORA
+    return corpus_path()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fsdd_dir() -> Path:
     return corpus_path("fsdd")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def yesno_dir() -> Path:
     return corpus_path("yesno")
 
@@ -50,3 +97,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# A tiny synth_digits corpus (acoustic_kd.corpora.synth_digits: espeak-ng voices + noise), made
+# from the seed alone, so every run of every machine tests the same audio without ../shared.
+SYNTH_TINY = dict(seed=0, num_train=14, num_dev=3, num_test=3, sample_rate=8000, min_words=3,
+                  babble_pool=4)
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """SYNTH_TINY generated once per session: {train,dev,test}/ data dirs (8 kHz audio) and
+    local/lexicon.txt. Tests copy what they change."""
+    from acoustic_kd.corpora.synth_digits import prepare_synth_digits
+
+    root = tmp_path_factory.mktemp("synth_corpus")
+    prepare_synth_digits(root, **SYNTH_TINY)
+    return root

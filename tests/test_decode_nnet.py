@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from acoustic_kd.cli import main
-from acoustic_kd.decode.decoder import ChunkedLogPost, nnet_log_posteriors
+from acoustic_kd.decode.decoder import (ChunkedLogPost, Graph, decode_utterance, hybrid_loglikes,
+                                        nnet_log_posteriors)
 from acoustic_kd.decode.graph import build_graph
 from acoustic_kd.nnet.checkpoint import save_checkpoint
 from acoustic_kd.nnet.infer import log_posteriors
@@ -54,21 +55,42 @@ def test_decode_cli_with_checkpoints(tmp_path, capsys):
     with kaldiio.WriteHelper(f"ark,scp:{data / 'feats.ark'},{data / 'feats.scp'}") as w:
         for u in ("a1", "a2", "a3"):
             w[u] = rng.normal(size=(40, 5)).astype(np.float32)
+    offsets = {u: v.split(":")[-1] for u, v in
+               (line.split() for line in (data / "feats.scp").read_text().splitlines())}
     (data / "text").write_text("a1 X\na2 Y X\na3 Y\n")
-    priors = np.full(hmm.num_pdfs, 1.0 / hmm.num_pdfs)
-    save_checkpoint(tmp_path / "m1.pt", tiny_model(hmm.num_pdfs),
-                    {"cmvn": "none", "priors": priors.tolist()})
+    # uneven priors (silence pdfs 0-2 common): dividing by them changes the paths, to words
+    priors = np.concatenate([np.full(3, 3.0), rng.uniform(0.2, 1.0, hmm.num_pdfs - 3)])
+    priors /= priors.sum()
+    model = tiny_model(hmm.num_pdfs)
+    save_checkpoint(tmp_path / "m1.pt", model, {"cmvn": "none", "priors": priors.tolist()})
     out = tmp_path / "dec"
     assert main(["decode", "--graph", str(tmp_path / "graph"), "--data", str(data),
-                 "--model", str(tmp_path / "m1.pt"), "--out", str(out), "--acwt", "0.5"]) == 0
+                 "--model", str(tmp_path / "m1.pt"), "--out", str(out), "--acwt", "0.5",
+                 "--word-penalty", "0"]) == 0
     assert capsys.readouterr().out.startswith("%WER ")
-    assert len((out / "hyp.txt").read_text().splitlines()) == 3
     summary = json.loads((out / "decode.json").read_text())
     assert summary["config"]["acwt"] == 0.5 and summary["rtf"] > 0
+    # the command's hypotheses are the best paths of acwt·(log p(s|x) − log p(s)) computed here
+    # from the checkpoint: a CLI that forgot the priors, the acoustic scale, or fed another
+    # utterance's posteriors, decodes differently
+    graph = Graph.load(tmp_path / "graph")
+
+    def best_paths(log_priors):
+        out = {}
+        for u in ("a1", "a2", "a3"):
+            x = kaldiio.load_mat(f"{data / 'feats.ark'}:{offsets[u]}")
+            scores = hybrid_loglikes(log_posteriors(model, x, (2, 2)), log_priors, 0.5)
+            out[u] = [graph.words[i] for i in decode_utterance(graph.fst, scores).word_ids]
+        return out
+
+    want = best_paths(np.log(priors))
+    got = {line.split()[0]: line.split()[1:] for line in (out / "hyp.txt").read_text().splitlines()}
+    assert got == want, (got, want)
+    assert best_paths(np.log(np.full(hmm.num_pdfs, 1.0 / hmm.num_pdfs))) != want   # priors matter here
 
 
 def test_ensemble_is_decoded_from_combined_posteriors():
-    ensemble = pytest.importorskip("acoustic_kd.ensemble")
+    from acoustic_kd import ensemble
     rng = np.random.default_rng(2)
     feats = {"u": rng.normal(size=(12, 5)).astype(np.float32)}
     members = [(tiny_model(4, s), {"context": (2, 2)}) for s in (0, 1)]

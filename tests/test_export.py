@@ -1,4 +1,4 @@
-"""Export: fp32 formats equal the checkpoint on real speech, int8 is close, metadata round-trips,
+"""Export: fp32 formats equal the checkpoint on speech (generated synth_digits audio), int8 is close, metadata round-trips,
 the runtime decodes a known word sequence (also without torch), and its search agrees with the
 decode stage."""
 
@@ -26,7 +26,6 @@ from acoustic_kd.features import FbankConfig, compute_fbank
 from acoustic_kd.nnet.infer import log_posteriors
 
 REPO = Path(__file__).resolve().parents[1]
-FSDD_FILES = ["0_george_0.wav", "3_jackson_12.wav", "7_nicolas_5.wav", "9_theo_20.wav"]
 
 
 @pytest.fixture(scope="module")
@@ -40,36 +39,41 @@ def tone(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fsdd_audio():
-    """A few real FSDD utterances: {name: samples [N] at 8 kHz}."""
-    root = REPO.parent / "shared" / "corpora" / "fsdd" / "recordings"
-    if not root.exists():
-        pytest.skip(f"{root} not present")
-    return {f: read_wav_entry(str(root / f))[0] for f in FSDD_FILES}
+def speech(synth_corpus):
+    """Four generated utterances (conftest's synth_corpus, 8 kHz): {utt: samples [N]}."""
+    from acoustic_kd.utils import read_table
+
+    rows = read_table(synth_corpus / "train" / "wav.scp")[:4]
+    out = {}
+    for utt, path, _ in rows:
+        x, sr = read_wav_entry(path)
+        assert sr == SR
+        out[utt] = x
+    return out
 
 
 @pytest.fixture(scope="module", params=["mlp", "tdnn"])
-def random_export(request, tmp_path_factory, fsdd_audio):
+def random_export(request, tmp_path_factory, speech):
     """(export dir, torch model, global CMVN stats, raw fbank per utt) for a random tiny model."""
     d = tmp_path_factory.mktemp(request.param)
     hmm = make_hmm(d / "final.hmm.json", 3)
     make_graph(d / "graph", hmm)
     model = random_checkpoint(d / "final.pt", request.param, hmm.num_pdfs)
     cfg = FbankConfig(sample_rate=SR)
-    raw = {u: compute_fbank(x, SR, cfg) for u, x in fsdd_audio.items()}
+    raw = {u: compute_fbank(x, SR, cfg) for u, x in speech.items()}
     stats = compute_cmvn_stats(list(raw.values()))
     export(d / "final.pt", d / "export", d / "graph", cmvn_stats=stats, acwt=0.1,
-           provenance={"data": "fsdd-test-subset"})
+           provenance={"data": "synth-test-subset"})
     return d / "export", model, stats, raw
 
 
-def test_fp32_exports_equal_checkpoint_on_real_speech(random_export, fsdd_audio):
+def test_fp32_exports_equal_checkpoint_on_speech(random_export, speech):
     out, model, stats, raw = random_export
     worst = {f: 0.0 for f in FORMAT_FILES}
     agree = []
     for fmt in FORMAT_FILES:
         em = load_exported(out, fmt)
-        for utt, x in fsdd_audio.items():
+        for utt, x in speech.items():
             feats = apply_cmvn(raw[utt], stats, norm_vars=True)          # the training pipeline
             np.testing.assert_allclose(em.features(x, SR), feats, atol=1e-4)
             ref = log_posteriors(model, feats)
@@ -86,10 +90,10 @@ def test_fp32_exports_equal_checkpoint_on_real_speech(random_export, fsdd_audio)
     assert worst["int8"] < 0.5 and min(agree) > 0.8, (worst, agree)
 
 
-def test_resampled_input_matches_training_resampling(random_export, fsdd_audio):
+def test_resampled_input_matches_training_resampling(random_export, speech):
     out, _, stats, _ = random_export
     em = load_exported(out, "onnx")
-    x = next(iter(fsdd_audio.values()))
+    x = next(iter(speech.values()))
     x16 = resample(x, SR, 16000)
     want = apply_cmvn(compute_fbank(resample(x16, 16000, SR), SR, FbankConfig(sample_rate=SR)),
                       stats, norm_vars=True)
@@ -123,7 +127,7 @@ def test_metadata_round_trip(random_export):
     assert meta["decoding"]["acwt"] == 0.1 and meta["decoding"]["beam"] == 15.0
     prov = meta["provenance"]
     assert prov["teachers"] == ["exp/members/m1/final.pt", "exp/members/m2/final.pt"]
-    assert (prov["temperature"], prov["alpha"], prov["data"]) == (2.0, 0.5, "fsdd-test-subset")
+    assert (prov["temperature"], prov["alpha"], prov["data"]) == (2.0, 0.5, "synth-test-subset")
     assert prov["git_revision"] and prov["checkpoint_sha256"]
     assert meta["version"]["acoustic_kd"] and meta["words"] == [[0, "<eps>"], [1, "LOW"], [2, "HIGH"]]
     g = md.graph_from_base64(meta["graph"])
@@ -149,12 +153,12 @@ def test_transcribe_known_word_sequence(tone, fmt):
             assert abs(span.start - start) < 0.05 and abs(span.end - end) < 0.05, (span, start, end)
 
 
-def test_search_agrees_with_decode_stage(tone, random_export, fsdd_audio):
-    # the tone model (clean known path) and a random model on real speech (arbitrary paths)
+def test_search_agrees_with_decode_stage(tone, random_export, speech):
+    # the tone model (clean known path) and a random model on generated speech (arbitrary paths)
     em = load_exported(tone / "export", "onnx")
     cases = [(em, em.features(tone_audio(["HIGH", "LOW"])[0], SR))]
     rem = load_exported(random_export[0], "onnx")
-    cases += [(rem, rem.features(x, SR)) for x in fsdd_audio.values()]
+    cases += [(rem, rem.features(x, SR)) for x in speech.values()]
     for model, feats in cases:
         scores = (model.acwt * (model.log_posteriors(feats) - model.log_priors)).astype(np.float32)
         mine = model.decoder.decode(scores)

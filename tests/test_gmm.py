@@ -18,7 +18,6 @@ from acoustic_kd.gmm.run import write_result
 from acoustic_kd.gmm.train import AlignConfig, train_mono, train_tri
 from acoustic_kd.hmm import HmmModel
 from acoustic_kd.lang import Lang, LangConfig, load_lexicon, make_topology
-from conftest import corpus_path
 
 DIGITS = "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE".split()
 
@@ -125,27 +124,31 @@ def test_viterbi_matches_brute_force(rng):
     assert equal_alignment(graphs[0], 3) is None
 
 
-# ------------------------------------------------------------------ FSDD: real speech
+# ------------------------------------------------------------------ generated speech
 @pytest.fixture(scope="module")
-def fsdd_small():
-    import soundfile as sf
+def words_small(tmp_path_factory):
+    """One-digit utterances of many generated voices (synth_digits, 8 kHz, seeded): 160 train,
+    60 held out (test voices, unseen in training), GMM features; mono and tri trained on train."""
+    from acoustic_kd.audio import read_wav_entry
+    from acoustic_kd.corpora.synth_digits import prepare_synth_digits
     from acoustic_kd.features import FbankConfig, compute_fbank
+    from acoustic_kd.utils import read_table
 
-    rec = corpus_path("fsdd") / "recordings"
+    root = tmp_path_factory.mktemp("words")
+    prepare_synth_digits(root, seed=2, num_train=160, num_dev=1, num_test=60, sample_rate=8000,
+                         min_words=1, max_words=1, babble_pool=4, snr_min_db=15.0, snr_max_db=30.0)
     cfg = FbankConfig(sample_rate=8000)
-    fb, texts, u2s = {}, {}, {}
-    for spk in ("jackson", "theo"):
-        for digit in range(10):
-            for idx in range(15):  # takes 0-4 held out, 5-14 train
-                x, sr = sf.read(rec / f"{digit}_{spk}_{idx}.wav", dtype="float32")
-                u = f"{spk}-{digit}-{idx:02d}"
-                fb[u], texts[u], u2s[u] = compute_fbank(x, sr, cfg), DIGITS[digit], spk
+    fb, texts, u2s, split = {}, {}, {}, {}
+    for s in ("train", "test"):
+        text = {u: w for u, w, _ in read_table(root / s / "text")}
+        spk = {u: k for u, k, _ in read_table(root / s / "utt2spk")}
+        for u, path, _ in read_table(root / s / "wav.scp"):
+            x, sr = read_wav_entry(path)
+            fb[u], texts[u], u2s[u], split[u] = compute_fbank(x, sr, cfg), text[u], spk[u], s
     feats = gmm_features(fb, sorted(fb), u2s)
-    train = {u: f for u, f in feats.items() if int(u[-2:]) >= 5}
-    held = {u: f for u, f in feats.items() if int(u[-2:]) < 5}
-    from acoustic_kd.corpora.fsdd import LEXICON
-
-    lex = load_lexicon(LEXICON, strip=True)
+    train = {u: f for u, f in feats.items() if split[u] == "train"}
+    held = {u: f for u, f in feats.items() if split[u] == "test"}
+    lex = load_lexicon(root / "local" / "lexicon.txt", strip=True)
     phones = ["<eps>", "SIL"] + sorted({p for ps in lex.values() for q in ps for p in q})
     lang = Lang(phones, ["<eps>"] + sorted(lex), lex, make_topology(phones[1:], LangConfig()))
     cfg = AlignConfig(mono_iters=8, mono_gauss=200, mono_realign_iters=[1, 2, 3, 4, 6],
@@ -157,44 +160,52 @@ def fsdd_small():
                 tri=(tri, tgmm, tres, thist))
 
 
-def test_em_loglike_rises(fsdd_small):
+def test_em_loglike_rises(words_small):
     for stage in ("mono", "tri"):
-        ll = [h["avg_loglike"] for h in fsdd_small[stage][3]]
+        ll = [h["avg_loglike"] for h in words_small[stage][3]]
         assert all(b > a - 0.05 for a, b in zip(ll, ll[1:])), (stage, ll)
         assert ll[-1] > ll[0] + 1.0
 
 
-def test_triphones_beat_monophones_on_heldout(fsdd_small):
-    held, texts, lang = fsdd_small["held"], fsdd_small["texts"], fsdd_small["lang"]
+def test_triphones_beat_monophones_on_heldout(words_small):
+    held, texts, lang = words_small["held"], words_small["texts"], words_small["lang"]
     scores = {}
     for stage in ("mono", "tri"):
-        hmm, gmm = fsdd_small[stage][:2]
+        hmm, gmm = words_small[stage][:2]
         graphs, failed = compile_graphs(hmm, lang, texts, sorted(held))
         res = align(hmm, gmm, held, graphs)
         assert not failed and len(res.states) == len(held)
         scores[stage] = res.avg_loglike
-    tri = fsdd_small["tri"][0]
-    assert tri.num_pdfs > fsdd_small["mono"][0].num_pdfs
+    tri = words_small["tri"][0]
+    assert tri.num_pdfs > words_small["mono"][0].num_pdfs
     assert scores["tri"] > scores["mono"], scores
 
 
-def test_alignment_outputs_and_failures(fsdd_small, tmp_path):
-    tri, gmm, _, _ = fsdd_small["tri"]
-    held, texts, lang = dict(fsdd_small["held"]), fsdd_small["texts"], fsdd_small["lang"]
-    held["jackson-8-00"] = held["jackson-8-00"][:4]   # EIGHT needs >= 6 frames
-    texts = {**texts, "theo-x-01": "ONE BANANA"}
-    held["theo-x-01"] = held["theo-1-01"]
+def test_alignment_outputs_and_failures(words_small, tmp_path):
+    tri, gmm, _, _ = words_small["tri"]
+    held, texts, lang = dict(words_small["held"]), words_small["texts"], words_small["lang"]
+    short = next(u for u in sorted(held) if texts[u] == "EIGHT")
+    held[short] = held[short][:4]                     # EIGHT needs >= 6 frames
+    texts = {**texts, "x-oov": "ONE BANANA"}
+    held["x-oov"] = held[sorted(held)[0]]
     graphs, failed = compile_graphs(tri, lang, texts, sorted(held))
-    assert failed == {"theo-x-01": "oov:BANANA"}   # no <unk> in this lang: listed, not dropped
-    del held["theo-x-01"]
+    assert failed == {"x-oov": "oov:BANANA"}   # no <unk> in this lang: listed, not dropped
+    del held["x-oov"]
     res = align(tri, gmm, held, graphs)
-    assert res.failed == {"jackson-8-00": "too_short(4<6)"}
+    assert res.failed == {short: "too_short(4<6)"}
     summary = write_result(res, tri, held, tmp_path / "ali")
     alis = read_alignments(tmp_path / "ali")
     check_lengths(alis, {u: len(f) for u, f in held.items()}, tolerance=0)
     assert len(alis) == len(held) - 1 and summary["failed"] == 1
-    assert "jackson-8-00 too_short" in (tmp_path / "ali" / "failed.txt").read_text()
-    assert all(tri.pdf_to_phone[a[0]] == tri.phone_id["SIL"] or len(a) for a in alis.values())
+    assert f"{short} too_short" in (tmp_path / "ali" / "failed.txt").read_text()
+    # each alignment spells its transcript: its pdfs' phones, silence dropped and runs merged, are
+    # one of the word's pronunciations (a pdf map that mislabels states, or a graph of another
+    # word, breaks this for most utterances)
+    sil = tri.phone_id["SIL"]
+    for u, a in alis.items():
+        phones = [tri.phones[p] for p in tri.pdf_to_phone[a] if p != sil]
+        spelled = [p for i, p in enumerate(phones) if i == 0 or p != phones[i - 1]]
+        assert spelled in lang.lexicon[texts[u]], (u, texts[u], spelled)
     # word boundaries recovered from pdf alignments agree with the aligner's own word times
     ref = {u: [(texts[u], s, e) for _, s, e in res.word_times(u)] for u in list(res.states)[:20]}
     agree = word_boundary_agreement(alis, tri, lang, texts, ref)
@@ -203,8 +214,8 @@ def test_alignment_outputs_and_failures(fsdd_small, tmp_path):
     assert word_boundary_agreement(alis, tri, lang, texts, late)["agreement"] == 0.0
 
 
-def test_unseen_triphones_map_to_leaves(fsdd_small):
-    tri = fsdd_small["tri"][0]
+def test_unseen_triphones_map_to_leaves(words_small):
+    tri = words_small["tri"][0]
     speech = [p for p in tri.phones[1:] if p not in tri.context_independent]
     for p, lc, rc in itertools.product(speech[:6], speech + ["#"], speech + ["#"]):
         for s in range(tri.num_states[p]):
@@ -212,41 +223,39 @@ def test_unseen_triphones_map_to_leaves(fsdd_small):
             assert tri.pdf_to_phone[k] == tri.phone_id[p] and tri.pdf_to_state[k] == s
 
 
-def _tiny_align_args(tmp_path, fsdd_dir) -> tuple[list, list[str]]:
-    """A 30-utterance FSDD data dir with features and a lang dir under tmp_path -> (rows, the
-    `acoustic-kd align` arguments of a quick run)."""
-    import soundfile as sf
+def _tiny_align_args(tmp_path, synth_corpus) -> tuple[list, list[str]]:
+    """The generated corpus's training set (conftest's synth_corpus: 14 digit strings, 8 kHz) as a
+    data dir with features, and a lang dir, under tmp_path -> (utterance ids, the `acoustic-kd
+    align` arguments of a quick run)."""
+    import shutil
 
     from acoustic_kd.cli import main
-    from acoustic_kd.corpora.fsdd import LEXICON
     from acoustic_kd.features import FbankConfig, make_features
+    from acoustic_kd.utils import read_table
 
     data = tmp_path / "data" / "train"
     data.mkdir(parents=True)
-    rows = [(f"theo-{d}-{i:02d}", fsdd_dir / "recordings" / f"{d}_theo_{i}.wav", DIGITS[d])
-            for d in range(10) for i in range(3)]
-    (data / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p, _ in rows))
-    (data / "text").write_text("".join(f"{u} {w}\n" for u, _, w in rows))
-    (data / "utt2spk").write_text("".join(f"{u} theo\n" for u, _, _ in rows))
-    (data / "spk2utt").write_text("theo " + " ".join(u for u, _, _ in rows) + "\n")
-    assert sf.info(str(rows[0][1])).samplerate == 8000
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt"):
+        shutil.copy(synth_corpus / "train" / name, data / name)
+    rows = [u for u, _, _ in read_table(data / "text")]
     make_features(data, FbankConfig(sample_rate=8000))
     lang, exp = tmp_path / "lang", tmp_path / "exp"
-    assert main(["lang", "--data", str(data), "--lexicon", str(LEXICON), "--out", str(lang)]) == 0
+    assert main(["lang", "--data", str(data), "--lexicon", str(synth_corpus / "local" / "lexicon.txt"),
+                 "--out", str(lang)]) == 0
     args = ["align", "--data", str(data), "--lang", str(lang), "--exp", str(exp), "--mono-iters", "3",
             "--tri-iters", "2", "--mono-gauss", "80", "--tri-gauss", "80", "--tri-leaves", "80",
             "--tree-min-count", "10"]
     return rows, args
 
 
-def test_cli_lang_align_resume_and_import(tmp_path, fsdd_dir):
-    """`acoustic-kd lang` + `align` on a tiny FSDD data dir: exp layout, .done resume, Kaldi import."""
+def test_cli_lang_align_resume_and_import(tmp_path, synth_corpus):
+    """`acoustic-kd lang` + `align` on a tiny generated data dir: exp layout, .done resume, Kaldi import."""
     import json
 
     from acoustic_kd.ali import read_num_pdfs
     from acoustic_kd.cli import main
 
-    rows, args = _tiny_align_args(tmp_path, fsdd_dir)
+    rows, args = _tiny_align_args(tmp_path, synth_corpus)
     data, exp = tmp_path / "data" / "train", tmp_path / "exp"
     assert main(args) == 0
     for stage in ("mono", "tri"):
@@ -281,9 +290,9 @@ def test_cli_lang_align_resume_and_import(tmp_path, fsdd_dir):
     assert json.loads((exp / "tri" / "summary.json").read_text())["num_pdfs"] == hmm.num_pdfs
 
 
-def test_boost_silence_gives_silence_more_frames(fsdd_small):
-    mono, gmm = fsdd_small["mono"][:2]
-    held, texts, lang = fsdd_small["held"], fsdd_small["texts"], fsdd_small["lang"]
+def test_boost_silence_gives_silence_more_frames(words_small):
+    mono, gmm = words_small["mono"][:2]
+    held, texts, lang = words_small["held"], words_small["texts"], words_small["lang"]
     graphs, _ = compile_graphs(mono, lang, texts, sorted(held)[:20])
     sil = mono.phone_id["SIL"]
     counts = []
@@ -293,7 +302,7 @@ def test_boost_silence_gives_silence_more_frames(fsdd_small):
     assert counts[1] > counts[0]
 
 
-def test_cli_align_front_end_options(tmp_path, fsdd_dir, capsys):
+def test_cli_align_front_end_options(tmp_path, synth_corpus, capsys):
     """--delta-order/--delta-window reach the features; a later --align-sets run with other options
     uses the features the stage was trained on; tri on a mono trained otherwise is refused."""
     import json
@@ -301,7 +310,7 @@ def test_cli_align_front_end_options(tmp_path, fsdd_dir, capsys):
 
     from acoustic_kd.cli import main
 
-    _, args = _tiny_align_args(tmp_path, fsdd_dir)
+    _, args = _tiny_align_args(tmp_path, synth_corpus)
     exp = tmp_path / "exp"
     narrow = ["--delta-order", "1", "--delta-window", "1"]
     assert main([*args, *narrow, "--stage", "mono"]) == 0

@@ -39,7 +39,9 @@ def test_learns_and_writes_outputs(task, tmp_path):
     tr, dv = task
     res = train(_model(), tr, dv, _cfg(), tmp_path, meta={"cmvn": "none", "priors": [1 / 6] * 6})
     acc = [h["dev_acc"] for h in res["history"]]
-    assert acc[-1] > 0.6 > 3 / 6          # chance is 1/6
+    # measured 0.50, 0.59, 0.65, 0.66 over the 4 epochs (the most frequent label is 0.28 of the dev
+    # frames): a trainer that stops updating, or scores dev frames against shifted labels, stays low
+    assert acc[-1] > 0.6 and acc[-1] > acc[0] + 0.1, acc
     assert res["best"]["dev_acc"] == max(acc)
     for name in ("final.pt", "best.pt", "epoch-4.pt", "epoch-3.pt", "train_log.jsonl", ".train.done"):
         assert (tmp_path / name).exists(), name

@@ -1,23 +1,31 @@
 """End to end: the yesno recipe through every stage (prepare .. export, transcribe, report), tiny config.
 
-Asserts that learning happened on real speech: frame accuracy far above chance, low WER for the
-ensemble and the distilled student, the int8 export transcribing like the decode stage, and a report
-table with every system.
+Needs ../shared/corpora/yesno (marked `corpus`); tests/test_recipe_synth_e2e.py runs the same
+stages on generated speech everywhere. Measured (2 members, 20 pdfs; test 232 words, 1 word = 0.43 %):
+
+    system     frame acc dev / test %   WER dev / test %
+    members    89.28-89.34 / 85.45-85.52   0.00 / 1.29
+    ensemble   89.23 / 85.69            0.00 / 1.29
+    control    89.31 / 85.29            0.00 / 0.43
+    distilled  89.09 / 84.78            0.00 / 1.29
+    int8       -                        - / 1.29 (29 of 29 hypotheses equal the decode stage's)
+
+The most frequent pdf is 26.7 % (dev) / 23.5 % (test) of the frames. Bounds, for every system:
+frame accuracy ≥ 80 % (test) / 84 % (dev), about 5 points under the worst; WER ≤ 5 % (test, ~3
+words over the worst) / 3 % (dev, one word of 48 is 2.1 %).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from acoustic_kd.report import parse_wer_file
+from conftest import corpus_path
+from conftest import decoded_wer as _wer
+from conftest import run_recipe
 
-from conftest import REPO, corpus_path
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 TINY = """
 features: {sample_rate: 8000, dither: 1.0}
@@ -39,41 +47,41 @@ def yesno_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("yesno_e2e")
     (work / "conf.yaml").write_text(TINY)
     (work / "student.yaml").write_text(TINY_STUDENT)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = ["bash", str(REPO / "recipes" / "yesno" / "run.sh"), "--src", str(src),
-           "--data", str(work / "data"), "--exp", str(work / "exp"), "--num-members", "2",
-           "--config", str(work / "conf.yaml"), "--student-config", str(work / "student.yaml")]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    (work / "run.log").write_text(res.stdout + res.stderr)
-    assert res.returncode == 0, f"recipe failed; log in {work / 'run.log'}:\n{res.stderr[-3000:]}"
-    return work, res.stdout
-
-
-def _wer(exp: Path, system: str, s: str = "test") -> float:
-    w = parse_wer_file(exp / "decode" / f"{system}_{s}" / "wer")
-    assert w is not None, f"no WER for {system}_{s}"
-    assert not w[1], f"{system}_{s} is PARTIAL"
-    return w[0]
+    stdout = run_recipe("yesno", work, [
+        "--src", str(src), "--data", str(work / "data"), "--exp", str(work / "exp"),
+        "--num-members", "2", "--config", str(work / "conf.yaml"),
+        "--student-config", str(work / "student.yaml")])
+    return work, stdout
 
 
 def test_every_stage_learned(yesno_run):
     work, stdout = yesno_run
     exp = work / "exp"
-    ev = json.loads((exp / "members" / "eval.json").read_text())
-    assert ev  # per-member and ensemble frame accuracies were evaluated
-    num_pdfs = int((exp / "tri" / "ali_train" / "num_pdfs").read_text())
-    for system in ("m1", "m2", "ensemble", "student_hard", "student_kd"):
-        acc = float((exp / "decode" / f"{system}_test" / "frame_acc").read_text())
-        assert acc > 100.0 / num_pdfs + 30, f"{system}: frame accuracy {acc}% is near chance"
-    assert _wer(exp, "ensemble") <= 15.0
-    assert _wer(exp, "student_kd") <= 15.0
+    # eval.json (stage 4) scores two distinct members and their ensemble on the test frames as the
+    # decode stage does (measured 85.52 / 85.45 / 85.69 %): a missing set or a combination that
+    # averaged wrongly (e.g. log-probs summed without renormalising) shows here
+    ev = json.loads((exp / "members" / "eval.json").read_text())["sets"]["test"]
+    members = {m: 100 * v["acc"] for m, v in ev["members"].items()}
+    assert sorted(members) == ["m1", "m2"] and len(set(members.values())) == 2, members
+    for m, acc in members.items():
+        assert abs(acc - float((exp / "decode" / f"{m}_test" / "frame_acc").read_text())) < 0.01
+    assert 100 * ev["ensemble"]["arithmetic"]["acc"] >= min(members.values()), ev
+    bounds = {"dev": (84.0, 3.0), "test": (80.0, 5.0)}
+    for s, (min_acc, max_wer) in bounds.items():
+        for system in ("m1", "m2", "ensemble", "student_hard", "student_kd"):
+            acc = float((exp / "decode" / f"{system}_{s}" / "frame_acc").read_text())
+            assert acc >= min_acc, f"{system}_{s}: frame accuracy {acc}% (bound {min_acc})"
+            assert _wer(exp, system, s) <= max_wer, f"{system}_{s}: WER over {max_wer}%"
 
 
 def test_export_transcribes_like_decode(yesno_run):
     work, _ = yesno_run
     exp = work / "exp"
-    for f in ("model.pt", "model.onnx", "model.int8.onnx"):
-        assert (exp / "export" / f).stat().st_size > 1000
+    # each exported file reproduces the checkpoint's log-posteriors (measured: onnx 1.1e-5,
+    # torchscript 0, int8 0.32 nats); a file that merely exists, or a model exported with another
+    # context window or normalisation, does not
+    diff = json.loads((exp / "export" / "export.json").read_text())["max_abs_diff_log_prob"]
+    assert diff["onnx"] <= 1e-4 and diff["torchscript"] <= 1e-4 and diff["int8"] < 1.0, diff
     hyp_int8 = (exp / "decode" / "export_int8_test" / "hyp.txt").read_text().splitlines()
     hyp_fp32 = (exp / "decode" / "student_kd_test" / "hyp.txt").read_text().splitlines()
     assert len(hyp_int8) == len(hyp_fp32) == 29
@@ -104,12 +112,10 @@ def test_speed_perturbed_students(yesno_run, tmp_path):
     shutil.copytree(work / "data", data)
     shutil.copytree(work / "exp", exp, ignore=shutil.ignore_patterns("student_*", "decode", "export"))
     member_mtime = (exp / "members" / "m1" / "final.pt").stat().st_mtime_ns
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = ["bash", str(REPO / "recipes" / "yesno" / "run.sh"), "--stage", "2", "--stop-stage", "7",
-           "--data", str(data), "--exp", str(exp), "--num-members", "2", "--speed-perturb", "0.9 1.1",
-           "--config", str(work / "conf.yaml"), "--student-config", str(work / "student.yaml")]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_recipe("yesno", tmp_path, [
+        "--stage", "2", "--stop-stage", "7", "--data", str(data), "--exp", str(exp), "--num-members", "2",
+        "--speed-perturb", "0.9 1.1", "--config", str(work / "conf.yaml"),
+        "--student-config", str(work / "student.yaml")])
     train = FeatureSet(data / "train", cmvn="none").utts
     every = FeatureSet(data / "train_all", cmvn="none")
     assert sorted(every.utts) == sorted(train + [f"sp{f}-{u}" for f in ("0.9", "1.1") for u in train])

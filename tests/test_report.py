@@ -43,11 +43,20 @@ def test_collect_rows_orders_systems_and_reads_values(tmp_path):
 
 
 def test_write_results_makes_markdown_and_plots(tmp_path):
+    import matplotlib.image as mpimg
+    import numpy as np
+
     rows = [SystemRow("a", {"test": 50.0}, {"test": 10.0}, {}, 1000, 900, 0.01),
             SystemRow("b", {"test": 60.0}, {"test": 8.0}, {}, 4000, 3900, 0.02)]
     curves = {"a": [{"epoch": 1, "dev_acc": 0.4}, {"epoch": 2, "dev_acc": 0.5}]}
-    table = write_results(rows, ["test"], tmp_path, "T", "notes here", curves)
-    md = (tmp_path / "RESULTS.md").read_text()
+    table = write_results(rows, ["test"], tmp_path / "full", "T", "notes here", curves)
+    md = (tmp_path / "full" / "RESULTS.md").read_text()
     assert table in md and "notes here" in md
+    # the same plots without any value: every plot of the full run must differ from its empty
+    # twin, so a plot that reads a wrong key (and draws nothing) fails, not only a missing file
+    empty = [SystemRow(r.name, {}, {}, {}, r.params, r.macs_per_frame, r.rtf) for r in rows]
+    write_results(empty, ["test"], tmp_path / "empty", "T", "", {"a": [{"epoch": 1}]})
     for png in ("training_curves.png", "frame_acc_vs_params.png", "wer.png"):
-        assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+        full, blank = (mpimg.imread(tmp_path / d / "plots" / png) for d in ("full", "empty"))
+        assert full.shape == blank.shape == (400, 600, 4), (png, full.shape)   # 6x4 in at 100 dpi
+        assert np.abs(full - blank).sum() > 100, f"{png}: the data drew nothing"

@@ -6,6 +6,9 @@ lang, soft-target members of different pdf counts, ENOSPC while writing alignmen
 unwritable output dir and a Kaldi alignment whose length differs from the features. The kill tests run a stage in a subprocess, SIGKILL its whole
 process group just before its N-th atomic rename (a `sitecustomize` hook counts `os.replace` calls),
 re-run the same command and compare with an uninterrupted run.
+
+All of them run on the generated synth_digits corpus of conftest (`synth_corpus`): nothing here
+needs ../shared, so none of them can skip.
 """
 
 from __future__ import annotations
@@ -55,28 +58,31 @@ SITECUSTOMIZE = textwrap.dedent("""
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def make_yesno_dir(src: Path, d: Path, n: int = NUM_UTTS) -> Path:
-    """A Kaldi data dir of the first `n` yesno recordings (one speaker per file)."""
-    from acoustic_kd.corpora.yesno import words_of
+def make_data_dir(corpus: Path, d: Path, n: int = NUM_UTTS) -> Path:
+    """A Kaldi data dir of the first `n` training utterances of the generated corpus."""
+    from acoustic_kd.utils import read_table
 
     d.mkdir(parents=True, exist_ok=True)
-    rows = sorted((w.stem, w) for w in sorted((src / "waves_yesno").glob("*.wav"))[:n])
-    (d / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in rows))
-    (d / "text").write_text("".join(f"{u} {words_of(u)}\n" for u, _ in rows))
-    (d / "utt2spk").write_text("".join(f"{u} {u}\n" for u, _ in rows))
-    (d / "spk2utt").write_text("".join(f"{u} {u}\n" for u, _ in rows))
+    src = corpus / "train"
+    tables = {name: {u: v for u, v, _ in read_table(src / name)} for name in ("wav.scp", "text", "utt2spk")}
+    keep = sorted(tables["text"])[:n]
+    for name, rows in tables.items():
+        (d / name).write_text("".join(f"{u} {rows[u]}\n" for u in keep))
+    spk2utt: dict[str, list[str]] = {}
+    for u in keep:
+        spk2utt.setdefault(tables["utt2spk"][u], []).append(u)
+    (d / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(spk2utt.items())))
     return d
 
 
-def build_pipeline(src: Path, root: Path) -> dict[str, Path]:
-    """features -> lang -> align -> mkgraph -> train (1 epoch) on a tiny yesno set, in process."""
-    from acoustic_kd.corpora.yesno import LEXICON
-
-    d = make_yesno_dir(src, root / "data")
+def build_pipeline(corpus: Path, root: Path) -> dict[str, Path]:
+    """features -> lang -> align -> mkgraph -> train (1 epoch) on a tiny generated set, in process."""
+    d = make_data_dir(corpus, root / "data")
     p = {"data": d, "lang": root / "lang", "exp": root / "exp", "graph": root / "graph",
          "model": root / "m1"}
     assert main(["features", "--data", str(d), "--sample-rate", "8000"]) == 0
-    assert main(["lang", "--data", str(d), "--lexicon", str(LEXICON), "--out", str(p["lang"])]) == 0
+    assert main(["lang", "--data", str(d), "--lexicon", str(corpus / "local" / "lexicon.txt"),
+                 "--out", str(p["lang"])]) == 0
     assert main(["align", "--data", str(d), "--lang", str(p["lang"]), "--exp", str(p["exp"]),
                  *SMALL_ALIGN]) == 0
     p["ali"] = p["exp"] / "tri" / "ali_data"
@@ -88,11 +94,10 @@ def build_pipeline(src: Path, root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    src = REPO.parent / "shared" / "corpora" / "yesno"
-    if not src.exists():
-        pytest.skip(f"{src} not present")
-    return build_pipeline(src, tmp_path_factory.mktemp("pipeline"))
+def tiny(tmp_path_factory, synth_corpus):
+    p = build_pipeline(synth_corpus, tmp_path_factory.mktemp("pipeline"))
+    p["corpus"] = synth_corpus
+    return p
 
 
 def copy_features(tiny: dict, dst: Path) -> Path:
@@ -193,7 +198,8 @@ def test_soft_targets_from_members_of_different_pdf_counts_name_each_member(tiny
     assert main(["soft-targets", "--members", str(member), str(other), "--data", str(tiny["data"]),
                  "--out", str(tmp_path / "soft")]) == 1
     err = capsys.readouterr().err
-    assert f"different pdf counts ({member}: 20, {other}: 7)" in err and "same alignment" in err
+    num_pdfs = int((tiny["ali"] / "num_pdfs").read_text())
+    assert f"different pdf counts ({member}: {num_pdfs}, {other}: 7)" in err and "same alignment" in err
     assert not (tmp_path / "soft" / ".done").exists()
 
 
@@ -273,10 +279,9 @@ def test_kaldi_alignment_of_another_length_is_refused_by_train(tiny, tmp_path, c
 
 # ------------------------------------------------------------------------------ kill -9 + re-run
 def test_features_killed_then_rerun_equal_an_uninterrupted_run(tiny, tmp_path):
-    src = REPO.parent / "shared" / "corpora" / "yesno"
-    clean = make_yesno_dir(src, tmp_path / "clean" / "data")   # same dir name: same ark names
+    clean = make_data_dir(tiny["corpus"], tmp_path / "clean" / "data")   # same dir name: same ark names
     assert main(["features", "--data", str(clean), "--nj", "2", "--sample-rate", "8000"]) == 0
-    d = make_yesno_dir(src, tmp_path / "killed" / "data")
+    d = make_data_dir(tiny["corpus"], tmp_path / "killed" / "data")
     killed_then_rerun(["features", "--data", str(d), "--nj", "2", "--sample-rate", "8000"], tmp_path,
                       kill_at=2)
     for name in ("raw_fbank_data.1.ark", "raw_fbank_data.2.ark", "cmvn_data.ark"):
@@ -308,11 +313,14 @@ def test_train_killed_then_rerun_gives_identical_weights(tiny, tmp_path):
 
 def test_soft_targets_killed_then_rerun_give_identical_shards(tiny, tmp_path):
     args = ["soft-targets", "--members", str(tiny["model"] / "final.pt"), "--data", str(tiny["data"]),
-            "--k", "5", "--shard-frames", "1000"]
+            "--k", "5", "--shard-frames", "300"]
     assert main([*args, "--out", str(tmp_path / "clean")]) == 0
-    killed_then_rerun([*args, "--out", str(tmp_path / "killed")], tmp_path, kill_at=9)  # in shard 2
+    meta = json.loads((tmp_path / "clean" / "meta.json").read_text())
+    shards = -(-meta["num_frames"] // 300)
+    assert not meta["dense"] and shards >= 6, meta["num_frames"]   # top-k: an index and a prob file
+    killed_then_rerun([*args, "--out", str(tmp_path / "killed")], tmp_path, kill_at=9)  # in shard 5
     names = sorted(p.name for p in (tmp_path / "clean").glob("shard-*.npy"))
-    assert len(names) == 12 and names == sorted(p.name for p in (tmp_path / "killed").glob("shard-*.npy"))
+    assert len(names) == 2 * shards and names == sorted(p.name for p in (tmp_path / "killed").glob("shard-*.npy"))
     for n in names:
         assert (tmp_path / "killed" / n).read_bytes() == (tmp_path / "clean" / n).read_bytes(), n
 
@@ -329,7 +337,7 @@ def test_decode_killed_then_rerun_gives_identical_hypotheses(tiny, tmp_path):
 
 # ---------------------------------------------------------------------------------- determinism
 def test_same_seed_same_alignments_and_weights(tiny, tmp_path):
-    again = build_pipeline(REPO.parent / "shared" / "corpora" / "yesno", tmp_path)
+    again = build_pipeline(tiny["corpus"], tmp_path)
     for stage in ("mono", "tri"):
         assert_same_alignments(again["exp"] / stage / "ali_data", tiny["exp"] / stage / "ali_data")
     assert_same_weights(again["model"] / "final.pt", tiny["model"] / "final.pt")
