@@ -100,8 +100,8 @@ def test_a_gmm_file_without_a_pdf_names_the_file(tmp_path):
         DiagGmm.load(path)
 
 
-def test_cli_tri2_stage_trains_and_realigns_with_its_transform(tmp_path, fsdd_dir):
-    """`align --through tri2` on a tiny FSDD data dir: the LDA+MLLT stage trains from the Δ
+def test_cli_tri2_stage_trains_and_realigns_with_its_transform(tmp_path, synth_corpus):
+    """`align --through tri2` on a tiny generated data dir: the LDA+MLLT stage trains from the Δ
     triphones' alignment, keeps its transform, and aligns a new set through that transform."""
     import json
     import shutil
@@ -111,7 +111,7 @@ def test_cli_tri2_stage_trains_and_realigns_with_its_transform(tmp_path, fsdd_di
     from acoustic_kd.hmm import HmmModel
     from test_gmm import _tiny_align_args
 
-    rows, args = _tiny_align_args(tmp_path, fsdd_dir)
+    rows, args = _tiny_align_args(tmp_path, synth_corpus)
     tri2 = ["--through", "tri2", "--tri2-iters", "4", "--tri2-realign-iters", "2",
             "--mllt-iters", "1", "3", "--tri2-leaves", "90", "--tri2-gauss", "120", "--lda-dim", "20"]
     assert main([*args, *tri2]) == 0
