@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, DataError
-from .utils import atomic_write_json, atomic_write_text, get_logger, is_done
+from .utils import atomic_write_json, atomic_write_text, get_logger
 
 log = get_logger("ensemble")
 
@@ -79,15 +79,19 @@ def train_members(out_dir: str | Path, num_members: int, train_args: Sequence[st
                   backend: str = "local", slurm_opts: str = "") -> list[Path]:
     """Train the members as independent jobs (`nj` at a time, cores split between them).
 
-    Members already finished (`.train.done`) are skipped; interrupted ones resume. Logs go to
-    `out_dir/log/train.mN.log`. Returns the member dirs.
+    Members whose train stage is up to date (`acoustic_kd.stage`: same config, data and code) are
+    skipped; interrupted ones resume, changed ones retrain. Logs go to `out_dir/log/train.mN.log`.
+    Returns the member dirs.
     """
+    from .cli import build_parser
+    from .commands.train import stage as train_stage
     from .jobs import Job, run_jobs
 
     todo = []
     for name, cmd, mdir in member_commands(out_dir, num_members, train_args, base_seed, archs,
                                            data_order):
-        if is_done(mdir, "train"):
+        member = build_parser().parse_args(cmd[3:])
+        if not member.force and train_stage(member).current():
             log.info("%s: already trained, skipping", mdir)
             continue
         todo.append(Job(name=name, cmd=cmd, log=Path(out_dir) / "log" / f"train.{name}.log"))

@@ -32,7 +32,8 @@ def test_export_command_reads_tuning_and_skips_when_done(exported, capsys):
     assert meta["decoding"]["beam"] == 12.0
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(exported / "final.pt"), "--graph",
-                 str(exported / "graph"), "--out", str(exported / "export")]) == 0
+                 str(exported / "graph"), "--out", str(exported / "export"), "--acwt",
+                 str(exported / "tune.json"), "--beam", "12"]) == 0
     assert "already exported" in capsys.readouterr().out
 
 

@@ -7,7 +7,8 @@ posteriors are combined (--combine). The acoustic scale and word penalty are giv
 Log-posteriors can also come from a Kaldi scp of [T, P] matrices (--logpost-scp), e.g. an export.
 
 Writes OUT/hyp.txt, hyp.json (word times), wer, errs.txt, frame_acc (with --ali), decode.json,
-tune.json (with --tune-on-dev), info.json and .done; a finished OUT is reused unless --force.
+tune.json (with --tune-on-dev), info.json and .done; a finished OUT is reused unless --force or
+unless its config, graph, models, priors, features, text or code changed (acoustic_kd.stage).
 
   acoustic-kd decode --graph exp/tri/graph --data data/test --model exp/m1/final.pt \\
       --priors exp/tri/ali_train/priors.txt --out exp/decode/m1_test --tune-on-dev data/dev
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +31,7 @@ from ..decode.graph import graph_variant
 from ..decode.score import read_text
 from ..decode.tune import TuneConfig, tune_on_dev
 from ..errors import ConfigError, DataError
+from ..stage import Stage, ali_inputs, feature_inputs, scp_archives
 from ..utils import atomic_write_json, c_sorted, get_logger, write_exp_info
 
 HELP = "decode a data set (one model or an ensemble) and score it"
@@ -114,6 +117,36 @@ def _source(args: argparse.Namespace, data_dir: str, scp: str | None) -> Source:
     return nnet_source(args.model, data_dir, args.combine)
 
 
+def stage(args: argparse.Namespace, cfg: DecodeConfig, tcfg: TuneConfig) -> Stage:
+    """The decode stage: graph, models (or log-posteriors), priors, features, text, alignments and
+    the dev set (or tune.json) to tune on in; OUT out."""
+    graph = Path(args.graph)
+    inputs = [graph / n for n in ("HCLG.fst", "words.txt", "graph.json")]
+    inputs += [*args.model, args.priors, args.tuned]
+    for data, scp in ((args.data, args.logpost_scp), (args.tune_on_dev, args.dev_logpost_scp)):
+        if data:
+            inputs += feature_inputs(data, "text", "utt2spk")
+        if scp:
+            inputs += [Path(scp), *scp_archives(scp)]
+    if args.ali:
+        inputs += ali_inputs(args.ali)
+    config = {"decode": to_dict(cfg), "tune": to_dict(tcfg) if args.tune_on_dev else None,
+              "combine": args.combine if len(args.model) > 1 else None,
+              "models": len(args.model), "tuned": bool(args.tuned), "ali": bool(args.ali)}
+    return Stage("decode", args.out, config, inputs=inputs, outputs=[Path(args.out)], marker="",
+                 resumable=False, code=[__name__, "acoustic_kd.decode.decoder",
+                                        "acoustic_kd.decode.score", "acoustic_kd.decode.tune",
+                                        "acoustic_kd.decode.graph", "acoustic_kd.ensemble"])
+
+
+def _print_summary(out: Path, summary: dict, utts: int) -> None:
+    wer = out / "wer"
+    print(wer.read_text(), end="") if wer.exists() else print(f"decoded {utts} utterances")
+    if summary.get("rtf") is not None:
+        print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
+              f"{summary['audio_s']:.1f} s audio)")
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(DecodeConfig, args.config, "decode", overrides_from_args(args, DecodeConfig))
     tcfg = load_config(TuneConfig, args.config, "tune", overrides_from_args(args, TuneConfig))
@@ -126,12 +159,16 @@ def run(args: argparse.Namespace) -> int:
         tuned_path = Path(args.tuned)
         if not tuned_path.exists():
             raise ConfigError(f"{tuned_path}: no tune.json there; run the decode with --tune-on-dev first")
-        import json
         t = json.loads(tuned_path.read_text())
         cfg = dataclasses.replace(cfg, acwt=float(t["acwt"]), word_penalty=float(t["word_penalty"]))
         tuned_scale = t.get("transition_scale")
     if args.tune_on_dev and Path(args.tune_on_dev).resolve() == Path(args.data).resolve():
         raise ConfigError("--tune-on-dev must name a dev set, not the set being decoded")
+    st = stage(args, cfg, tcfg)
+    if not st.begin(args.force):
+        summary = json.loads((Path(args.out) / "decode.json").read_text())
+        _print_summary(Path(args.out), summary, summary.get("num_utts", 0))
+        return 0
     graph = Graph.load(args.graph)
     if args.tuned and tuned_scale is not None:
         graph = Graph.load(graph_variant(args.graph, float(tuned_scale)))
@@ -162,13 +199,10 @@ def run(args: argparse.Namespace) -> int:
         from ..ali import read_alignments
         alis = read_alignments(args.ali)
     summary = decode_to_dir(graph, utts, fn, log_priors, args.out, cfg, refs, alis,
-                            meta.get("frame_shift", 0.01), extra, force=args.force)
+                            meta.get("frame_shift", 0.01), extra, force=True)
     if "tune" in summary:
         atomic_write_json(Path(args.out) / "tune.json", summary["tune"])
     write_exp_info(args.out, {"decode": to_dict(cfg), "tune": to_dict(tcfg)})
-    wer = (Path(args.out) / "wer")
-    print(wer.read_text(), end="") if wer.exists() else print(f"decoded {len(utts)} utterances")
-    if summary.get("rtf") is not None:
-        print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
-              f"{summary['audio_s']:.1f} s audio)")
+    st.finish()
+    _print_summary(Path(args.out), summary, len(utts))
     return 0

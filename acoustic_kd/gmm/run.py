@@ -11,7 +11,9 @@ Layout (each of `exp/mono`, `exp/tri`):
                     plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name
 - `final.states.npz` (mono only) the graph-state paths the tri stage starts from, so a run
                     killed between the stages resumes to the same result
-- `.done`           marker; a re-run skips a finished stage unless forced
+- `.done`           marker with the stage signature (acoustic_kd.stage): a re-run skips a stage
+                    whose config, inputs and code are unchanged, re-runs it from scratch otherwise;
+                    each `ali_<set>/` of another data set has its own `.done` the same way
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from ..ali import check_lengths, write_alignments
 from ..errors import ConfigError, DataError
 from ..hmm import HmmModel
 from ..lang import Lang, load_lang
+from ..stage import Stage, feature_inputs
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done,
-                     mark_done, read_table, write_exp_info)
+                     read_table, write_exp_info)
 from .align import AlignResult, align, compile_graphs
 from .diag_gmm import DiagGmm
 from .feats import gmm_features
@@ -155,6 +158,28 @@ def _load_states(path: Path, graphs: dict) -> AlignResult | None:
                        loglike=float(z["loglike"]), frames=int(z["frames"]))
 
 
+_CODE = ["acoustic_kd.gmm.run", "acoustic_kd.gmm.train", "acoustic_kd.gmm.align",
+         "acoustic_kd.gmm.diag_gmm", "acoustic_kd.gmm.tree", "acoustic_kd.gmm.feats",
+         "acoustic_kd.gmm.flatstart", "acoustic_kd.hmm"]
+_MODEL_FILES = ("final.hmm.json", "final.gmm.npz")
+
+
+def gmm_stage(d: Path, cfg: AlignConfig, data_dir: Path, lang_dir, after: Path | None = None) -> Stage:
+    """The contract of one GMM training stage dir (mono, or tri built on `after` = the mono dir)."""
+    inputs = [*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir)]
+    if after is not None:
+        inputs += [after / n for n in (*_MODEL_FILES, STATES_FILE)]
+    return Stage(d.name, d, {"align": vars(cfg)}, inputs=inputs, code=_CODE, outputs=[d], marker="")
+
+
+def ali_stage(d: Path, data_dir: Path, lang_dir, cfg: AlignConfig) -> Stage:
+    """The contract of aligning another data set with a finished stage `d`'s model."""
+    ali_dir = d / f"ali_{data_dir.name}"
+    return Stage("align", ali_dir, {"align": vars(cfg)},
+                 inputs=[*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir),
+                         *(d / n for n in _MODEL_FILES)], code=_CODE, outputs=[ali_dir], marker="")
+
+
 def _stage_dir_ok(d: Path) -> bool:
     return is_done(d) and (d / "final.hmm.json").exists() and (d / "final.gmm.npz").exists()
 
@@ -164,7 +189,8 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
     """Train (mono, then tri) on `data_dir`, align it and `align_sets`; returns a summary dict.
 
     stage: None = both, "mono" = monophones only, "tri" = triphones (needs a finished exp/mono).
-    Finished stages (`.done`) are skipped unless `force`.
+    A stage whose `.done` signature matches (config, data, lang, code) is skipped unless `force`;
+    one that differs is redone from scratch, and so is everything after it.
     """
     cfg = cfg or AlignConfig()
     if stage not in (None, "mono", "tri"):
@@ -177,17 +203,18 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
     out: dict = {}
     mono_dir, tri_dir = exp_dir / "mono", exp_dir / "tri"
     mono_res = None
-    if stage in (None, "mono") and (force or not _stage_dir_ok(mono_dir)):
+    mono_st = gmm_stage(mono_dir, cfg, data_dir, lang_dir)
+    if stage in (None, "mono") and mono_st.begin(force):
         mono_dir.mkdir(parents=True, exist_ok=True)
         write_exp_info(mono_dir, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
         (mono_dir / "log.jsonl").unlink(missing_ok=True)
         t0 = time.time()
         mono, mgmm, mono_res, hist = train_mono(feats, texts, lang, cfg, mono_dir / "log.jsonl")
-        out["mono"] = _finish(mono_dir, mono, mgmm, mono_res, hist, lang, feats, set_name, extra,
-                              cfg, time.time() - t0, keep_states=True)
-    if stage in (None, "tri") and (force or not _stage_dir_ok(tri_dir)):
-        if not _stage_dir_ok(mono_dir):
-            raise DataError(mono_dir, "monophone stage not finished", "run with --stage mono first")
+        out["mono"] = _finish(mono_dir, mono, mgmm, mono_res, hist, feats, set_name,
+                              time.time() - t0, keep_states=True)
+        mono_st.finish({"num_pdfs": mono.num_pdfs})
+    tri_st = gmm_stage(tri_dir, cfg, data_dir, lang_dir, after=mono_dir)
+    if stage in (None, "tri") and _stage_dir_ok(mono_dir) and tri_st.begin(force):
         mono = HmmModel.load(mono_dir / "final.hmm.json")
         trained = front_end(mono_dir)
         if trained != front_end(cfg=cfg):
@@ -209,35 +236,39 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
         (tri_dir / "log.jsonl").unlink(missing_ok=True)
         t0 = time.time()
         tri, tgmm, tri_res, hist = train_tri(feats, lang, mono, mono_res, cfg, tri_dir / "log.jsonl")
-        out["tri"] = _finish(tri_dir, tri, tgmm, tri_res, hist, lang, feats, set_name, extra, cfg,
-                             time.time() - t0)
+        out["tri"] = _finish(tri_dir, tri, tgmm, tri_res, hist, feats, set_name, time.time() - t0)
+        tri_st.finish({"num_pdfs": tri.num_pdfs})
+    elif stage in (None, "tri") and not _stage_dir_ok(mono_dir):
+        raise DataError(mono_dir, "monophone stage not finished", "run with --stage mono first")
     for name, d in (("mono", mono_dir), ("tri", tri_dir)):
-        if name not in out and stage in (None, name) and _stage_dir_ok(d):
-            out[name] = _align_extra(d, lang, extra, cfg)
+        if stage in (None, name) and _stage_dir_ok(d):
+            out[name] = _align_extra(d, lang, lang_dir, [s for s in extra if s.name != set_name], cfg)
     return out
 
 
-def _align_extra(d: Path, lang: Lang, extra: list[Path], cfg: AlignConfig) -> dict:
-    """Align the sets of `extra` that a finished stage `d` has no alignment of yet with its final
-    model (no retraining), e.g. a speed-perturbed copy of the training set; updates summary.json."""
+def _align_extra(d: Path, lang: Lang, lang_dir, extra: list[Path], cfg: AlignConfig) -> dict:
+    """Align each set of `extra` whose alignment by a finished stage `d` is missing or out of date
+    (its own stage contract) with the stage's final model, e.g. a speed-perturbed copy of the
+    training set; updates summary.json and returns it."""
     summary_path = d / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    todo = [s for s in extra if not (d / f"ali_{s.name}" / "ali.scp").exists()]
+    todo = [(s, st) for s in extra for st in [ali_stage(d, s, lang_dir, cfg)] if st.begin()]
     if todo:
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
         fe = front_end(d, cfg)
-        for s in todo:
+        for s, st in todo:
             f, t = load_set(s, **fe)
             _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
                                                     label=f"{d.name} {s.name}")
+            st.finish()
         atomic_write_json(summary_path, summary)
     return summary
 
 
-def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], lang: Lang,
-            feats, set_name: str, extra: list[Path], cfg: AlignConfig, train_s: float,
-            keep_states: bool = False) -> dict:
-    """Save a trained stage: model files, training-set alignment, extra sets, summary, marker."""
+def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], feats,
+            set_name: str, train_s: float, keep_states: bool = False) -> dict:
+    """Save a trained stage: model files, training-set alignment and summary (the caller's stage
+    contract writes the marker; other sets are aligned afterwards by `_align_extra`)."""
     hmm.save(d / "final.hmm.json")
     gmm.save(d / "final.gmm.npz")
     if keep_states:
@@ -245,10 +276,5 @@ def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[d
     summary = {"num_pdfs": hmm.num_pdfs, "num_gauss": gmm.num_gauss, "train_seconds": round(train_s, 1),
                "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
     summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")
-    for s in extra:
-        f, t = load_set(s, **front_end(cfg=cfg))
-        _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
-                                                label=f"{d.name} {s.name}")
     atomic_write_json(d / "summary.json", summary)
-    mark_done(d, info={"num_pdfs": hmm.num_pdfs})
     return summary
