@@ -31,6 +31,7 @@ from ..decode.graph import graph_variant
 from ..decode.score import read_text
 from ..decode.tune import TuneConfig, tune_on_dev
 from ..errors import ConfigError, DataError
+from ..model_meta import CheckpointMeta, log_priors
 from ..stage import Stage, ali_inputs, feature_inputs, scp_archives
 from ..utils import atomic_write_json, c_sorted, get_logger, write_exp_info
 
@@ -63,14 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def nnet_source(model_paths: list[str], data_dir: str | Path, rule: str, chunk: int = 32) -> Source:
     """Log-posteriors of a data dir's features from one checkpoint or an ensemble (batched)."""
-    from ..features import FeatureSet
     from ..nnet.checkpoint import load_checkpoint
 
     models = [load_checkpoint(p) for p in model_paths]
     meta = models[0][1]
-    feats = FeatureSet(data_dir, cmvn=meta.get("cmvn", "speaker"),
-                       norm_vars=bool(meta.get("norm_vars", False)),
-                       global_stats=meta.get("cmvn_stats"))
+    feats = CheckpointMeta.from_dict(meta).features(data_dir)
     utts = list(feats.utts)
     fn = ChunkedLogPost(lambda us: nnet_log_posteriors(models, feats, us, rule), utts, chunk)
     shift = (feats.config.frame_shift_ms / 1000.0) if feats.config is not None else 0.01
@@ -88,12 +86,10 @@ def scp_source(scp: str | Path) -> Source:
 def log_priors_from(args: argparse.Namespace, meta: dict) -> np.ndarray:
     """log p(s) [P] from --priors or the checkpoint's stored priors (floored at 1e-10)."""
     if args.priors:
-        priors = np.loadtxt(args.priors, dtype=np.float64, ndmin=1)
-    elif meta.get("priors") is not None:
-        priors = np.asarray(meta["priors"], np.float64)
-    else:
-        raise ConfigError("no priors: pass --priors exp/tri/ali_train/priors.txt")
-    return np.log(np.maximum(priors / priors.sum(), 1e-10))
+        return log_priors(np.loadtxt(args.priors, dtype=np.float64, ndmin=1))
+    if meta.get("priors") is not None:
+        return log_priors(meta["priors"])
+    raise ConfigError("no priors: pass --priors exp/tri/ali_train/priors.txt")
 
 
 def check_pdf_counts(graph: Graph, meta: dict, log_priors: np.ndarray, priors: str | None) -> None:

@@ -7,25 +7,13 @@ features equal training features by construction.
 
 from __future__ import annotations
 
-from math import gcd
 from typing import Any
 
 import numpy as np
 
+from ..audio import resample
 from ..cmvn import apply_cmvn, compute_cmvn_stats
 from ..features import INT16_SCALE, FbankConfig, compute_fbank
-
-
-def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling of float32 [N] audio, clipped to [-1, 1] as training's loader does
-    (scipy, imported only when the rates differ)."""
-    if orig_rate == target_rate:
-        return samples
-    from scipy.signal import resample_poly
-
-    g = gcd(int(orig_rate), int(target_rate))
-    y = resample_poly(samples, int(target_rate) // g, int(orig_rate) // g).astype(np.float32)
-    return np.clip(y, -1.0, 1.0, out=y)
 
 
 class FeaturePipeline:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import DataError
+from ..model_meta import PRIOR_FLOOR, log_priors
 from . import metadata as md
 from .frontend import FeaturePipeline
 from .search import GraphDecoder, Hypothesis
@@ -97,10 +98,8 @@ class ExportedModel:
         self.frame_shift_s = self.frontend.frame_shift_s
         dec = m["decoding"]
         self.acwt = float(dec["acwt"])
-        priors = np.asarray(m["priors"], dtype=np.float64)
         # normalised and floored exactly as the decode stage does: [P] float64
-        floor = float(dec.get("prior_floor", 1e-10))
-        self.log_priors = np.log(np.maximum(priors / priors.sum(), floor))
+        self.log_priors = log_priors(m["priors"], float(dec.get("prior_floor", PRIOR_FLOOR)))
         self.words = {int(i): w for i, w in m["words"]}
         self._decoder: GraphDecoder | None = None
 

@@ -42,20 +42,53 @@ class Hypothesis:
                 "cost": self.cost}
 
 
-def _best_path_arcs(lattice) -> list[tuple[int, int, float]]:
-    """(ilabel, olabel, graph+acoustic cost) of each arc of a linear lattice, start to end."""
-    arcs: dict[int, tuple[int, int, int, float]] = {}
+def best_path(lattice) -> tuple[list[tuple[int, int]], float, float]:
+    """(ilabel, olabel) of each arc of a linear best-path lattice, followed from its start state,
+    and the path's graph and acoustic costs (the final weight included)."""
+    arcs: dict[int, tuple[int, int, int]] = {}
+    graph_cost = ac_cost = 0.0
     for line in lattice.to_str().splitlines():
         f = line.split()
+        w = f[4] if len(f) > 4 else f[1] if len(f) == 2 else None
+        if w is not None:
+            g, a = w.split(",")
+            graph_cost, ac_cost = graph_cost + float(g), ac_cost + float(a)
         if len(f) >= 4:
-            w = f[4].split(",") if len(f) > 4 else ["0", "0"]
-            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]), float(w[0]) + float(w[1]))
+            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]))
     out, state = [], lattice.start
     while state in arcs:
-        nxt, il, ol, cost = arcs.pop(state)
-        out.append((il, ol, cost))
+        nxt, il, ol = arcs.pop(state)
+        out.append((il, ol))
         state = nxt
-    return out
+    return out, graph_cost, ac_cost
+
+
+def word_spans(arcs: list[tuple[int, int]], silence_pdfs: np.ndarray
+               ) -> tuple[list[int], list[tuple[int, int]]]:
+    """(word ids, [start, end) frames) of a best path's arcs (ilabel = pdf + 1, olabel = word).
+
+    A word spans from its output arc to the next word's, less the silence-pdf frames at either
+    edge (where the graph puts the label is not the word's acoustic start, so the pdf sequence
+    decides). `silence_pdfs`: bool [P]. The one rule of the decode stage and the exported runtime.
+    """
+    pdfs: list[int] = []
+    starts: list[tuple[int, int]] = []  # (word id, first frame)
+    for il, ol in arcs:
+        if ol:
+            starts.append((ol, len(pdfs)))
+        if il:
+            pdfs.append(il - 1)
+    sil = np.asarray(silence_pdfs, dtype=bool)
+    sil = sil[np.asarray(pdfs, dtype=np.int64)] if pdfs and sil.size else np.zeros(len(pdfs), bool)
+    frames = []
+    for i, (_, begin) in enumerate(starts):
+        s, e = begin, starts[i + 1][1] if i + 1 < len(starts) else len(pdfs)
+        while s < e - 1 and sil[s]:
+            s += 1
+        while e - 1 > s and sil[e - 1]:
+            e -= 1
+        frames.append((s, e))
+    return [w for w, _ in starts], frames
 
 
 class GraphDecoder:
@@ -83,30 +116,9 @@ class GraphDecoder:
         ok, lattice = self._decoder.get_best_path(use_final_probs=reached)
         if not ok:
             return Hypothesis(words=[], num_frames=len(scores), reached_final=False)
-        return self._hypothesis(_best_path_arcs(lattice), len(scores), reached)
-
-    def _hypothesis(self, arcs: list[tuple[int, int, float]], num_frames: int,
-                    reached: bool) -> Hypothesis:
-        """Words from the best path; a word spans from its output arc to the next word's,
-        less the silence frames at either edge (where the graph puts the label is not the
-        word's acoustic start, so the pdf sequence decides)."""
-        pdfs: list[int] = []
-        starts: list[tuple[int, int]] = []  # (word id, first frame)
-        for il, ol, _ in arcs:
-            if ol:
-                starts.append((ol, len(pdfs)))
-            if il:
-                pdfs.append(il - 1)
-        sil = self.silence_pdfs[np.asarray(pdfs, dtype=np.int64)] if pdfs else np.zeros(0, bool)
-        spans = []
-        for i, (wid, begin) in enumerate(starts):
-            end = starts[i + 1][1] if i + 1 < len(starts) else len(pdfs)
-            s, e = begin, end
-            while s < e - 1 and sil[s]:
-                s += 1
-            while e - 1 > s and sil[e - 1]:
-                e -= 1
-            spans.append(WordSpan(self.words.get(wid, f"<{wid}>"),
-                                  round(s * self.frame_shift_s, 3), round(e * self.frame_shift_s, 3)))
-        return Hypothesis(words=[w.word for w in spans], spans=spans, num_frames=num_frames,
-                          reached_final=reached, cost=float(sum(c for *_, c in arcs)))
+        arcs, graph_cost, ac_cost = best_path(lattice)
+        ids, frames = word_spans(arcs, self.silence_pdfs)
+        spans = [WordSpan(self.words.get(w, f"<{w}>"), round(s * self.frame_shift_s, 3),
+                          round(e * self.frame_shift_s, 3)) for w, (s, e) in zip(ids, frames)]
+        return Hypothesis(words=[w.word for w in spans], spans=spans, num_frames=len(scores),
+                          reached_final=reached, cost=graph_cost + ac_cost)

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import DataError
 from ..hmm import HmmModel
 from ..lang import Lang, load_lang
+from ..model_meta import CheckpointMeta, log_priors
 from ..stage import Stage, feature_inputs
 from ..utils import atomic_write_json, c_sorted, get_logger, read_table, write_exp_info
 from .align import AlignResult, align, compile_graphs
@@ -139,21 +140,7 @@ def log_priors_of(models: list, paths: Sequence[str | Path], num_pdfs: int,
     if pri.shape != (num_pdfs,):
         raise DataError(where, f"{pri.size} priors but the HMM has {num_pdfs} pdfs",
                         "pass the priors.txt of the alignments the network was trained on")
-    return np.log(np.maximum(pri / pri.sum(), 1e-10))
-
-
-def nnet_features(meta: dict, data_dir: str | Path):
-    """The data dir's FeatureSet normalised as the checkpoint was trained (CMVN mode, stats)."""
-    from ..features import FeatureSet
-
-    feats = FeatureSet(data_dir, cmvn=meta.get("cmvn", "speaker"),
-                       norm_vars=bool(meta.get("norm_vars", False)),
-                       global_stats=meta.get("cmvn_stats"))
-    if meta.get("input_dim") is not None and feats.dim != int(meta["input_dim"]):
-        raise DataError(Path(data_dir) / "feats.scp", f"features have dimension {feats.dim} but the "
-                        f"network expects {meta['input_dim']}", "compute the features with the "
-                        "network's feature config (checkpoint meta feature_config)")
-    return feats
+    return log_priors(pri)
 
 
 # ------------------------------------------------------------------ a data dir
@@ -169,7 +156,7 @@ def align_data_dir(hmm: HmmModel, lang: Lang, models: list, meta: dict, log_prio
     from ..decode.decoder import nnet_log_posteriors
 
     data_dir = Path(data_dir)
-    feats = nnet_features(meta, data_dir)
+    feats = CheckpointMeta.from_dict(meta).features(data_dir)
     texts = {k: v for k, v, _ in read_table(data_dir / "text", min_fields=1)}
     have = set(feats.utts)
     utts = c_sorted(have | set(texts))
