@@ -117,3 +117,17 @@ def test_transcribe_data_dir_and_export_with_global_cmvn(exported, tmp_path, cap
     assert meta["provenance"]["cmvn_data"] == str(tmp_path / "data")
     summary = json.loads((tmp_path / "export" / "export.json").read_text())
     assert summary["max_abs_diff_log_prob"]["onnx"] <= 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_chunked_forward_and_search_equal_whole_utterance(exported, fmt):
+    """Long audio is forwarded and searched in chunks (each with the context frames the network
+    needs at its edges): scores bit-identical to one whole-utterance forward, the same hypothesis."""
+    model = load_exported(exported / "export", fmt)
+    x, truth = tone_audio(["HIGH", "LOW"] * 12, seed=3)
+    feats = model.features(x, SR)
+    whole = model.scores(feats)
+    for chunk in (7, 50, len(feats) - 1, len(feats) + 10):
+        assert np.array_equal(np.concatenate(list(model.chunk_scores(feats, chunk))), whole)
+        assert model.decode_features(feats, chunk).to_dict() == model.decoder.decode(whole).to_dict()
+    assert model.decode_features(feats, 50).words == [w for w, _, _ in truth]

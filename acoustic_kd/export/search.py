@@ -7,6 +7,7 @@ The graph's input labels are pdf + 1, which is what kaldi-decoder's `DecodableCt
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Iterable
 
 import kaldi_decoder
 import kaldifst
@@ -108,17 +109,28 @@ class GraphDecoder:
 
     def decode(self, scores: np.ndarray) -> Hypothesis:
         """Best word sequence for scaled log-likelihoods `scores` [T, P] float32."""
-        scores = np.ascontiguousarray(scores, dtype=np.float32)
-        if scores.shape[0] == 0:
+        return self.decode_chunks([scores])
+
+    def decode_chunks(self, chunks: Iterable[np.ndarray]) -> Hypothesis:
+        """`decode` of the concatenation of score chunks [T_i, P], consumed one at a time: the
+        search advances frame by frame either way, so the result equals decoding all at once and
+        only one chunk of scores is held in memory."""
+        self._decoder.init_decoding()
+        num_frames = 0
+        for scores in chunks:
+            scores = np.ascontiguousarray(scores, dtype=np.float32)
+            if len(scores):
+                self._decoder.advance_decoding(kaldi_decoder.DecodableCtc(scores, num_frames))
+                num_frames += len(scores)
+        if num_frames == 0:
             return Hypothesis(words=[], num_frames=0, reached_final=False)
-        self._decoder.decode(kaldi_decoder.DecodableCtc(scores))
         reached = bool(self._decoder.reached_final())
         ok, lattice = self._decoder.get_best_path(use_final_probs=reached)
         if not ok:
-            return Hypothesis(words=[], num_frames=len(scores), reached_final=False)
+            return Hypothesis(words=[], num_frames=num_frames, reached_final=False)
         arcs, graph_cost, ac_cost = best_path(lattice)
         ids, frames = word_spans(arcs, self.silence_pdfs)
         spans = [WordSpan(self.words.get(w, f"<{w}>"), round(s * self.frame_shift_s, 3),
                           round(e * self.frame_shift_s, 3)) for w, (s, e) in zip(ids, frames)]
-        return Hypothesis(words=[w.word for w in spans], spans=spans, num_frames=len(scores),
+        return Hypothesis(words=[w.word for w in spans], spans=spans, num_frames=num_frames,
                           reached_final=reached, cost=graph_cost + ac_cost)
