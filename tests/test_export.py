@@ -226,7 +226,7 @@ def test_load_errors(tone, tmp_path):
     assert md_keys == list(md.KEYS)
 
 
-def test_export_of_a_determinized_graph_keeps_exact_word_times(tmp_path, fsdd_audio):
+def test_export_of_a_determinized_graph_keeps_exact_word_times(tmp_path, speech):
     """mkgraph's determinized graph: the export carries its align lexicon, and the runtime's word
     spans are the decode stage's (pdf chains matched to the frames, not label positions)."""
     from test_decode_fakes import unigram_arpa, write_lang
@@ -243,11 +243,11 @@ def test_export_of_a_determinized_graph_keeps_exact_word_times(tmp_path, fsdd_au
     assert g.info["determinized"] and g.align is not None
     random_checkpoint(tmp_path / "final.pt", "mlp", hmm.num_pdfs)
     stats = compute_cmvn_stats([compute_fbank(x, SR, FbankConfig(sample_rate=SR))
-                                for x in fsdd_audio.values()])
+                                for x in speech.values()])
     export(tmp_path / "final.pt", tmp_path / "export", tmp_path / "graph", cmvn_stats=stats, acwt=0.1)
     em = load_exported(tmp_path / "export", "onnx")
     assert em.meta["hmm"]["align_lexicon"] == g.align
-    for x in fsdd_audio.values():
+    for x in speech.values():
         feats = em.features(x, SR)
         scores = (em.acwt * (em.log_posteriors(feats) - em.log_priors)).astype(np.float32)
         mine = em.decoder.decode(scores)
