@@ -154,7 +154,11 @@ def read_wav_entry(entry: str, corpus_root: str | os.PathLike | None = None,
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Resample float32 [N] from sr_in to sr_out Hz (polyphase; result clipped to [-1, 1])."""
+    """Resample float32 [N] from sr_in to sr_out Hz (polyphase; result clipped to [-1, 1]).
+
+    The one resampler of training data, data-dir speed perturbation and the deployment front end
+    (`export.frontend`), so deployed features equal training features."""
+    sr_in, sr_out = int(sr_in), int(sr_out)
     if sr_in == sr_out:
         return x
     from scipy.signal import resample_poly  # imported here: scipy.signal takes ~1.5 s to load

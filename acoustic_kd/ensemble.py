@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, DataError
-from .utils import atomic_write_json, atomic_write_text, get_logger, is_done
+from .utils import atomic_write_json, atomic_write_text, get_logger
 
 log = get_logger("ensemble")
 
@@ -79,15 +79,19 @@ def train_members(out_dir: str | Path, num_members: int, train_args: Sequence[st
                   backend: str = "local", slurm_opts: str = "") -> list[Path]:
     """Train the members as independent jobs (`nj` at a time, cores split between them).
 
-    Members already finished (`.train.done`) are skipped; interrupted ones resume. Logs go to
-    `out_dir/log/train.mN.log`. Returns the member dirs.
+    Members whose train stage is up to date (`acoustic_kd.stage`: same config, data and code) are
+    skipped; interrupted ones resume, changed ones retrain. Logs go to `out_dir/log/train.mN.log`.
+    Returns the member dirs.
     """
+    from .cli import build_parser
+    from .commands.train import stage as train_stage
     from .jobs import Job, run_jobs
 
     todo = []
     for name, cmd, mdir in member_commands(out_dir, num_members, train_args, base_seed, archs,
                                            data_order):
-        if is_done(mdir, "train"):
+        member = build_parser().parse_args(cmd[3:])
+        if not member.force and train_stage(member).current():
             log.info("%s: already trained, skipping", mdir)
             continue
         todo.append(Job(name=name, cmd=cmd, log=Path(out_dir) / "log" / f"train.{name}.log"))
@@ -98,11 +102,6 @@ def train_members(out_dir: str | Path, num_members: int, train_args: Sequence[st
 
 
 # ---------------------------------------------------------------- evaluation
-def _crop(x: torch.Tensor, have: tuple[int, int], want: tuple[int, int]) -> torch.Tensor:
-    """Centred crop of windows [B, have_L+1+have_R, D] to a member's context."""
-    return x[:, have[0] - want[0]: x.shape[1] - (have[1] - want[1])]
-
-
 def _scores(log_probs: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """[correct frames, summed CE] of log-probs [B, P] against labels [B]."""
     return np.array([float((log_probs.argmax(-1) == y).sum()),
@@ -118,26 +117,22 @@ def evaluate_set(models: Mapping[str, torch.nn.Module], feats, alis: Mapping[str
     alis: {utt: int32 [T]}. Memory stays bounded (shard-wise reading).
     Returns {"frames": N, "members": {name: {acc, ce}}, "ensemble": {rule: {acc, ce}}}.
     """
+    from .distill.teacher import TeacherEnsemble
     from .nnet.stream import StreamingFrameDataset
 
     pdfs = {int(m.num_pdfs) for m in models.values()}
     if len(pdfs) != 1:
         raise DataError(None, f"members predict different pdf counts {sorted(pdfs)}",
                         "train all members on the same alignment dir")
-    ctxs = {n: tuple(int(c) for c in m.config.context) for n, m in models.items()}
-    have = (max(c[0] for c in ctxs.values()), max(c[1] for c in ctxs.values()))
-    ds = StreamingFrameDataset(feats, alis, have)
-    for m in models.values():
-        m.eval()
+    ens = TeacherEnsemble(list(models.values()), names=list(models))
+    ds = StreamingFrameDataset(feats, alis, ens.context)
+    dev = next(ens.parameters()).device
     sums = {n: np.zeros(2) for n in [*models, *rules]}
     for b in ds.iter_batches(batch_size):
         y = b["y"]
-        lps = []
-        for n, m in models.items():
-            dev = next(m.parameters()).device
-            lp = F.log_softmax(m(_crop(b["x"], have, ctxs[n]).to(dev)).float(), -1).cpu()
+        lps = [lp.cpu() for lp in ens.member_log_probs(b["x"].to(dev))]
+        for n, lp in zip(models, lps):
             sums[n] += _scores(lp, y)
-            lps.append(lp)
         for r in rules:
             sums[r] += _scores(combine(lps, r), y)
     n = max(ds.num_frames, 1)
@@ -155,23 +150,19 @@ def evaluate(checkpoints: Sequence[str | Path], sets: Mapping[str, tuple[str | P
     when out_dir is given. Returns {"members": [...], "sets": {set: evaluate_set(...)}}.
     """
     from .ali import read_alignments
-    from .features import FeatureSet
+    from .model_meta import CheckpointMeta, same_features
     from .nnet.checkpoint import load_checkpoint
 
     models, metas = {}, []
     for p in checkpoints:
         m, meta = load_checkpoint(p)
         models[Path(p).parent.name or str(p)] = m
-        metas.append(meta)
-    cmvn = {(m.get("cmvn", "speaker"), bool(m.get("norm_vars", False))) for m in metas}
-    if len(cmvn) != 1:
-        raise ConfigError(f"members were trained with different CMVN settings {sorted(cmvn)}")
-    mode, norm_vars = cmvn.pop()
+        metas.append(CheckpointMeta.from_dict(meta))
     # global CMVN: the training set's stats (as decode and export apply them), not each set's own
-    stats = metas[0].get("cmvn_stats") if mode == "global" else None
+    first = same_features(metas, [str(p) for p in checkpoints])
     out = {"members": [str(p) for p in checkpoints], "sets": {}}
     for name, (data_dir, ali_dir) in sets.items():
-        fs = FeatureSet(data_dir, cmvn=mode, norm_vars=norm_vars, global_stats=stats)
+        fs = first.features(data_dir)
         out["sets"][name] = evaluate_set(models, fs, read_alignments(ali_dir), rules, batch_size)
         r = out["sets"][name]
         best = max(r["members"], key=lambda k: r["members"][k]["acc"])

@@ -162,22 +162,40 @@ def _knf_options(values: tuple) -> knf.FbankOptions:
     return o
 
 
-def dither(x: np.ndarray, amount: float) -> np.ndarray:
-    """Add Gaussian noise of std `amount` to int16-scale samples [N], seeded by the samples' bytes.
+FBANK_BLOCK = 1 << 16   # samples handed to the streaming fbank at a time
 
-    Why: digital silence (exact zeros) gives log-mel values far below any real recording, which
-    throws off CMVN, the GMMs and the DNNs; Kaldi dithers by default for this reason. Seeding from
-    the signal keeps features reproducible: the same audio always gets the same noise.
+
+def int16_blocks(x: np.ndarray, amount: float = 0.0, block: int = FBANK_BLOCK):
+    """Samples [N] in [-1, 1] scaled to int16 range (INT16_SCALE), in blocks of `block`, with
+    Gaussian dither of std `amount` when > 0, seeded by the scaled samples' bytes.
+
+    Why dither: digital silence (exact zeros) gives log-mel values far below any real recording,
+    which throws off CMVN, the GMMs and the DNNs; Kaldi dithers by default for this reason. Seeding
+    from the signal keeps features reproducible: the same audio always gets the same noise. The
+    blocks are exactly the slices of one whole-signal computation (CRC and noise stream carry on
+    from block to block), so a long recording is never copied whole.
     """
-    rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(x).tobytes()))
-    return (x + amount * rng.standard_normal(x.shape[0], dtype=np.float32)).astype(np.float32)
+    scale = np.float32(INT16_SCALE)
+    rng = None
+    if amount > 0:
+        crc = 0
+        for i in range(0, len(x), block):
+            crc = zlib.crc32(np.ascontiguousarray(x[i:i + block] * scale), crc)
+        rng = np.random.default_rng(crc)
+    for i in range(0, len(x), block):
+        b = x[i:i + block] * scale
+        if rng is not None:
+            b = (b + amount * rng.standard_normal(b.shape[0], dtype=np.float32)).astype(np.float32)
+        yield b
 
 
 def compute_fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig) -> np.ndarray:
     """Log-mel filterbank of one utterance: float samples in [-1, 1] [N] -> float32 [T, D].
 
-    Samples are scaled by 32768 (INT16_SCALE) first, as Kaldi reads int16 WAVs. T is 0 when the
-    signal is shorter than one frame (snip_edges=True); callers decide whether that is an error.
+    Samples are scaled by 32768 (INT16_SCALE) first, as Kaldi reads int16 WAVs, and dithered
+    (`int16_blocks`). T is 0 when the signal is shorter than one frame (snip_edges=True); callers
+    decide whether that is an error. The streaming fbank is fed block by block (it gives the same
+    frames), so an hour of audio is never one Python list of floats (24 bytes a sample).
     """
     if sample_rate != cfg.sample_rate:
         raise ConfigError(f"compute_fbank: audio at {sample_rate} Hz but the config expects "
@@ -185,16 +203,26 @@ def compute_fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig) -> np
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"compute_fbank expects mono samples [N], got shape {x.shape}")
-    x = x * np.float32(INT16_SCALE)
-    if cfg.dither > 0:
-        x = dither(x, cfg.dither)
     fb = knf.OnlineFbank(cfg.knf_options())
-    fb.accept_waveform(float(sample_rate), x.tolist())
+    parts: list[np.ndarray] = []
+    done = 0
+
+    def drain() -> None:  # copy the frames ready so far and drop them from the fbank's buffer
+        nonlocal done
+        n = fb.num_frames_ready
+        if n > done:
+            parts.append(np.array([fb.get_frame(i) for i in range(done, n)], dtype=np.float32))
+            fb.pop(n - done)
+            done = n
+
+    for b in int16_blocks(x, cfg.dither):
+        fb.accept_waveform(float(sample_rate), b.tolist())
+        drain()
     fb.input_finished()
-    n = fb.num_frames_ready
-    if n == 0:
+    drain()
+    if not parts:
         return np.zeros((0, cfg.dim), dtype=np.float32)
-    return np.stack(list(map(fb.get_frame, range(n))))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def make_features(data_dir, cfg: FbankConfig, nj: int = 1, force: bool = False, **kwargs) -> dict:

@@ -8,7 +8,7 @@ otherwise as jobs (`python -m acoustic_kd.features_stage ...`) through `acoustic
 logs in `<data dir>/log/make_fbank_<set>.<j>.log`. The merge writes `feats.scp`, `utt2num_frames`,
 `cmvn.scp` (partial stats summed per speaker; stats are additive), `fbank.json`,
 `features_failed.txt` and finally the `.features.done` marker. A re-run skips done parts and a
-done stage unless forced; a changed config or utterance list redoes the work.
+done stage unless forced; a changed config, table or audio file redoes the work (acoustic_kd.stage).
 
 Utterances whose audio is unreadable, empty, too short for one frame, or whose features hold
 NaN/inf are listed in `features_failed.txt` (`utt reason`) and left out of `feats.scp`; the rest
@@ -34,8 +34,8 @@ from .errors import DataError
 from .features import FbankConfig, compute_fbank
 from .features_io import ArkWriter
 from .jobs import Job, run_jobs
-from .utils import (atomic_write_json, atomic_write_text, done_marker, get_logger, is_done,
-                    mark_done, write_table)
+from .stage import Stage
+from .utils import atomic_write_json, atomic_write_text, get_logger, write_table
 
 log = get_logger("acoustic_kd.features_stage")  # also when run as __main__
 
@@ -157,6 +157,26 @@ def _signature(cfg: FbankConfig, data: DataDir, utts: list[str]) -> dict:
     return {"config": cfg.to_dict(), "utts_sha1": h.hexdigest(), "num_utts": len(utts)}
 
 
+def features_stage(data: DataDir, cfg: FbankConfig) -> Stage:
+    """The stage contract of a data dir's features: the fbank config; the tables that choose the
+    audio (wav.scp, segments, utt2spk, corpus_root) and the audio files themselves (by size and
+    modification time) in; feats.scp, cmvn.scp, utt2num_frames, fbank.json, the failed list and the
+    archives under data/ out."""
+    d = Path(data.path)
+    tables = [d / n for n in ("wav.scp", "segments", "utt2spk", "corpus_root")]
+    audio = []
+    for rec, entry in data.wav_scp.items():
+        if not entry.rstrip().endswith("|"):
+            p = Path(entry) if Path(entry).is_absolute() or data.corpus_root is None \
+                else data.corpus_root / entry
+            audio.append((d / "wav.scp", rec, p))
+    outputs = [d / n for n in ("feats.scp", "cmvn.scp", "utt2num_frames", "fbank.json", FAILED_FILE)]
+    return Stage(DONE_NAME, d, {"features": cfg.to_dict()}, inputs=[t for t in tables if t.exists()],
+                 audio=audio, code=[__name__, "acoustic_kd.features", "acoustic_kd.audio",
+                                    "acoustic_kd.cmvn"],
+                 outputs=[*outputs, d / "data"])
+
+
 def _load_part(paths: dict[str, Path], signature: dict) -> dict | None:
     """The summary of a finished part made with `signature`, else None."""
     if not (paths["json"].is_file() and paths["ark"].is_file() and paths["scp"].is_file()):
@@ -181,14 +201,10 @@ def make_features(data_dir, cfg: FbankConfig, nj: int = 1, force: bool = False,
     utts = data.utts
     if not utts:
         raise DataError(data_dir, "the data dir has no utterances", "check utt2spk")
-    signature = _signature(cfg, data, utts)
-    if not force and is_done(data_dir, DONE_NAME):
-        info = json.loads(done_marker(data_dir, DONE_NAME).read_text(encoding="utf-8"))
-        if info.get("signature") == signature and (data_dir / "feats.scp").is_file():
-            log.info("%s: features already done; skipping (use --force to recompute)", data_dir)
-            return {**info["counts"], "skipped": True}
-        log.info("%s: config or utterances changed since the last run; recomputing", data_dir)
-    done_marker(data_dir, DONE_NAME).unlink(missing_ok=True)
+    st = features_stage(data, cfg)
+    if not st.begin(force):
+        return {**json.loads(st.marker.read_text(encoding="utf-8")).get("counts", {}), "skipped": True}
+    force = force or st.fresh
 
     nj = max(1, min(nj, len(utts)))
     try:
@@ -197,7 +213,7 @@ def make_features(data_dir, cfg: FbankConfig, nj: int = 1, force: bool = False,
         raise DataError(e.filename or data_dir, f"cannot write features: {e.strerror or e}",
                         "free space or fix permissions, then re-run (finished parts are kept)") from e
     counts["seconds"] = round(time.time() - t0, 3)
-    mark_done(data_dir, DONE_NAME, {"signature": signature, "counts": counts})
+    st.finish({"counts": counts})
     return {**counts, "skipped": False}
 
 
@@ -280,7 +296,7 @@ def _remove_stale_parts(data_dir: Path, nj: int) -> None:
         j = p.name[len(prefix):].split(".")[0]
         if j.isdigit() and int(j) > nj and p.suffix in (".ark", ".scp", ".json"):
             p.unlink()
-    for p in (data_dir / "data").glob(f".{prefix}*.tmp.*"):
+    for p in (data_dir / "data").glob(".*.tmp.*"):   # archives, part summaries, the jobs' config
         p.unlink()
 
 

@@ -97,32 +97,55 @@ def strip_stress(phone: str) -> str:
     return _STRESS.sub("", phone)
 
 
+_PHONE = re.compile(r"^[^\s#<>]+$")
+_NUMBER = re.compile(r"^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
+
+
 def load_lexicon(path, strip: bool = False) -> Lexicon:
-    """Read `word phone...` lines (several lines per word = several pronunciations, duplicates merged).
+    """Read and check a lexicon: {word: [pronunciation phones, ...]} in file order.
 
-    A numeric second field (a pronunciation probability, as in Kaldi's lexiconp.txt) is skipped.
+    The one lexicon reader (corpus preparation and lang dirs). Lines are `WORD PHONE...` (spaces or
+    tabs, CRLF allowed); several lines of a word are several pronunciations (repeats merged). The
+    rule for a numeric second field: a file whose every line has one is Kaldi's lexiconp.txt and
+    the pronunciation probabilities are dropped; a numeric field on only some lines is an error.
+    Blank lines, words without phones and phones holding '#', '<' or '>' (disambiguation or special
+    symbols) are errors too; one DataError lists every bad line (file:line, problem, fix).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "lexicon file does not exist", "give the path of a `WORD PHONES...` file")
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [(n, raw.split()) for n, raw in enumerate(f, 1)]
+    with_prob = [len(fields) > 2 and bool(_NUMBER.match(fields[1])) for _, fields in rows]
+    lexiconp = bool(rows) and all(with_prob)
     lex: Lexicon = {}
-    for word, rest, lineno in read_table(path):
-        phones = rest.split()
-        if phones and _is_number(phones[0]):
-            phones = phones[1:]
-        if not phones:
-            raise DataError(path, f"word '{word}' has no phones", "give a pronunciation", lineno)
-        if strip:
-            phones = [strip_stress(p) for p in phones]
-        prons = lex.setdefault(word, [])
-        if phones not in prons:
-            prons.append(phones)
+    problems: list[str] = []
+    for (lineno, fields), prob in zip(rows, with_prob):
+        where = f"{path}:{lineno}"
+        phones = fields[2:] if lexiconp else fields[1:]
+        if not fields:
+            problems.append(f"{where}: empty line (fix: delete it)")
+        elif not phones:
+            problems.append(f"{where}: word '{fields[0]}' has no phones (fix: add its phones)")
+        elif _NUMBER.match(phones[0]):
+            problems.append(f"{where}: '{phones[0]}' looks like a pronunciation probability, but not "
+                            "every line has one (fix: give lexicon.txt or a complete lexiconp.txt)")
+        elif not all(_PHONE.match(p) for p in phones):
+            bad = [p for p in phones if not _PHONE.match(p)][0]
+            problems.append(f"{where}: '{bad}' is not a phone (no '#', '<', '>' allowed; fix: "
+                            "remove disambiguation/special symbols)")
+        else:
+            if strip:
+                phones = [strip_stress(p) for p in phones]
+            prons = lex.setdefault(fields[0], [])
+            if phones not in prons:
+                prons.append(phones)
+    if problems:
+        raise DataError(path, f"{len(problems)} bad lexicon line(s):\n  " + "\n  ".join(problems),
+                        "correct the lines listed")
+    if not lex:
+        raise DataError(path, "lexicon is empty", "add `WORD PHONES...` lines")
     return lex
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
 
 
 def cmudict_lexicon(words, strip: bool = True) -> tuple[Lexicon, list[str]]:

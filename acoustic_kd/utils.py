@@ -44,7 +44,7 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
-    _remove(tmp)
+    remove_path(tmp)
     if is_dir:
         tmp.mkdir(parents=True)
     try:
@@ -53,15 +53,16 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             old = path.with_name(f".{path.name}.old.{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp, path)
-            _remove(old)
+            remove_path(old)
         else:
             os.replace(tmp, path)
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
 
 
-def _remove(p: Path) -> None:
+def remove_path(p: Path) -> None:
+    """Delete a file, link or directory tree (nothing when absent)."""
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p, ignore_errors=True)
     elif p.exists() or p.is_symlink():

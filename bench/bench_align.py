@@ -202,15 +202,15 @@ def bench_nnet(ckpts, args, lang, texts, refs, phone_refs, groups, frame_shift) 
     import torch
 
     from acoustic_kd.decode.decoder import nnet_log_posteriors
-    from acoustic_kd.gmm.nnet_align import (align_log_posteriors, load_models, log_priors_of,
-                                            nnet_features)
+    from acoustic_kd.gmm.nnet_align import align_log_posteriors, load_models, log_priors_of
+    from acoustic_kd.model_meta import CheckpointMeta
 
     torch.set_num_threads(args.threads)
     hmm_dir = Path(args.hmm_dir or Path(args.exp) / "tri")
     hmm = HmmModel.load(hmm_dir / "final.hmm.json")
     models, meta = load_models(ckpts, hmm.num_pdfs)
     log_priors = log_priors_of(models, ckpts, hmm.num_pdfs)
-    feats = nnet_features(meta, args.data)
+    feats = CheckpointMeta.from_dict(meta).features(args.data)
     utts = sorted(u for u in feats.utts if u in texts)
     graphs, failed = compile_graphs(hmm, lang, texts, utts)
     t0 = time.time()

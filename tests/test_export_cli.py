@@ -32,7 +32,8 @@ def test_export_command_reads_tuning_and_skips_when_done(exported, capsys):
     assert meta["decoding"]["beam"] == 12.0
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(exported / "final.pt"), "--graph",
-                 str(exported / "graph"), "--out", str(exported / "export")]) == 0
+                 str(exported / "graph"), "--out", str(exported / "export"), "--acwt",
+                 str(exported / "tune.json"), "--beam", "12"]) == 0
     assert "already exported" in capsys.readouterr().out
 
 
@@ -130,3 +131,17 @@ def test_transcribe_nbest_with_confidences(exported, tmp_path, capsys):
     assert sum(e["posterior"] for e in rec["nbest"]) == pytest.approx(1.0)
     assert [w["word"] for w in rec["nbest"][0]["words"]] == ["LOW", "HIGH"]
     assert len(rec["confidence"]) == 2 and all(0.0 < c <= 1.0 for c in rec["confidence"])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_chunked_forward_and_search_equal_whole_utterance(exported, fmt):
+    """Long audio is forwarded and searched in chunks (each with the context frames the network
+    needs at its edges): scores bit-identical to one whole-utterance forward, the same hypothesis."""
+    model = load_exported(exported / "export", fmt)
+    x, truth = tone_audio(["HIGH", "LOW"] * 12, seed=3)
+    feats = model.features(x, SR)
+    whole = model.scores(feats)
+    for chunk in (7, 50, len(feats) - 1, len(feats) + 10):
+        assert np.array_equal(np.concatenate(list(model.chunk_scores(feats, chunk))), whole)
+        assert model.decode_features(feats, chunk).to_dict() == model.decoder.decode(whole).to_dict()
+    assert model.decode_features(feats, 50).words == [w for w, _, _ in truth]

@@ -334,3 +334,16 @@ def test_utterance_cmvn_normalises_each_utterance_by_itself(tmp_path):
         out = fs[k]
         assert np.allclose(out.mean(0), 0, atol=1e-5) and np.allclose(out.std(0), 1, atol=1e-4)
         assert np.allclose(out, (v - v.mean(0)) / v.std(0), atol=1e-4)
+
+
+def test_fbank_in_blocks_equals_one_block():
+    """compute_fbank feeds long audio to the streaming fbank in blocks: the same frames."""
+    from acoustic_kd.features import FBANK_BLOCK, compute_fbank
+
+    x = (0.1 * np.random.default_rng(5).standard_normal(2 * FBANK_BLOCK + 1234)).astype(np.float32)
+    cfg = FbankConfig(sample_rate=8000, dither=0.0)
+    fb = knf.OnlineFbank(cfg.knf_options())
+    fb.accept_waveform(8000.0, (x * 32768.0).tolist())
+    fb.input_finished()
+    ref = np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
+    assert np.array_equal(compute_fbank(x, 8000, cfg), ref)

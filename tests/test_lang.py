@@ -16,7 +16,7 @@ TEXTS = {"u1": "ZERO ONE TWO", "u2": "TWO TWO OH", "u3": "ONE BANANA", "u4": "ZE
 @pytest.fixture
 def lexfile(tmp_path):
     p = tmp_path / "lex.txt"
-    p.write_text("ZERO Z IH1 R OW0\nZERO\tZ IY1 R OW0\nONE W AH1 N\nTWO 1.0 T UW1\nOH OW1\n"
+    p.write_text("ZERO Z IH1 R OW0\nZERO\tZ IY1 R OW0\nONE W AH1 N\nTWO T UW1\nOH OW1\n"
                  "ZERO Z IH1 R OW0\r\n")
     return p
 
@@ -24,10 +24,19 @@ def lexfile(tmp_path):
 def test_load_lexicon_multiple_prons_and_stress(lexfile):
     lex = load_lexicon(lexfile)
     assert lex["ZERO"] == [["Z", "IH1", "R", "OW0"], ["Z", "IY1", "R", "OW0"]]  # duplicate merged
-    assert lex["TWO"] == [["T", "UW1"]]  # probability column skipped
+    assert lex["TWO"] == [["T", "UW1"]]
     stripped = load_lexicon(lexfile, strip=True)
     assert stripped["ZERO"][1] == ["Z", "IY", "R", "OW"]
     assert strip_stress("AH0") == "AH" and strip_stress("T") == "T"
+
+
+def test_lexiconp_probabilities_dropped_only_when_every_line_has_one(tmp_path):
+    p = tmp_path / "lexiconp.txt"
+    p.write_text("ONE 1.0 W AH1 N\nTWO 0.5 T UW1\nTWO 0.5 T UH1\n")
+    assert load_lexicon(p) == {"ONE": [["W", "AH1", "N"]], "TWO": [["T", "UW1"], ["T", "UH1"]]}
+    p.write_text("ONE 1.0 W AH1 N\nTWO T UW1\n")
+    with pytest.raises(DataError, match=r"lexiconp.txt:1: '1.0' looks like a pronunciation probability"):
+        load_lexicon(p)
 
 
 def test_lexicon_errors_name_the_line(tmp_path):

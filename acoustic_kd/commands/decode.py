@@ -9,7 +9,8 @@ Log-posteriors can also come from a Kaldi scp of [T, P] matrices (--logpost-scp)
 Writes OUT/hyp.txt, hyp.json (word times), wer, cer, errs.txt, cer_errs.txt, frame_acc (with
 --ali), decode.json, tune.json and tune_surface.txt (with --tune-on-dev: the chosen point and the
 whole dev surface; the grid is widened until its best point is interior), info.json and .done; a
-finished OUT is reused unless --force. --lattice adds lat.txt.gz, nbest.json, ctm (word times and
+finished OUT is reused unless --force or unless its config, graph, models, priors, features, text
+or code changed (acoustic_kd.stage). --lattice adds lat.txt.gz, nbest.json, ctm (word times and
 confidences) and, with --rescore-lm ARPA, rescored/ (see `acoustic_kd.decode.lattice`).
 
   acoustic-kd decode --graph exp/tri/graph --data data/test --model exp/m1/final.pt \\
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +35,8 @@ from ..decode.lattice import LatticeConfig, write_lattice_dir
 from ..decode.score import read_text
 from ..decode.tune import TuneConfig, format_surface, tune_on_dev
 from ..errors import ConfigError, DataError
+from ..model_meta import CheckpointMeta, log_priors
+from ..stage import Stage, ali_inputs, feature_inputs, scp_archives
 from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, write_exp_info
 
 HELP = "decode a data set (one model or an ensemble) and score it"
@@ -69,14 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def nnet_source(model_paths: list[str], data_dir: str | Path, rule: str, chunk: int = 32) -> Source:
     """Log-posteriors of a data dir's features from one checkpoint or an ensemble (batched)."""
-    from ..features import FeatureSet
     from ..nnet.checkpoint import load_checkpoint
 
     models = [load_checkpoint(p) for p in model_paths]
     meta = models[0][1]
-    feats = FeatureSet(data_dir, cmvn=meta.get("cmvn", "speaker"),
-                       norm_vars=bool(meta.get("norm_vars", False)),
-                       global_stats=meta.get("cmvn_stats"))
+    feats = CheckpointMeta.from_dict(meta).features(data_dir)
     utts = list(feats.utts)
     fn = ChunkedLogPost(lambda us: nnet_log_posteriors(models, feats, us, rule), utts, chunk)
     shift = (feats.config.frame_shift_ms / 1000.0) if feats.config is not None else 0.01
@@ -94,12 +95,10 @@ def scp_source(scp: str | Path) -> Source:
 def log_priors_from(args: argparse.Namespace, meta: dict) -> np.ndarray:
     """log p(s) [P] from --priors or the checkpoint's stored priors (floored at 1e-10)."""
     if args.priors:
-        priors = np.loadtxt(args.priors, dtype=np.float64, ndmin=1)
-    elif meta.get("priors") is not None:
-        priors = np.asarray(meta["priors"], np.float64)
-    else:
-        raise ConfigError("no priors: pass --priors exp/tri/ali_train/priors.txt")
-    return np.log(np.maximum(priors / priors.sum(), 1e-10))
+        return log_priors(np.loadtxt(args.priors, dtype=np.float64, ndmin=1))
+    if meta.get("priors") is not None:
+        return log_priors(meta["priors"])
+    raise ConfigError("no priors: pass --priors exp/tri/ali_train/priors.txt")
 
 
 def check_pdf_counts(graph: Graph, meta: dict, log_priors: np.ndarray, priors: str | None) -> None:
@@ -123,6 +122,39 @@ def _source(args: argparse.Namespace, data_dir: str, scp: str | None) -> Source:
     return nnet_source(args.model, data_dir, args.combine)
 
 
+def stage(args: argparse.Namespace, cfg: DecodeConfig, tcfg: TuneConfig, lcfg: LatticeConfig
+          ) -> Stage:
+    """The decode stage: graph, models (or log-posteriors), priors, features, text, alignments and
+    the dev set (or tune.json) to tune on in; OUT out."""
+    graph = Path(args.graph)
+    inputs = [graph / n for n in ("HCLG.fst", "words.txt", "graph.json", "align_lexicon.json")]
+    inputs += [*args.model, args.priors, args.tuned, lcfg.rescore_lm if args.lattice else None]
+    for data, scp in ((args.data, args.logpost_scp), (args.tune_on_dev, args.dev_logpost_scp)):
+        if data:
+            inputs += feature_inputs(data, "text", "utt2spk")
+        if scp:
+            inputs += [Path(scp), *scp_archives(scp)]
+    if args.ali:
+        inputs += ali_inputs(args.ali)
+    config = {"decode": to_dict(cfg), "tune": to_dict(tcfg) if args.tune_on_dev else None,
+              "combine": args.combine if len(args.model) > 1 else None,
+              "models": len(args.model), "tuned": bool(args.tuned), "ali": bool(args.ali),
+              "lattice": to_dict(lcfg) if args.lattice else None}
+    return Stage("decode", args.out, config, inputs=inputs, outputs=[Path(args.out)], marker="",
+                 resumable=False, code=[__name__, "acoustic_kd.decode.decoder",
+                                        "acoustic_kd.decode.score", "acoustic_kd.decode.tune",
+                                        "acoustic_kd.decode.graph", "acoustic_kd.ensemble"])
+
+
+def _print_summary(out: Path, summary: dict, utts: int) -> None:
+    scores = [out / k for k in ("wer", "cer") if (out / k).exists()]
+    print("".join(p.read_text() for p in scores) if scores else f"decoded {utts} utterances\n",
+          end="")
+    if summary.get("rtf") is not None:
+        print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
+              f"{summary['audio_s']:.1f} s audio)")
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(DecodeConfig, args.config, "decode", overrides_from_args(args, DecodeConfig))
     tcfg = load_config(TuneConfig, args.config, "tune", overrides_from_args(args, TuneConfig))
@@ -135,12 +167,19 @@ def run(args: argparse.Namespace) -> int:
         tuned_path = Path(args.tuned)
         if not tuned_path.exists():
             raise ConfigError(f"{tuned_path}: no tune.json there; run the decode with --tune-on-dev first")
-        import json
         t = json.loads(tuned_path.read_text())
         cfg = dataclasses.replace(cfg, acwt=float(t["acwt"]), word_penalty=float(t["word_penalty"]))
         tuned_scale = t.get("transition_scale")
     if args.tune_on_dev and Path(args.tune_on_dev).resolve() == Path(args.data).resolve():
         raise ConfigError("--tune-on-dev must name a dev set, not the set being decoded")
+    lcfg = load_config(LatticeConfig, args.config, "lattice", overrides_from_args(args, LatticeConfig))
+    if lcfg.rescore_lm and not args.lattice:
+        raise ConfigError("--rescore-lm rescores the n-best lists of --lattice: give both")
+    st = stage(args, cfg, tcfg, lcfg)
+    if not st.begin(args.force):
+        summary = json.loads((Path(args.out) / "decode.json").read_text())
+        _print_summary(Path(args.out), summary, summary.get("num_utts", 0))
+        return 0
     graph = Graph.load(args.graph)
     if args.tuned and tuned_scale is not None:
         graph = Graph.load(graph_variant(args.graph, float(tuned_scale)))
@@ -171,13 +210,10 @@ def run(args: argparse.Namespace) -> int:
         from ..ali import read_alignments
         alis = read_alignments(args.ali)
     summary = decode_to_dir(graph, utts, fn, log_priors, args.out, cfg, refs, alis,
-                            meta.get("frame_shift", 0.01), extra, force=args.force)
+                            meta.get("frame_shift", 0.01), extra, force=True)
     if "tune" in summary:
         atomic_write_json(Path(args.out) / "tune.json", summary["tune"])
         atomic_write_text(Path(args.out) / "tune_surface.txt", format_surface(summary["tune"]))
-    lcfg = load_config(LatticeConfig, args.config, "lattice", overrides_from_args(args, LatticeConfig))
-    if lcfg.rescore_lm and not args.lattice:
-        raise ConfigError("--rescore-lm rescores the n-best lists of --lattice: give both")
     if args.lattice:
         lat = write_lattice_dir(graph, utts, fn, log_priors, cfg, lcfg, args.out, refs,
                                 meta.get("frame_shift", 0.01))
@@ -187,10 +223,6 @@ def run(args: argparse.Namespace) -> int:
                 print((Path(args.out) / "rescored" / kind).read_text().splitlines()[0])
     write_exp_info(args.out, {"decode": to_dict(cfg), "tune": to_dict(tcfg),
                               **({"lattice": to_dict(lcfg)} if args.lattice else {})})
-    scores = [Path(args.out) / k for k in ("wer", "cer") if (Path(args.out) / k).exists()]
-    print("".join(p.read_text() for p in scores) if scores else f"decoded {len(utts)} utterances\n",
-          end="")
-    if summary.get("rtf") is not None:
-        print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
-              f"{summary['audio_s']:.1f} s audio)")
+    st.finish()
+    _print_summary(Path(args.out), summary, len(utts))
     return 0

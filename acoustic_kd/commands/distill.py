@@ -17,14 +17,18 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from ..config import add_config_args, load_config, overrides_from_args
+from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..distill.augment import AugmentConfig
 from ..distill.stage import distill_stage
 from ..distill.train import DistillConfig
 from ..errors import ConfigError
 from ..nnet.models import ModelConfig
+from ..nnet.stage import TRAIN_CODE, output_paths
 from ..nnet.trainer import TrainConfig
+from ..stage import Stage, ali_inputs, feature_inputs
 
 HELP = "distill the ensemble into a student (cached or online teacher); --alpha 1 = hard control"
 
@@ -62,6 +66,31 @@ def configs(args: argparse.Namespace):
             load_config(AugmentConfig, y, "augment", overrides_from_args(args, AugmentConfig)))
 
 
+DISTILL_CODE = [*TRAIN_CODE, "acoustic_kd.distill.train", "acoustic_kd.distill.loss",
+                "acoustic_kd.distill.objective", "acoustic_kd.distill.augment",
+                "acoustic_kd.distill.stage", "acoustic_kd.distill.teacher", "acoustic_kd.distill.store",
+                "acoustic_kd.nnet.infer"]
+
+
+def stage(args: argparse.Namespace) -> Stage:
+    """The distill stage: the teacher (soft-target store or members), features and alignments in;
+    OUT's checkpoints, log, distill.json and `.train.done` out."""
+    student, train_cfg, kd, aug = configs(args)
+    inputs = [args.soft, *args.members, kd.init_from or None]
+    for data, ali in ((args.train_data, args.train_ali), (args.transfer_data, None),
+                      (args.dev_data, args.dev_ali), (args.test_data, args.test_ali)):
+        if data:
+            inputs += feature_inputs(data, "utt2spk")
+        if ali:
+            inputs += ali_inputs(ali)
+    config = {"student": to_dict(student), "train": to_dict(train_cfg), "distill": to_dict(kd),
+              "augment": to_dict(aug),
+              "sets": [bool(x) for x in (args.train_ali, args.transfer_data, args.dev_data,
+                                         args.test_data and args.test_ali)]}
+    return Stage("train", args.out, config, inputs=inputs, code=DISTILL_CODE,
+                 outputs=output_paths(args.out))
+
+
 def run(args: argparse.Namespace) -> int:
     student, train_cfg, kd, aug = configs(args)
     if bool(args.dev_data) != bool(args.dev_ali):
@@ -69,10 +98,16 @@ def run(args: argparse.Namespace) -> int:
     hard_only = kd.schedule(train_cfg.epochs).hard_only
     if kd.teacher == "online" and not args.members and not hard_only:
         raise ConfigError("--online needs --members exp/members/m*/final.pt")
-    res = distill_stage(student, train_cfg, kd, aug, args.train_data, args.train_ali, args.dev_data,
-                        args.dev_ali, args.out, soft=args.soft, members=args.members,
-                        transfer_data=args.transfer_data, test_data=args.test_data,
-                        test_ali=args.test_ali, force=args.force)
+    st = stage(args)
+    record = Path(args.out) / "distill.json"
+    if st.begin(args.force) or not record.exists():
+        res = distill_stage(student, train_cfg, kd, aug, args.train_data, args.train_ali,
+                            args.dev_data, args.dev_ali, args.out, soft=args.soft,
+                            members=args.members, transfer_data=args.transfer_data,
+                            test_data=args.test_data, test_ali=args.test_ali, force=st.fresh)
+        st.finish()
+    else:
+        res = json.loads(record.read_text())
     best = res["best"]
     acc = f", dev frame acc {100 * best['dev_acc']:.2f}%" if best.get("dev_acc") is not None else ""
     test = f", test {100 * res['test']['acc']:.2f}%" if "test" in res else ""

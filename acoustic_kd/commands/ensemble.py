@@ -5,7 +5,8 @@ architectures, or one data order for all) run by the job runner, --nj at a time,
 split between them (or as Slurm jobs). Then every member and both combinations (arithmetic mean of
 probabilities, normalised geometric mean) are scored by frame accuracy and cross-entropy on the
 dev (and test) set against the alignments: OUT/eval.json and OUT/eval.txt. Finished members are
-skipped, interrupted ones resume. --eval-only only evaluates existing members.
+skipped, interrupted ones resume; the evaluation is redone when a member or a data set changed.
+--eval-only only evaluates existing members.
 
 Example:  acoustic-kd ensemble --num-members 5 --nj 2 --train-data data/train \\
               --train-ali exp/tri/ali_train --dev-data data/dev --dev-ali exp/tri/ali_dev \\
@@ -15,9 +16,12 @@ Example:  acoustic-kd ensemble --num-members 5 --nj 2 --train-data data/train \\
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from ..ensemble import RULES, evaluate, format_table, member_dirs, train_members
 from ..errors import ConfigError
+from ..stage import Stage, ali_inputs, feature_inputs
 
 HELP = "train K DNN members as parallel jobs, combine and evaluate them"
 
@@ -40,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'fixed': one frame order for all (members differ by init only)")
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES))
     parser.add_argument("--eval-only", action="store_true", help="only evaluate existing members")
+    parser.add_argument("--force", action="store_true",
+                        help="retrain every member and re-evaluate, even when nothing changed")
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")
     parser.add_argument("--slurm-opts", default="", help="extra sbatch options")
     parser.add_argument("train_options", nargs=argparse.REMAINDER,
@@ -55,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         if args.config:
             shared += ["--config", args.config]
         shared += [a for a in args.train_options if a != "--"]
+        if args.force:
+            shared.append("--force")
         train_members(args.out, args.num_members, shared, nj=args.nj, base_seed=args.seed,
                       archs=args.archs, data_order=args.data_order, backend=args.backend,
                       slurm_opts=args.slurm_opts)
@@ -65,7 +73,16 @@ def run(args: argparse.Namespace) -> int:
     sets = {"dev": (args.dev_data, args.dev_ali)}
     if args.test_data and args.test_ali:
         sets["test"] = (args.test_data, args.test_ali)
-    res = evaluate(ckpts, sets, args.out, rules=args.rules)
+    out = Path(args.out)
+    st = Stage("ensemble", out, {"rules": list(args.rules), "sets": list(sets)},
+               inputs=[*ckpts, *(p for d, a in sets.values()
+                                 for p in [*feature_inputs(d, "utt2spk"), *ali_inputs(a)])],
+               code=["acoustic_kd.ensemble"], outputs=[out / "eval.json", out / "eval.txt"])
+    if st.begin(args.force):
+        res = evaluate(ckpts, sets, args.out, rules=args.rules)
+        st.finish()
+    else:
+        res = json.loads((out / "eval.json").read_text())
     print(format_table(res), end="")
     print(f"-> {args.out}/eval.json")
     return 0

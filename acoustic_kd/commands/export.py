@@ -6,7 +6,7 @@ pdf->HMM map, acoustic scale, beam, the HCLG graph and the word list), so `acous
 and `acoustic_kd.export.load_exported` need nothing but the directory. --acwt takes a number or
 the decode stage's tune.json / decode.json (acwt and word penalty are read from it, and the graph
 variant of a transition scale tuned on dev is the one exported).
-A finished OUT is skipped unless --force.
+A finished OUT is skipped unless --force or a changed input, setting or code (acoustic_kd.stage).
 
   acoustic-kd export --checkpoint exp/student_kd/final.pt --graph exp/tri/graph \\
       --data data/train --out exp/export --acwt exp/decode/student_kd_test/tune.json
@@ -22,7 +22,7 @@ import numpy as np
 
 from ..decode.graph import graph_variant
 from ..errors import ConfigError
-from ..utils import is_done, mark_done
+from ..stage import Stage, feature_inputs
 
 HELP = "export a checkpoint to TorchScript / ONNX / int8 ONNX with all decoding metadata inside"
 
@@ -65,14 +65,37 @@ def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, flo
     return float(d["acwt"]), float(pen), None if scale is None else float(scale)
 
 
+def stage(args: argparse.Namespace, graph: str, settings: dict) -> Stage:
+    """The export stage: checkpoint, graph, HMM, words, priors, CMVN data and the tuned decoding
+    settings in; OUT out."""
+    g = Path(graph)
+    info = json.loads((g / "graph.json").read_text()) if (g / "graph.json").exists() else {}
+    acwt_file = args.acwt if Path(args.acwt).is_file() else None   # a tune.json / decode.json
+    inputs = [args.checkpoint, *(g / n for n in ("HCLG.fst", "words.txt", "graph.json")),
+              args.hmm, args.words, args.priors, acwt_file]
+    inputs = [p for p in inputs if p is not None and Path(p).exists()]
+    if not args.hmm and info.get("hmm"):   # the HMM the graph records (by the path written there)
+        inputs.append((g / "graph.json", "hmm", Path(info["hmm"])))
+    if args.data:
+        inputs += feature_inputs(args.data, "utt2spk")
+    return Stage("export", args.out, {**settings, "beam": args.beam, "max_active": args.max_active,
+                                      "cmvn_data": bool(args.data), "priors": bool(args.priors)},
+                 inputs=inputs,
+                 code=["acoustic_kd.export.writer", "acoustic_kd.export.frontend",
+                       "acoustic_kd.export.runtime", "acoustic_kd.export.search",
+                       "acoustic_kd.export.metadata", "acoustic_kd.export.readme", __name__],
+                 outputs=[Path(args.out)], marker="", resumable=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..export.writer import export
 
-    if is_done(args.out) and not args.force:
-        print(f"{args.out}: already exported (use --force to redo)")
-        return 0
     acwt, penalty, scale = decoding_settings(args.acwt, args.word_penalty)
     graph = args.graph if scale is None else str(graph_variant(args.graph, scale))
+    st = stage(args, graph, {"acwt": acwt, "word_penalty": penalty, "transition_scale": scale})
+    if not st.begin(args.force):
+        print(f"{args.out}: already exported (use --force to redo)")
+        return 0
     stats = check = None
     if args.data:
         from ..features import FeatureSet
@@ -85,6 +108,6 @@ def run(args: argparse.Namespace) -> int:
                      args.hmm, {"cmvn_data": args.data, "priors_file": args.priors},
                      word_penalty=penalty, max_active=args.max_active, priors=priors,
                      check_feats=check)
-    mark_done(args.out)
+    st.finish()
     print(Path(args.out, "README.txt").read_text().split("\nProvenance")[0].rstrip())
     return 0

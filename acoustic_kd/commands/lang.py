@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import add_config_args, load_config, overrides_from_args
+from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..lang import LangConfig, prepare_lang
-from ..utils import is_done, mark_done, read_table
+from ..stage import Stage
+from ..utils import read_table
 
 HELP = "phones, lexicon, HMM topology and grammar (G.arpa) -> data/lang"
 
@@ -50,19 +51,31 @@ def _install_arpa(src: Path, out: Path, words: set[str]) -> None:
     atomic_write_text(out / "G.arpa", src.read_text(encoding="utf-8"))
 
 
+def stage(args: argparse.Namespace, cfg: LangConfig) -> Stage:
+    """The lang stage: the transcripts, the lexicon and the ARPA file in, the lang dir out."""
+    out = Path(args.out)
+    lexicon = None if args.lexicon == "cmudict" else args.lexicon
+    texts = [Path(d) / "text" for d in (args.data, *args.vocab_data)]
+    return Stage("lang", out, {"lang": to_dict(cfg), "cmudict": lexicon is None,
+                               "vocab_sets": len(args.vocab_data), "arpa": bool(args.arpa)},
+                 inputs=[*texts, lexicon, args.arpa], code=["acoustic_kd.lang", __name__],
+                 outputs=[out], marker="", resumable=False)
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if is_done(out) and not args.force:
+    cfg = load_config(LangConfig, args.config, "lang", overrides_from_args(args, LangConfig))
+    st = stage(args, cfg)
+    if not st.begin(args.force):
         print(f"{out}: already done (use --force to rebuild)")
         return 0
-    cfg = load_config(LangConfig, args.config, "lang", overrides_from_args(args, LangConfig))
     extra: dict[str, str] = {}
     for d in args.vocab_data:
         extra.update(_texts(d))
     lang = prepare_lang(_texts(args.data), args.lexicon, out, cfg, extra_texts=extra)
     if args.arpa:
         _install_arpa(Path(args.arpa), out, set(lang.words))
-    mark_done(out)
+    st.finish()
     oov = (out / "oov.txt").read_text().splitlines()
     print(f"{out}: {len(lang.phones) - 1} phones, {len(lang.words) - 1} words, "
           f"{sum(len(p) for p in lang.lexicon.values())} pronunciations, {len(oov)} OOV word types "

@@ -6,7 +6,7 @@ mkgraph.sh: disambiguation symbols, determinized and minimized, self-loops added
 transducer across word boundaries). Writes OUT/HCLG.fst, OUT/words.txt,
 OUT/align_lexicon.json (for word times) and OUT/graph.json (sizes after each step, build time,
 peak memory); a re-run reuses the graph when the lang dir, the HMM and the options are unchanged
-(use --force to rebuild).
+(the stage contract, acoustic_kd.stage: lang dir, HMM, options and code; --force rebuilds).
 
   acoustic-kd mkgraph --lang data/lang --model exp/tri/final.hmm.json --out exp/tri/graph
 """
@@ -17,8 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import add_config_args, load_config, overrides_from_args
+from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..decode.graph import GraphConfig, build_graph
+from ..stage import Stage
 
 HELP = "build the decoding graph (HMM∘lexicon∘grammar) for a lang dir and an HMM model"
 
@@ -37,8 +38,13 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(GraphConfig, args.config, "mkgraph", overrides_from_args(args, GraphConfig))
     out = Path(args.out) if args.out else Path(args.model).parent / "graph"
-    path = build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=args.force,
-                       hmm_path=args.model)
+    st = Stage("mkgraph", out, {"mkgraph": to_dict(cfg)}, inputs=[args.lang, args.model],
+               code=["acoustic_kd.decode.graph", "acoustic_kd.hmm", "acoustic_kd.lang"],
+               outputs=[out], marker="", resumable=False)
+    if st.begin(args.force):
+        build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=True, hmm_path=args.model)
+        st.finish()
+    path = out / "HCLG.fst"
     info = json.loads((out / "graph.json").read_text())
     print(f"{path}: {info['num_states']} states, {info['num_arcs']} arcs, {info['num_pdfs']} pdfs")
     sizes = info.get("sizes") or {}

@@ -4,7 +4,8 @@ Corpora: fsdd and yesno read a local download (--src); kaldi copies your own dat
 holding train/ dev/ test/, plus --lexicon FILE); synth_digits synthesizes one offline (--seed).
 Extra corpus options go through --opt KEY=VALUE (values parsed as YAML scalars), e.g.
 `acoustic-kd prepare yesno --src corpora/yesno --out data --opt lexicon=hebrew`.
-A finished preparation is skipped on re-run unless --force.
+A finished preparation is skipped on re-run unless --force, a changed option, source file or code
+(acoustic_kd.stage).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import argparse
 import inspect
 import json
 import time
+from pathlib import Path
 
 import yaml
 
 from ..corpora import CORPORA
 from ..errors import ConfigError
+from ..stage import Stage
 
 HELP = "prepare a corpus as Kaldi data dirs (train/dev/test)"
 
@@ -45,6 +48,23 @@ def _options(args: argparse.Namespace) -> dict:
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def stage(corpus: str, opts: dict) -> Stage:
+    """The prepare stage: the corpus download (audio by size and modification time), a lexicon
+    file and the options in; the data dirs the corpus function returns out (recorded in the marker,
+    so that a changed option or source removes them before they are made again)."""
+    out = Path(opts["out_dir"])
+    config = {"corpus": corpus, **{k: v for k, v in opts.items()
+                                   if k not in ("out_dir", "src_dir", "nj", "force")}}
+    lexicon = opts.get("lexicon")
+    inputs = [lexicon] if isinstance(lexicon, str) and Path(lexicon).is_file() else []
+    if isinstance(lexicon, str) and Path(lexicon).is_file():
+        config["lexicon"] = "file"
+    src = opts.get("src_dir")
+    return Stage("prepare", out, config, inputs=inputs, audio=[src] if src else [],
+                 code=[CORPORA[corpus].__module__, "acoustic_kd.corpora.kaldi", "acoustic_kd.datadir",
+                       "acoustic_kd.lang"])
+
+
 def run(args: argparse.Namespace) -> int:
     fn = CORPORA[args.corpus]
     params = inspect.signature(fn).parameters
@@ -56,8 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         valid = [p for p in params if p not in ("out_dir",)]
         raise ConfigError(f"prepare {args.corpus} does not take {unknown}; it takes {valid}")
+    st = stage(args.corpus, opts)
+    if not st.begin(args.force):
+        print(json.dumps(json.loads(st.marker.read_text()).get("prepared", {}), indent=2))
+        return 0
     t0 = time.time()
-    out = fn(**opts)
+    out = fn(**{**opts, **({"force": True} if st.fresh and "force" in params else {})})
+    st.finish({"prepared": {k: str(v) for k, v in out.items()}},
+              outputs=[v for v in out.values() if Path(v).exists()])
     print(json.dumps({k: str(v) for k, v in out.items()}, indent=2))
     print(f"prepared {args.corpus} in {time.time() - t0:.1f} s")
     return 0

@@ -12,10 +12,13 @@ Example:  acoustic-kd soft-targets --members exp/members/m*/final.pt --data data
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from ..config import add_config_args, load_config, load_yaml, overrides_from_args
+from ..config import add_config_args, load_config, load_yaml, overrides_from_args, to_dict
 from ..distill.soft_targets import SoftTargetConfig
 from ..distill.stage import soft_targets_stage
+from ..stage import Stage, feature_inputs
 
 HELP = "store the ensemble's temperature-T soft targets (top-k shards) for distillation"
 
@@ -41,8 +44,18 @@ def run(args: argparse.Namespace) -> int:
     overrides.update({k: v for k, v in overrides_from_args(args, SoftTargetConfig).items()
                       if v is not None})
     cfg = load_config(SoftTargetConfig, args.config, "soft_targets", overrides)
-    meta = soft_targets_stage(args.members, args.data, args.out, cfg, device=args.device,
-                              force=args.force)
+    out = Path(args.out)
+    st = Stage("soft-targets", out, {"soft_targets": to_dict(cfg)},
+               inputs=[*args.members, *feature_inputs(args.data, "utt2spk")],
+               code=["acoustic_kd.distill.soft_targets", "acoustic_kd.distill.teacher",
+                     "acoustic_kd.distill.store", "acoustic_kd.distill.stage", "acoustic_kd.ensemble"],
+               outputs=[out], marker="")
+    if st.begin(args.force):
+        meta = soft_targets_stage(args.members, args.data, args.out, cfg, device=args.device,
+                                  force=st.fresh)
+        st.finish()
+    else:
+        meta = json.loads((out / "meta.json").read_text())
     print(f"{args.out}: {meta['num_frames']} frames, T={meta['T']}, k={meta['k']}, {meta['rule']}, "
           f"{len(meta['members'])} members: {meta['bytes_per_frame']} bytes/frame vs "
           f"{meta['dense_bytes_per_frame']} dense ({100 * meta['ratio']:.1f}%)")

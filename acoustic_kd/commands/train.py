@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import add_config_args, load_config, overrides_from_args
+from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..errors import ConfigError
 from ..nnet.models import ModelConfig
-from ..nnet.stage import run_train_stage
+from ..nnet.stage import TRAIN_CODE, output_paths, run_train_stage
 from ..nnet.trainer import TrainConfig
+from ..stage import Stage, ali_inputs, feature_inputs
 
 HELP = "train a frame-level DNN (MLP/TDNN) on alignments; resumable, DDP under torchrun"
 
@@ -41,12 +42,28 @@ def configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
             load_config(TrainConfig, args.config, "train", overrides_from_args(args, TrainConfig)))
 
 
+def stage(args: argparse.Namespace) -> Stage:
+    """The train stage: features + alignments of the training (and dev) set in, OUT's
+    checkpoints, log and `.train.done` out."""
+    model_cfg, train_cfg = configs(args)
+    inputs = [*feature_inputs(args.train_data, "utt2spk"), *ali_inputs(args.train_ali)]
+    if args.dev_data:
+        inputs += [*feature_inputs(args.dev_data, "utt2spk"), *ali_inputs(args.dev_ali)]
+    return Stage("train", args.out, {"model": to_dict(model_cfg), "train": to_dict(train_cfg),
+                                     "dev": bool(args.dev_data)},
+                 inputs=inputs, code=TRAIN_CODE, outputs=output_paths(args.out))
+
+
 def run(args: argparse.Namespace) -> int:
     model_cfg, train_cfg = configs(args)
     if bool(args.dev_data) != bool(args.dev_ali):
         raise ConfigError("--dev-data and --dev-ali go together")
+    st = stage(args)
+    ran = st.begin(args.force)
     res = run_train_stage(args.train_data, args.train_ali, args.dev_data, args.dev_ali, args.out,
-                          model_cfg, train_cfg, force=args.force)
+                          model_cfg, train_cfg, force=st.fresh)
+    if ran:
+        st.finish()
     best = res["best"]
     acc = f", dev frame acc {100 * best['dev_acc']:.2f}%" if best.get("dev_acc") is not None else ""
     print(f"{args.out}: {res['params']} params, {res['macs_per_frame']} MACs/frame, "

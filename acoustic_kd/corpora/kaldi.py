@@ -7,8 +7,9 @@ source's corpus root (see `acoustic_kd.datadir`), so the copies work from any di
 
 Lexicon file format (Kaldi `lexicon.txt`): one pronunciation per line, `WORD PH1 PH2 ...`,
 spaces or tabs; a word may have several lines (several pronunciations); phones may carry stress
-digits (`AH0`, `EY1`), which the lang stage may strip. Pronunciation probabilities
-(`lexiconp.txt`) and disambiguation symbols (`#1`) are rejected with the fix.
+digits (`AH0`, `EY1`), which the lang stage may strip. It is read and checked by the one lexicon
+reader, `acoustic_kd.lang.load_lexicon` (a complete lexiconp.txt has its probabilities dropped; a
+probability on only some lines and disambiguation symbols (`#1`) are errors naming the line).
 The lexicon is copied to `out_dir/local/lexicon.txt`; words of the transcripts it lacks are listed in
 `out_dir/local/oov_words.txt` (the lang stage decides how to map them).
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -25,51 +25,11 @@ import soundfile as sf
 
 from ..datadir import TABLES, DataDir, validate_data_dir
 from ..errors import DataError
+from ..lang import load_lexicon
 from ..utils import (atomic_write_json, atomic_write_text, c_sorted, done_marker, get_logger,
                      is_done, mark_done)
 
 log = get_logger(__name__)
-
-_PHONE = re.compile(r"^[^\s#<>]+$")
-_NUMBER = re.compile(r"^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
-
-
-def read_lexicon(path: str | os.PathLike) -> dict[str, list[list[str]]]:
-    """Parse and check a lexicon file: {word: [pronunciation phones, ...]} in file order.
-
-    Raises one DataError listing every bad line (file:line, problem, fix).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "lexicon file does not exist", "give the path of a `WORD PHONES...` file")
-    lex: dict[str, list[list[str]]] = {}
-    problems: list[str] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, raw in enumerate(f, 1):
-            fields = raw.split()
-            where = f"{path}:{lineno}"
-            if not fields:
-                problems.append(f"{where}: empty line (fix: delete it)")
-            elif len(fields) == 1:
-                problems.append(f"{where}: word '{fields[0]}' has no phones (fix: add its phones)")
-            elif _NUMBER.match(fields[1]):
-                problems.append(f"{where}: '{fields[1]}' looks like a pronunciation probability "
-                                "(fix: give lexicon.txt, not lexiconp.txt, or drop the column)")
-            elif not all(_PHONE.match(p) for p in fields[1:]):
-                bad = [p for p in fields[1:] if not _PHONE.match(p)][0]
-                problems.append(f"{where}: '{bad}' is not a phone (no '#', '<', '>' allowed; fix: "
-                                "remove disambiguation/special symbols)")
-            elif fields[1:] in lex.get(fields[0], []):
-                log.warning("%s: repeated pronunciation of %s ignored", where, fields[0])
-            else:
-                lex.setdefault(fields[0], []).append(fields[1:])
-    if problems:
-        raise DataError(path, f"{len(problems)} bad lexicon line(s):\n  " + "\n  ".join(problems),
-                        "correct the lines listed")
-    if not lex:
-        raise DataError(path, "lexicon is empty", "add `WORD PHONES...` lines")
-    return lex
-
 
 def write_lexicon(path: str | os.PathLike, lex: dict[str, list[list[str]]]) -> None:
     """Write `WORD PH...` lines (words C-sorted, pronunciations in their given order), atomically."""
@@ -84,7 +44,7 @@ def install_sets(sets: dict[str, DataDir], out_dir: str | os.PathLike, lexicon: 
     speakers per set) and a `.<marker>.done` marker. Returns {set name: path, "lexicon": path}.
     """
     out_dir = Path(out_dir)
-    lex = read_lexicon(lexicon)
+    lex = load_lexicon(lexicon)
     out: dict[str, Path] = {}
     summary: dict = {"sets": {}, **(info or {})}
     words: set[str] = set()

@@ -28,9 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
+from ..export.search import best_path, word_spans
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger,
                      is_done, mark_done)
-from .graph import path_word_frames, read_word_ids, with_word_penalty
+from .graph import read_word_ids, with_word_penalty
 
 log = get_logger(__name__)
 
@@ -102,12 +103,11 @@ def decode_utterance(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
                      silence_pdfs: Iterable[int] = (), align: dict | None = None) -> DecodeResult:
     """Best path through `fst` for scaled log-likelihoods [T, P] (column = ilabel − 1).
 
-    Word frames are [start, end). With `align` (the align lexicon of a determinized graph, whose
-    word labels sit anywhere inside or before their words) they are recovered by matching the
-    words' pdf chains to the path's frames (`graph.word_frames`). Otherwise (and if that fails) a
-    word starts at the frame of its word arc and ends before the next word or the first following
-    silence-pdf frame. When no final state survives the beam, the best partial path is returned
-    with reached_final=False (Kaldi does the same and warns).
+    Word frames are [start, end), by the rule the exported runtime shares (`export.search.word_spans`:
+    with `align`, the align lexicon of a determinized graph, the words' pdf chains matched to the
+    path's frames; otherwise from the word's arc to the next word's, less silence-pdf frames at
+    either edge). When no final state survives the beam, the best partial path is returned with
+    reached_final=False (Kaldi does the same and warns).
     """
     loglikes = np.ascontiguousarray(loglikes, dtype=np.float32)
     if len(loglikes) == 0:
@@ -120,28 +120,10 @@ def decode_utterance(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
     ok, lat = dec.get_best_path(use_final_probs=final)
     if not ok:
         return DecodeResult([], [], float("inf"), float("inf"), False)
-    sil = set(int(p) for p in silence_pdfs)
-    words: list[int] = []
-    starts: list[int] = []
-    pdfs: list[int] = []
-    graph_cost = ac_cost = 0.0
-    for line in lat.to_str().splitlines():
-        f = line.split()
-        if len(f) < 4:                       # final-state line: "state [weight]"
-            if len(f) == 2:
-                g, a = f[1].split(",")
-                graph_cost, ac_cost = graph_cost + float(g), ac_cost + float(a)
-            continue
-        ilabel, olabel = int(f[2]), int(f[3])
-        if len(f) > 4:
-            g, a = f[4].split(",")
-            graph_cost, ac_cost = graph_cost + float(g), ac_cost + float(a)
-        if olabel:
-            words.append(olabel)
-            starts.append(len(pdfs))
-        if ilabel:
-            pdfs.append(ilabel - 1)
-    frames = path_word_frames(pdfs, words, starts, align, sil, partial=not final)
+    arcs, graph_cost, ac_cost = best_path(lat)
+    sil = np.zeros(loglikes.shape[1], dtype=bool)
+    sil[[int(p) for p in silence_pdfs if 0 <= int(p) < len(sil)]] = True
+    words, frames = word_spans(arcs, sil, align, partial=not final)
     return DecodeResult(words, frames, graph_cost, ac_cost, final)
 
 
@@ -171,27 +153,23 @@ def nnet_log_posteriors(models: list, feats, utts: list[str], rule: str = "arith
                         batch_size: int = 4096) -> dict[str, np.ndarray]:
     """Log-posteriors [T, P] of several utterances from one model or an ensemble, batched.
 
-    models: [(nn.Module, meta with 'context')]; feats: utt -> features [T, D] (CMVN applied).
-    Several models are combined with `acoustic_kd.ensemble.combine(rule)`.
+    models: [(nn.Module, meta)]; feats: utt -> features [T, D] (CMVN applied). The models run as
+    one `distill.teacher.TeacherEnsemble` (each on its crop of the union window; several are
+    combined by `acoustic_kd.ensemble.combine(rule)`).
     """
     import torch
-    import torch.nn.functional as F
 
+    from ..distill.teacher import TeacherEnsemble
     from ..nnet.data import ArraySource, FrameDataset
 
+    ens = TeacherEnsemble([m for m, _ in models], rule)
     src = ArraySource({u: feats[u] for u in utts})
-    per_model = []
-    for model, meta in models:
-        ds = FrameDataset(src, None, tuple(meta["context"]))
-        dev = next(model.parameters()).device
-        with torch.no_grad():
-            out = torch.cat([F.log_softmax(model(b["x"].to(dev)).float(), dim=-1).cpu()
-                             for b in ds.iter_batches(batch_size)]).numpy()
-        per_model.append({u: out[ds.utt_frames(u)] for u in utts})
-    if len(per_model) == 1:
-        return per_model[0]
-    from ..ensemble import combine
-    return {u: np.asarray(combine([m[u] for m in per_model], rule), np.float32) for u in utts}
+    ds = FrameDataset(src, None, ens.context)
+    dev = next(ens.parameters()).device
+    with torch.no_grad():
+        out = torch.cat([ens.log_probs(b["x"].to(dev)).cpu()
+                         for b in ds.iter_batches(batch_size)]).numpy()
+    return {u: out[ds.utt_frames(u)] for u in utts}
 
 
 # ------------------------------------------------------------------ many utterances

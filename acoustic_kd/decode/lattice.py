@@ -33,7 +33,7 @@ import kaldifst as kf
 import numpy as np
 
 from ..utils import atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger
-from .graph import path_word_frames
+from ..export.search import best_path, word_spans
 
 log = get_logger(__name__)
 LN10 = math.log(10.0)
@@ -83,31 +83,14 @@ def decode_lattice(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
 
 def linear_path(lat: kf.Lattice, align: dict | None, silence_pdfs: set[int], partial: bool
                 ) -> Path1:
-    """Words, word frames and costs of a linear lattice (one n-best entry)."""
-    arcs: dict[int, tuple[int, int, int, float, float]] = {}
-    final = (0.0, 0.0)
-    for line in lat.to_str().splitlines():
-        f = line.split()
-        if len(f) >= 4:
-            g, a = (float(x) for x in f[4].split(",")) if len(f) > 4 else (0.0, 0.0)
-            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]), g, a)
-        elif len(f) == 2:
-            final = tuple(float(x) for x in f[1].split(","))
-    words: list[int] = []
-    starts: list[int] = []
-    pdfs: list[int] = []
-    graph, acoustic = final
-    state = lat.start
-    while state in arcs:
-        state, il, ol, g, a = arcs.pop(state)
-        graph, acoustic = graph + g, acoustic + a
-        if ol:
-            words.append(ol)
-            starts.append(len(pdfs))
-        if il:
-            pdfs.append(il - 1)
-    return Path1(words, path_word_frames(pdfs, words, starts, align, silence_pdfs, partial),
-                 graph, acoustic)
+    """Words, word frames and costs of a linear lattice (one n-best entry), by the word-span rule
+    of the decoder and the exported runtime (`export.search.word_spans`)."""
+    arcs, graph, acoustic = best_path(lat)
+    size = max([il for il, _ in arcs] + [p + 2 for p in silence_pdfs] + [1])
+    sil = np.zeros(size, dtype=bool)
+    sil[[int(p) for p in silence_pdfs]] = True
+    words, frames = word_spans(arcs, sil, align, partial)
+    return Path1(words, frames, graph, acoustic)
 
 
 def nbest_paths(lat: kf.Lattice, n: int, align: dict | None = None,

@@ -10,6 +10,7 @@ import torch
 from ..ali import read_alignments, read_num_pdfs
 from ..config import to_dict
 from ..errors import ConfigError, DataError
+from ..model_meta import CheckpointMeta, same_features
 from ..nnet.data import FrameDataset
 from ..nnet.infer import frame_metrics
 from ..nnet.models import ModelConfig, build_model, count_params, macs_per_frame
@@ -40,15 +41,11 @@ def _frames(fs, alis, context, cfg: TrainConfig, utts=None):
 
 
 def soft_targets_stage(members: Sequence[str], data_dir: str | Path, out_dir: str | Path,
-                       cfg: SoftTargetConfig, train_cfg: TrainConfig | None = None,
-                       device: str = "cpu", force: bool = False) -> dict:
+                       cfg: SoftTargetConfig, device: str = "cpu", force: bool = False) -> dict:
     """Soft targets of `members` over every frame of `data_dir` (alignments not needed)."""
     teacher, metas = load_teacher(members, cfg.rule, device)
-    cmvn = metas[0].get("cmvn", "speaker")
-    train_cfg = train_cfg or TrainConfig(cmvn=cmvn, norm_vars=bool(metas[0].get("norm_vars")))
-    # global CMVN: the members' training stats, so a transfer set is normalised as the members saw it
-    stats = metas[0].get("cmvn_stats") if train_cfg.cmvn == "global" else None
-    fs = _features(data_dir, train_cfg, stats)
+    # normalised as the members were trained (global CMVN: with their training set's stats)
+    fs = same_features([CheckpointMeta.from_dict(m) for m in metas], members).features(data_dir)
     ds = FrameDataset(fs, None, teacher.context)
     return compute_soft_targets(teacher, ds, cfg, out_dir, [str(m) for m in members], str(data_dir),
                                 force=force)

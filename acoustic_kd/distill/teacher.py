@@ -1,5 +1,8 @@
-"""The teacher ensemble: K member checkpoints run together at temperature T.
+"""The ensemble runner: K member checkpoints run together on one window (at temperature T).
 
+The one place an ensemble is run: soft targets and online distillation (`forward`, probabilities
+at T), ensemble evaluation (`member_log_probs` + `acoustic_kd.ensemble.combine` per rule), and
+decoding / network realignment (`log_probs`, through `decode.decoder.nnet_log_posteriors`).
 Members may differ in context width; the ensemble (and a student) read one shared window, the
 union of all contexts, and each model sees its own centred crop of it. That is what lets online
 distillation augment ONE window and feed identical frames to teacher and student.
@@ -11,8 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..ensemble import combine
 from ..errors import ConfigError
 from .targets import check_rule, combine_logits
 
@@ -83,6 +88,17 @@ class TeacherEnsemble(nn.Module):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return [m(crop_window(x, self.context, c)).float()
                     for m, c in zip(self.members, self.member_contexts)]
+
+    @torch.no_grad()
+    def member_log_probs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x [B, W, D] -> K log-probabilities [B, P] (float32)."""
+        return [F.log_softmax(lg, dim=-1) for lg in self.member_logits(x)]
+
+    @torch.no_grad()
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, W, D] -> the ensemble's log-probabilities [B, P] (rule as `ensemble.combine`)."""
+        lps = self.member_log_probs(x)
+        return lps[0] if len(lps) == 1 else combine(lps, self.rule)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, T: float = 1.0) -> torch.Tensor:

@@ -7,25 +7,16 @@ features equal training features by construction.
 
 from __future__ import annotations
 
-from math import gcd
 from typing import Any
 
 import numpy as np
 
+from ..audio import resample
 from ..cmvn import apply_cmvn, compute_cmvn_stats
 from ..features import INT16_SCALE, FbankConfig, compute_fbank
 
 
-def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling of float32 [N] audio, clipped to [-1, 1] as training's loader does
-    (scipy, imported only when the rates differ)."""
-    if orig_rate == target_rate:
-        return samples
-    from scipy.signal import resample_poly
-
-    g = gcd(int(orig_rate), int(target_rate))
-    y = resample_poly(samples, int(target_rate) // g, int(orig_rate) // g).astype(np.float32)
-    return np.clip(y, -1.0, 1.0, out=y)
+CMVN_ROWS = 1 << 14   # frames normalised at a time
 
 
 class FeaturePipeline:
@@ -55,8 +46,10 @@ class FeaturePipeline:
     def __call__(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         """fbank then CMVN as recorded at export time: [N] audio -> [T, D] float32."""
         feats = self.fbank(samples, sample_rate)
-        if self.stats is not None and len(feats):
-            feats = apply_cmvn(feats, self.stats, self.norm_vars)
-        elif self.cmvn_mode == "utterance" and len(feats):
-            feats = apply_cmvn(feats, compute_cmvn_stats(feats), self.norm_vars)
+        stats = self.stats
+        if stats is None and self.cmvn_mode == "utterance" and len(feats):
+            stats = compute_cmvn_stats(feats)
+        if stats is not None:  # row blocks, in place: the same values, no float64 copy of it all
+            for i in range(0, len(feats), CMVN_ROWS):
+                feats[i:i + CMVN_ROWS] = apply_cmvn(feats[i:i + CMVN_ROWS], stats, self.norm_vars)
         return feats

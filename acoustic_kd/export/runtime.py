@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import DataError
+from ..model_meta import PRIOR_FLOOR, log_priors
 from . import metadata as md
 from .frontend import FeaturePipeline
 from .search import GraphDecoder, Hypothesis
@@ -83,6 +84,9 @@ class TorchScriptBackend:
             torch.set_num_threads(before)
 
 
+CHUNK_FRAMES = 6000   # frames forwarded at once by `decode_features` (60 s at 10 ms)
+
+
 class ExportedModel:
     """Front end + network + decoder, all configured from the export's metadata."""
 
@@ -97,10 +101,8 @@ class ExportedModel:
         self.frame_shift_s = self.frontend.frame_shift_s
         dec = m["decoding"]
         self.acwt = float(dec["acwt"])
-        priors = np.asarray(m["priors"], dtype=np.float64)
         # normalised and floored exactly as the decode stage does: [P] float64
-        floor = float(dec.get("prior_floor", 1e-10))
-        self.log_priors = np.log(np.maximum(priors / priors.sum(), floor))
+        self.log_priors = log_priors(m["priors"], float(dec.get("prior_floor", PRIOR_FLOOR)))
         self.words = {int(i): w for i, w in m["words"]}
         self._decoder: GraphDecoder | None = None
 
@@ -136,11 +138,25 @@ class ExportedModel:
                                          align=hmm.get("align_lexicon"))
         return self._decoder
 
-    def decode_features(self, feats: np.ndarray) -> Hypothesis:
-        """Normalised features [T, D] -> best hypothesis."""
+    def scores(self, feats: np.ndarray) -> np.ndarray:
+        """Scaled pseudo log-likelihoods acwt·(log p(s|x) − log p(s)) [T, P] float32."""
         # float64 until the end, as the decode stage computes its scores
-        scores = (self.acwt * (self.log_posteriors(feats) - self.log_priors)).astype(np.float32)
-        return self.decoder.decode(scores)
+        return (self.acwt * (self.log_posteriors(feats) - self.log_priors)).astype(np.float32)
+
+    def chunk_scores(self, feats: np.ndarray, chunk_frames: int = CHUNK_FRAMES):
+        """`scores(feats)` in consecutive chunks of `chunk_frames` frames, each forwarded with the
+        context frames the network needs on either side (so every frame sees the same input as
+        in a whole-utterance forward): memory follows the chunk, not the recording."""
+        left, right = self.context
+        n = len(feats)
+        for t0 in range(0, n, chunk_frames):
+            t1 = min(n, t0 + chunk_frames)
+            a, b = max(0, t0 - left), min(n, t1 + right)
+            yield self.scores(feats[a:b])[t0 - a:t1 - a]
+
+    def decode_features(self, feats: np.ndarray, chunk_frames: int = CHUNK_FRAMES) -> Hypothesis:
+        """Normalised features [T, D] -> best hypothesis (forwarded and searched in chunks)."""
+        return self.decoder.decode_chunks(self.chunk_scores(feats, chunk_frames))
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> Hypothesis:
         """Audio [N] in [-1, 1] at `sample_rate` Hz -> words with per-word times (seconds)."""

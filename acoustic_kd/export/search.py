@@ -7,6 +7,7 @@ The graph's input labels are pdf + 1, which is what kaldi-decoder's `DecodableCt
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Iterable
 
 import kaldi_decoder
 import kaldifst
@@ -42,20 +43,113 @@ class Hypothesis:
                 "cost": self.cost}
 
 
-def _best_path_arcs(lattice) -> list[tuple[int, int, float]]:
-    """(ilabel, olabel, graph+acoustic cost) of each arc of a linear lattice, start to end."""
-    arcs: dict[int, tuple[int, int, int, float]] = {}
+def best_path(lattice) -> tuple[list[tuple[int, int]], float, float]:
+    """(ilabel, olabel) of each arc of a linear best-path lattice, followed from its start state,
+    and the path's graph and acoustic costs (the final weight included)."""
+    arcs: dict[int, tuple[int, int, int]] = {}
+    graph_cost = ac_cost = 0.0
     for line in lattice.to_str().splitlines():
         f = line.split()
+        w = f[4] if len(f) > 4 else f[1] if len(f) == 2 else None
+        if w is not None:
+            g, a = w.split(",")
+            graph_cost, ac_cost = graph_cost + float(g), ac_cost + float(a)
         if len(f) >= 4:
-            w = f[4].split(",") if len(f) > 4 else ["0", "0"]
-            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]), float(w[0]) + float(w[1]))
+            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]))
     out, state = [], lattice.start
     while state in arcs:
-        nxt, il, ol, cost = arcs.pop(state)
-        out.append((il, ol, cost))
+        nxt, il, ol = arcs.pop(state)
+        out.append((il, ol))
         state = nxt
-    return out
+    return out, graph_cost, ac_cost
+
+
+def word_frames(pdfs: list[int], word_ids: list[int], lexicon: dict, partial: bool = False
+                ) -> list[tuple[int, int]] | None:
+    """[start, end) frames of each word of a best path from its per-frame pdfs, by matching the
+    words' HMM-state chains (`align_lexicon`; optional silence before, between and after the words)
+    against the frames, each chain state held one frame or more. None when the frames do not fit
+    the words (`partial`: the path may stop inside its last word, as a best path that reached no
+    final state does)."""
+    if "pdf_key" in lexicon:
+        key = lexicon["pdf_key"]
+        pdfs = [key[p] for p in pdfs]
+    sil = tuple(lexicon["silence"])
+    chains = [[tuple(c) for c in lexicon["words"].get(str(w), [])] for w in word_ids]
+    n = len(word_ids)
+    SIL, START = -1, -2
+    Hyp = tuple[int, int, int]          # (word index k, chain index or SIL (silence before k), position)
+
+    def enter(k: int, spans: tuple, t: int, sil_ok: bool) -> list[tuple[Hyp, tuple]]:
+        out = [((k, ci, 0), spans + ((t, t),)) for ci in range(len(chains[k]))] if k < n else []
+        return out + ([((k, SIL, 0), spans)] if sil_ok and sil else [])
+
+    frontier: dict[Hyp, tuple] = {(0, START, 0): ()}
+    for t, p in enumerate(pdfs):
+        new: dict[Hyp, tuple] = {}
+        for (k, ci, pos), spans in frontier.items():
+            if ci == START:
+                moves = enter(0, spans, t, True)
+            else:
+                chain = sil if ci == SIL else chains[k][ci]
+                moves = [((k, ci, pos), spans)]
+                if pos + 1 < len(chain):
+                    moves.append(((k, ci, pos + 1), spans))
+                elif ci == SIL:
+                    moves += enter(k, spans, t, False)
+                else:
+                    moves += enter(k + 1, spans[:-1] + ((spans[-1][0], t),), t, True)
+            for (k2, c2, pos2), sp in moves:
+                if (sil if c2 == SIL else chains[k2][c2])[pos2] == p:
+                    new.setdefault((k2, c2, pos2), sp)
+        if not new:
+            return None
+        frontier = new
+    end = len(pdfs)
+    for (k, ci, pos), spans in frontier.items():
+        if ci == SIL and k == n and pos == len(sil) - 1:
+            return list(spans)
+        if ci >= 0 and k == n - 1 and (partial or pos == len(chains[k][ci]) - 1):
+            return list(spans[:-1]) + [(spans[-1][0], end)]
+    return None
+
+
+
+def word_spans(arcs: list[tuple[int, int]], silence_pdfs: np.ndarray, align: dict | None = None,
+               partial: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+    """(word ids, [start, end) frames) of a best path's arcs (ilabel = pdf + 1, olabel = word).
+
+    With `align` (the align lexicon of a determinized graph, whose word labels sit anywhere inside
+    or before their words) the spans are the words' pdf chains matched to the frames
+    (`word_frames`; `partial`: the path may stop inside its last word). Otherwise, or when the
+    frames do not fit, a word spans from its output arc to the next word's, less the silence-pdf
+    frames at either edge (where the graph puts the label is not the word's acoustic start, so the
+    pdf sequence decides). `silence_pdfs`: bool [P]. The one rule of the decode stage, its
+    lattices and the exported runtime.
+    """
+    pdfs: list[int] = []
+    starts: list[tuple[int, int]] = []  # (word id, first frame)
+    for il, ol in arcs:
+        if ol:
+            starts.append((ol, len(pdfs)))
+        if il:
+            pdfs.append(il - 1)
+    ids = [w for w, _ in starts]
+    if align is not None:
+        exact = word_frames(pdfs, ids, align, partial)
+        if exact is not None:
+            return ids, exact
+    sil = np.asarray(silence_pdfs, dtype=bool)
+    sil = sil[np.asarray(pdfs, dtype=np.int64)] if pdfs and sil.size else np.zeros(len(pdfs), bool)
+    frames = []
+    for i, (_, begin) in enumerate(starts):
+        s, e = begin, starts[i + 1][1] if i + 1 < len(starts) else len(pdfs)
+        while s < e - 1 and sil[s]:
+            s += 1
+        while e - 1 > s and sil[e - 1]:
+            e -= 1
+        frames.append((s, e))
+    return ids, frames
 
 
 class GraphDecoder:
@@ -77,48 +171,28 @@ class GraphDecoder:
 
     def decode(self, scores: np.ndarray) -> Hypothesis:
         """Best word sequence for scaled log-likelihoods `scores` [T, P] float32."""
-        scores = np.ascontiguousarray(scores, dtype=np.float32)
-        if scores.shape[0] == 0:
+        return self.decode_chunks([scores])
+
+    def decode_chunks(self, chunks: Iterable[np.ndarray]) -> Hypothesis:
+        """`decode` of the concatenation of score chunks [T_i, P], consumed one at a time: the
+        search advances frame by frame either way, so the result equals decoding all at once and
+        only one chunk of scores is held in memory."""
+        self._decoder.init_decoding()
+        num_frames = 0
+        for scores in chunks:
+            scores = np.ascontiguousarray(scores, dtype=np.float32)
+            if len(scores):
+                self._decoder.advance_decoding(kaldi_decoder.DecodableCtc(scores, num_frames))
+                num_frames += len(scores)
+        if num_frames == 0:
             return Hypothesis(words=[], num_frames=0, reached_final=False)
-        self._decoder.decode(kaldi_decoder.DecodableCtc(scores))
         reached = bool(self._decoder.reached_final())
         ok, lattice = self._decoder.get_best_path(use_final_probs=reached)
         if not ok:
-            return Hypothesis(words=[], num_frames=len(scores), reached_final=False)
-        return self._hypothesis(_best_path_arcs(lattice), len(scores), reached)
-
-    def _hypothesis(self, arcs: list[tuple[int, int, float]], num_frames: int,
-                    reached: bool) -> Hypothesis:
-        """Words from the best path. With the align lexicon of a determinized graph the spans
-        are the words' pdf chains matched to the frames (`decode.graph.word_frames`); otherwise
-        a word spans from its output arc to the next word's, less the silence frames at either
-        edge (where the graph puts the label is not the word's acoustic start, so the pdf
-        sequence decides)."""
-        pdfs: list[int] = []
-        starts: list[tuple[int, int]] = []  # (word id, first frame)
-        for il, ol, _ in arcs:
-            if ol:
-                starts.append((ol, len(pdfs)))
-            if il:
-                pdfs.append(il - 1)
-        exact = None
-        if self.align is not None:
-            from ..decode.graph import word_frames
-
-            exact = word_frames(pdfs, [w for w, _ in starts], self.align, partial=not reached)
-        sil = self.silence_pdfs[np.asarray(pdfs, dtype=np.int64)] if pdfs else np.zeros(0, bool)
-        spans = []
-        for i, (wid, begin) in enumerate(starts):
-            if exact is not None:
-                s, e = exact[i]
-            else:
-                end = starts[i + 1][1] if i + 1 < len(starts) else len(pdfs)
-                s, e = begin, end
-                while s < e - 1 and sil[s]:
-                    s += 1
-                while e - 1 > s and sil[e - 1]:
-                    e -= 1
-            spans.append(WordSpan(self.words.get(wid, f"<{wid}>"),
-                                  round(s * self.frame_shift_s, 3), round(e * self.frame_shift_s, 3)))
+            return Hypothesis(words=[], num_frames=num_frames, reached_final=False)
+        arcs, graph_cost, ac_cost = best_path(lattice)
+        ids, frames = word_spans(arcs, self.silence_pdfs, self.align, partial=not reached)
+        spans = [WordSpan(self.words.get(w, f"<{w}>"), round(s * self.frame_shift_s, 3),
+                          round(e * self.frame_shift_s, 3)) for w, (s, e) in zip(ids, frames)]
         return Hypothesis(words=[w.word for w in spans], spans=spans, num_frames=num_frames,
-                          reached_final=reached, cost=float(sum(c for *_, c in arcs)))
+                          reached_final=reached, cost=graph_cost + ac_cost)

@@ -34,6 +34,7 @@ from ..decode.graph import read_word_ids, with_word_penalty
 from ..errors import DataError
 from ..features import INT16_SCALE
 from ..hmm import HmmModel
+from ..model_meta import PRIOR_FLOOR, CheckpointMeta
 from ..nnet.checkpoint import load_checkpoint
 from ..nnet.infer import log_posteriors as torch_log_posteriors
 from ..nnet.models import count_params, macs_per_frame
@@ -156,8 +157,8 @@ def _stored_stats(meta: dict) -> Any:
 
 def _cmvn_meta(meta: dict, cmvn_stats: np.ndarray | None, dim: int) -> dict:
     """Deployment CMVN: per-utterance or none as trained; otherwise global stats."""
-    mode = meta.get("cmvn", "global")
-    norm_vars = bool(meta.get("norm_vars", False))
+    typed = CheckpointMeta.from_dict(meta)
+    mode, norm_vars = typed.cmvn, typed.norm_vars
     if mode == "none":
         return {"mode": "none", "norm_vars": False, "stats": None, "training_mode": mode}
     if mode == "utterance":  # deployable as is: each input normalises itself
@@ -226,7 +227,7 @@ def build_metadata(checkpoint: Path, model: nn.Module, meta: dict, graph_path: P
                 "pdf_to_state": hmm.pdf_to_state.tolist(), "silence_phones": [hmm.silence_phone],
                 "silence_pdfs": silence, "source": str(hmm_json),
                 **({"align_lexicon": align} if align is not None else {})},
-        "decoding": {**decoding, "prior_floor": 1e-10, "graph": str(graph_path)},
+        "decoding": {**decoding, "prior_floor": PRIOR_FLOOR, "graph": str(graph_path)},
         "graph": graph_b64,
         "words": words_list,
         "provenance": build_provenance(checkpoint, meta, provenance),

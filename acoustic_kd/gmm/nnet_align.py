@@ -12,8 +12,9 @@ Layout of an output dir (`acoustic-kd align --nnet ... --out OUT`):
 - `ali_<set>/`  alignment dir in the GMM aligner's format (`gmm.run.write_result`: ali.scp/ark,
                 num_pdfs, priors.txt, failed.txt, words.ctm, summary.json) — `<set>` is the data
                 dir's name
-- `.ali_<set>.done`  marker holding the settings it was made with, written after the set is
-                complete; a re-run with the same settings skips the set unless forced
+- `.ali_<set>.done`  marker holding the set's stage signature (acoustic_kd.stage: settings,
+                checkpoints, HMM, lang, features, code), written after the set is complete; a
+                re-run with the same signature skips the set unless forced, a changed one redoes it
 - `info.json`   checkpoints, HMM, settings, versions
 """
 
@@ -28,8 +29,9 @@ import numpy as np
 from ..errors import DataError
 from ..hmm import HmmModel
 from ..lang import Lang, load_lang
-from ..utils import (atomic_write_json, c_sorted, done_marker, get_logger, is_done, mark_done,
-                     read_table, write_exp_info)
+from ..model_meta import CheckpointMeta, log_priors
+from ..stage import Stage, feature_inputs
+from ..utils import atomic_write_json, c_sorted, get_logger, read_table, write_exp_info
 from .align import AlignResult, align, compile_graphs
 from .graph import UttGraph
 from .run import write_result
@@ -139,21 +141,7 @@ def log_priors_of(models: list, paths: Sequence[str | Path], num_pdfs: int,
     if pri.shape != (num_pdfs,):
         raise DataError(where, f"{pri.size} priors but the HMM has {num_pdfs} pdfs",
                         "pass the priors.txt of the alignments the network was trained on")
-    return np.log(np.maximum(pri / pri.sum(), 1e-10))
-
-
-def nnet_features(meta: dict, data_dir: str | Path):
-    """The data dir's FeatureSet normalised as the checkpoint was trained (CMVN mode, stats)."""
-    from ..features import FeatureSet
-
-    feats = FeatureSet(data_dir, cmvn=meta.get("cmvn", "speaker"),
-                       norm_vars=bool(meta.get("norm_vars", False)),
-                       global_stats=meta.get("cmvn_stats"))
-    if meta.get("input_dim") is not None and feats.dim != int(meta["input_dim"]):
-        raise DataError(Path(data_dir) / "feats.scp", f"features have dimension {feats.dim} but the "
-                        f"network expects {meta['input_dim']}", "compute the features with the "
-                        "network's feature config (checkpoint meta feature_config)")
-    return feats
+    return log_priors(pri)
 
 
 # ------------------------------------------------------------------ a data dir
@@ -169,7 +157,7 @@ def align_data_dir(hmm: HmmModel, lang: Lang, models: list, meta: dict, log_prio
     from ..decode.decoder import nnet_log_posteriors
 
     data_dir = Path(data_dir)
-    feats = nnet_features(meta, data_dir)
+    feats = CheckpointMeta.from_dict(meta).features(data_dir)
     texts = {k: v for k, v, _ in read_table(data_dir / "text", min_fields=1)}
     have = set(feats.utts)
     utts = c_sorted(have | set(texts))
@@ -214,42 +202,35 @@ def run_nnet_align(nnet_paths: Sequence[str | Path], hmm_dir: str | Path, lang_d
     paths = [str(p) for p in nnet_paths]
     models, meta = load_models(paths, hmm.num_pdfs)
     log_priors = log_priors_of(models, paths, hmm.num_pdfs, priors)
-    settings = {"nnet": paths, "combine": combine if len(paths) > 1 else None,
-                "hmm": str(hmm_path), "lang": str(lang_dir),
-                "priors": str(priors) if priors else "checkpoint",
+    settings = {"combine": combine if len(paths) > 1 else None,
                 "acoustic_scale": cfg.acoustic_scale, "beam": cfg.beam, "retry_beam": cfg.retry_beam,
-                "boost_silence": cfg.boost_silence, "self_loop_scale": cfg.self_loop_scale}
-    write_exp_info(out_dir, {"nnet_align": settings})
+                "boost_silence": cfg.boost_silence, "self_loop_scale": cfg.self_loop_scale,
+                "batch_size": cfg.batch_size,
+                "priors": "file" if priors else "checkpoint"}
+    write_exp_info(out_dir, {"nnet_align": {**settings, "nnet": paths, "hmm": str(hmm_path),
+                                            "lang": str(lang_dir), "priors": str(priors or "")}})
     out: dict = {}
     for s in align_sets:
         s = Path(s)
         name = f"ali_{s.name}"
         ali_dir = out_dir / name
-        if not force and is_done(out_dir, name) and ali_dir.exists() and \
-                _marker_settings(out_dir, name) == {**settings, "data": str(s)}:
-            log.info("%s: done with the same settings, skipped (use --force to redo)", ali_dir)
+        # ali.scp points into ali.1.ark by path, so the dir is written in place (each file
+        # atomically); the marker, dropped first and left last, says it is complete
+        st = Stage(name, out_dir, settings, inputs=[*paths, hmm_path, Path(lang_dir), priors,
+                                                    *feature_inputs(s, "text")],
+                   code=[__name__, "acoustic_kd.gmm.align", "acoustic_kd.gmm.run",
+                         "acoustic_kd.decode.decoder", "acoustic_kd.ensemble"], outputs=[ali_dir])
+        if not st.begin(force):
             out[s.name] = {"skipped": True}
             continue
         t0 = time.time()
         res, lens, timing = align_data_dir(hmm, lang, models, meta, log_priors, s, cfg, combine,
                                            label=f"nnet {s.name}")
         secs = time.time() - t0
-        # ali.scp points into ali.1.ark by path, so the dir is written in place (each file
-        # atomically); the marker, dropped first and left last, says it is complete
-        done_marker(out_dir, name).unlink(missing_ok=True)
         # write_result checks alignment lengths against len(feats[u]): the frame counts suffice
         summary = write_result(res, hmm, {u: range(n) for u, n in lens.items()}, ali_dir, secs)
         summary.update(timing, aligner="nnet", models=len(paths))
         atomic_write_json(ali_dir / "summary.json", summary)
-        mark_done(out_dir, name, info={"settings": {**settings, "data": str(s)}})
+        st.finish()
         out[s.name] = summary
     return out
-
-
-def _marker_settings(out_dir: Path, name: str) -> dict | None:
-    import json
-
-    try:
-        return json.loads(done_marker(out_dir, name).read_text()).get("settings")
-    except (OSError, ValueError):
-        return None

@@ -15,7 +15,10 @@ Layout of each:
                     plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name
 - `final.states.npz` the final graph-state paths the next stage starts from, so a run killed
                     between stages resumes to the same result
-- `.done`           marker; a re-run skips a finished stage unless forced
+- `.done`           marker with the stage signature (acoustic_kd.stage): a re-run skips a stage
+                    whose config, inputs and code are unchanged, re-runs it from scratch otherwise
+                    (and every stage after it); each `ali_<set>/` of another data set has its own
+                    `.done` the same way
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from ..ali import check_lengths, write_alignments
 from ..errors import ConfigError, DataError
 from ..hmm import HmmModel
 from ..lang import Lang, load_lang
+from ..stage import Stage, feature_inputs
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done,
-                     mark_done, read_table, write_exp_info)
+                     read_table, write_exp_info)
 from .align import AlignResult, align, compile_graphs
 from .diag_gmm import DiagGmm
 from .feats import gmm_features
@@ -161,6 +165,30 @@ def _load_states(path: Path, graphs: dict) -> AlignResult | None:
                        loglike=float(z["loglike"]), frames=int(z["frames"]))
 
 
+_CODE = ["acoustic_kd.gmm.run", "acoustic_kd.gmm.train", "acoustic_kd.gmm.align",
+         "acoustic_kd.gmm.diag_gmm", "acoustic_kd.gmm.tree", "acoustic_kd.gmm.feats",
+         "acoustic_kd.gmm.flatstart", "acoustic_kd.gmm.lda_mllt", "acoustic_kd.gmm.graph",
+         "acoustic_kd.hmm"]
+_MODEL_FILES = ("final.hmm.json", "final.gmm.npz")
+
+
+def gmm_stage(d: Path, cfg: AlignConfig, data_dir: Path, lang_dir, after: Path | None = None) -> Stage:
+    """The contract of one GMM training stage dir (mono, or a stage built on `after` = the stage
+    dir before it)."""
+    inputs = [*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir)]
+    if after is not None:
+        inputs += [after / n for n in (*_MODEL_FILES, STATES_FILE)]
+    return Stage(d.name, d, {"align": vars(cfg)}, inputs=inputs, code=_CODE, outputs=[d], marker="")
+
+
+def ali_stage(d: Path, data_dir: Path, lang_dir, cfg: AlignConfig) -> Stage:
+    """The contract of aligning another data set with a finished stage `d`'s model."""
+    ali_dir = d / f"ali_{data_dir.name}"
+    return Stage("align", ali_dir, {"align": vars(cfg)},
+                 inputs=[*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir),
+                         *(d / n for n in _MODEL_FILES)], code=_CODE, outputs=[ali_dir], marker="")
+
+
 def _stage_dir_ok(d: Path) -> bool:
     return is_done(d) and (d / "final.hmm.json").exists() and (d / "final.gmm.npz").exists()
 
@@ -212,7 +240,9 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
     each from the alignment of the one before, on `data_dir`; align it and `align_sets`.
 
     stage: None = every stage up to `through`; a name = that stage only (the one before must be
-    finished). Finished stages (`.done`) are skipped unless `force`. Returns a summary per stage.
+    finished). A stage whose `.done` signature matches (config, data, lang, the stage before it,
+    code) is skipped unless `force`; one that differs is redone from scratch, and so is every stage
+    after it. Returns a summary per stage.
     """
     cfg = cfg or AlignConfig()
     if through not in STAGES or stage not in (None, *STAGES):
@@ -221,19 +251,21 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     lang = load_lang(lang_dir)
     feats, texts = load_set(data_dir, **front_end(cfg=cfg))
+    set_name = data_dir.name
     extra = [Path(s) for s in align_sets]
     out: dict = {}
     prev_res = None
     for name in todo:
         d = exp_dir / name
-        if not force and _stage_dir_ok(d):
+        prev_dir = exp_dir / STAGES[STAGES.index(name) - 1] if name != "mono" else None
+        if prev_dir is not None and not _stage_dir_ok(prev_dir):
+            raise DataError(prev_dir, f"stage {prev_dir.name} not finished",
+                            f"run `acoustic-kd align --stage {prev_dir.name}` first")
+        st = gmm_stage(d, cfg, data_dir, lang_dir, after=prev_dir)
+        if not st.begin(force):
             prev_res = None
             continue
-        prev_dir = exp_dir / STAGES[STAGES.index(name) - 1] if name != "mono" else None
         if prev_dir is not None:
-            if not _stage_dir_ok(prev_dir):
-                raise DataError(prev_dir, f"stage {prev_dir.name} not finished",
-                                f"run `acoustic-kd align --stage {prev_dir.name}` first")
             _check_front_end(prev_dir, cfg)
             if prev_res is None:  # resuming: the earlier stage's final state alignment
                 prev_res = _previous_states(prev_dir, lang, feats, texts, cfg)
@@ -258,45 +290,43 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
                 with open(tmp, "wb") as f:
                     np.save(f, mat)
             stage_feats = transform_features(ceps, mat, cfg.lda_context)
-        out[name] = _finish(d, hmm, gmm, res, hist, lang, stage_feats, data_dir.name, extra, cfg,
-                            time.time() - t0)
+        out[name] = _finish(d, hmm, gmm, res, hist, stage_feats, set_name, time.time() - t0)
+        st.finish({"num_pdfs": hmm.num_pdfs})
         prev_res = res
     for name in todo:
         d = exp_dir / name
-        if name not in out and _stage_dir_ok(d):
-            out[name] = _align_extra(d, lang, extra, cfg)
+        if _stage_dir_ok(d):
+            out[name] = _align_extra(d, lang, lang_dir, [s for s in extra if s.name != set_name], cfg)
     return out
 
 
-def _align_extra(d: Path, lang: Lang, extra: list[Path], cfg: AlignConfig) -> dict:
-    """Align the sets of `extra` that a finished stage `d` has no alignment of yet with its final
-    model (no retraining), e.g. a speed-perturbed copy of the training set; updates summary.json."""
+def _align_extra(d: Path, lang: Lang, lang_dir, extra: list[Path], cfg: AlignConfig) -> dict:
+    """Align each set of `extra` whose alignment by a finished stage `d` is missing or out of date
+    (its own stage contract) with the stage's final model, e.g. a speed-perturbed copy of the
+    training set; updates summary.json and returns it."""
     summary_path = d / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    todo = [s for s in extra if not (d / f"ali_{s.name}" / "ali.scp").exists()]
+    todo = [(s, st) for s in extra for st in [ali_stage(d, s, lang_dir, cfg)] if st.begin()]
     if todo:
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
-        for s in todo:
+        for s, st in todo:
             f, t = stage_features(d, s, cfg)
             _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
                                                     label=f"{d.name} {s.name}")
+            st.finish()
         atomic_write_json(summary_path, summary)
     return summary
 
 
-def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], lang: Lang,
-            feats, set_name: str, extra: list[Path], cfg: AlignConfig, train_s: float) -> dict:
-    """Save a trained stage: model files, training-set alignment, extra sets, summary, marker."""
+def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], feats,
+            set_name: str, train_s: float) -> dict:
+    """Save a trained stage: model files, training-set alignment and summary (the caller's stage
+    contract writes the marker; other sets are aligned afterwards by `_align_extra`)."""
     hmm.save(d / "final.hmm.json")
     gmm.save(d / "final.gmm.npz")
     _save_states(d / STATES_FILE, res)
     summary = {"num_pdfs": hmm.num_pdfs, "num_gauss": gmm.num_gauss, "train_seconds": round(train_s, 1),
                "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
     summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")
-    for s in extra:
-        f, t = stage_features(d, s, cfg)
-        _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
-                                                label=f"{d.name} {s.name}")
     atomic_write_json(d / "summary.json", summary)
-    mark_done(d, info={"num_pdfs": hmm.num_pdfs})
     return summary

@@ -18,7 +18,12 @@ from .trainer import TrainConfig, train
 
 log = get_logger("nnet.stage")
 
-_OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done")
+_OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done", "info.json",
+            "distill.json")
+# the modules whose source defines a trained model (its stage signature's code)
+TRAIN_CODE = ["acoustic_kd.nnet.trainer", "acoustic_kd.nnet.models", "acoustic_kd.nnet.data",
+              "acoustic_kd.nnet.stage", "acoustic_kd.nnet.stream", "acoustic_kd.nnet.checkpoint",
+              "acoustic_kd.features"]
 
 
 def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple[int, int],
@@ -65,10 +70,15 @@ def checkpoint_meta(fs, train_data, train_ali, cfg: TrainConfig) -> dict:
     }
 
 
+def output_paths(out_dir: str | Path) -> list[Path]:
+    """A training run's outputs in `out_dir`: checkpoints, logs, records, the marker."""
+    out_dir = Path(out_dir)
+    return [*out_dir.glob("epoch-*.pt"), *out_dir.glob("step-*.pt"), *(out_dir / n for n in _OUTPUTS)]
+
+
 def clear_outputs(out_dir: str | Path) -> None:
     """Remove a previous run's checkpoints and log (for --force)."""
-    out_dir = Path(out_dir)
-    for p in [*out_dir.glob("epoch-*.pt"), *(out_dir / n for n in _OUTPUTS)]:
+    for p in output_paths(out_dir):
         p.unlink(missing_ok=True)
 
 

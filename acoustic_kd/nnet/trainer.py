@@ -4,6 +4,10 @@ Outputs in `out_dir`: `epoch-N.pt` (full training state after epoch N), `latest.
 state every `save_every_steps` steps), `best.pt` (best dev weights so far), `final.pt` (best dev
 weights + meta; see nnet.checkpoint), `train_log.jsonl` (step and epoch records), `.train.done`.
 
+The loop is plain PyTorch: a `TrainState` dataclass, `train_one_epoch` / `evaluate` / `end_epoch`,
+checkpoints by `save_state`, the learning rate by a `LambdaLR` over optimiser steps (`lr_factor`),
+and the batch sampler resumes mid-epoch (`iter_batches(start_step=...)`).
+
 Resume is exact on CPU: model, optimiser, schedule, RNG states and the batch position within the
 epoch are restored, and the data order is a function of (seed, epoch), so a killed-and-resumed run
 ends with the same weights as an uninterrupted one.
@@ -15,6 +19,7 @@ weights so the update equals the single-process one up to float summation order.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -185,6 +190,208 @@ class _Log:
                 f.write(json.dumps(rec) + "\n")
 
 
+@dataclass
+class TrainState:
+    """Where a run stands (saved in every training checkpoint as `train_state["state"]`)."""
+
+    epoch: int = 0                      # epochs finished
+    step_in_epoch: int = 0              # optimiser steps taken in the current epoch
+    global_step: int = 0
+    best_acc: float = -math.inf         # best dev accuracy (or -train loss without a dev set)
+    best_epoch: int = 0
+    bad_epochs: int = 0                 # epochs since the last gain
+    plateau_scale: float = 1.0          # lr factor of the plateau schedule
+    history: list = field(default_factory=list)  # epoch records
+    acc: list = field(default_factory=lambda: [0.0, 0.0, 0.0])  # epoch sums: loss, correct, frames
+    stopped: bool = False               # early stopping fired
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainState":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Run:
+    """Everything one training run works with (built once by `_start_run`)."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    d: _Dist
+    bare: nn.Module                     # the model itself
+    net: nn.Module                      # the model or its DDP wrapper
+    params: list
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    state: TrainState
+    total_steps: int
+    meta: dict
+    log: "_Log"
+
+    @property
+    def is_main(self) -> bool:
+        return self.d.rank == 0
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
+                   state: TrainState) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR over optimiser steps: warmup, then cosine / linear / plateau / constant
+    (`lr_factor`; the plateau factor is read from `state`)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(cfg, step, total_steps, state.plateau_scale))
+
+
+def set_schedule_step(sched: torch.optim.lr_scheduler.LambdaLR, step: int) -> None:
+    """Put the optimiser's lr at that of optimiser step `step` (after a resume or a plateau cut)."""
+    import warnings
+
+    sched.last_epoch = step - 1
+    with warnings.catch_warnings():  # "step() before optimizer.step()": deliberate here
+        warnings.simplefilter("ignore", UserWarning)
+        sched.step()
+
+
+def save_state(run: _Run, path: Path, with_state: bool) -> None:
+    """Checkpoint the model (rank 0); `with_state` adds optimiser, TrainState and RNG states."""
+    if run.is_main:
+        ts = ({"optimizer": run.opt.state_dict(), "state": run.state.to_dict(), "rng": _rng_state()}
+              if with_state else None)
+        write_checkpoint_dict(path, checkpoint_dict(run.bare, run.meta, ts))
+
+
+def _start_run(model: nn.Module, train_ds, cfg: TrainConfig, out_dir: Path, meta: dict | None,
+               step_hook) -> _Run:
+    """Set up device, optimiser and schedule, and resume from the newest training checkpoint."""
+    set_num_threads(cfg.num_threads)
+    d = _setup(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bare = unwrap(model).to(d.device)
+    params = [p for p in bare.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg)
+    total_steps = train_ds.num_batches(cfg.batch_size) * cfg.epochs
+    state = TrainState()
+    # before loading an optimiser state: the schedule's base lr is cfg.lr, whatever lr was saved
+    sched = make_scheduler(opt, cfg, total_steps, state)
+    ckpt = _find_resume(out_dir)
+    if ckpt is not None:
+        bare.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["train_state"]["optimizer"])
+        vars(state).update(vars(TrainState.from_dict(ckpt["train_state"]["state"])))
+        _set_rng_state(ckpt["train_state"]["rng"])
+        if d.rank == 0:
+            log.info("%s: resuming at epoch %d step %d", out_dir, state.epoch + 1, state.step_in_epoch)
+        if step_hook is not None:  # stateful objectives (α/T schedules) restore their progress
+            step_hook(state.global_step, {"resumed": True, "epoch": state.epoch})
+    set_schedule_step(sched, state.global_step)
+    net = bare
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            bare, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    full_meta = {**(meta or {}), "train_config": to_dict(cfg), "context": list(bare.config.context)}
+    return _Run(cfg, out_dir, d, bare, net, params, opt, sched, state, total_steps, full_meta,
+                _Log(out_dir / "train_log.jsonl", state.global_step, d.rank == 0))
+
+
+def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hook) -> dict:
+    """The rest of the current epoch (from `state.step_in_epoch`: the sampler resumes mid-epoch);
+    returns the epoch's training record."""
+    cfg, d, st = run.cfg, run.d, run.state
+    epoch = st.epoch
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    run.net.train()
+    t0, frames0 = time.time(), st.acc[2]
+    steps = train_ds.num_batches(cfg.batch_size)
+    bar = tqdm(total=steps, initial=st.step_in_epoch, disable=None if run.is_main else True,
+               desc=f"epoch {epoch + 1}", leave=False)
+    for batch in train_ds.iter_batches(cfg.batch_size, shuffle=True, seed=data_seed, epoch=epoch,
+                                       start_step=st.step_in_epoch, rank=d.rank, world_size=d.world):
+        batch = {k: v.to(d.device) for k, v in batch.items()}
+        if augment is not None:
+            batch = augment(batch)
+        lr = run.opt.param_groups[0]["lr"]
+        n_local = len(batch["idx"])
+        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, logits = (objective(run.net, batch) if n_local else _empty_step(run.net, batch))
+        y = batch["y"]
+        lv = float(loss.detach()) * n_local
+        correct = float(((logits.detach().argmax(-1) == y) & (y >= 0)).sum()) if n_local else 0.0
+        # one all-reduce gives the global batch size and the epoch statistics (same on all ranks)
+        n_global, lv, correct = d.sum([float(n_local), lv, correct])
+        # DDP averages gradients over ranks: weight each rank's mean by its share of the batch
+        run.opt.zero_grad(set_to_none=True)
+        (loss * (n_local * d.world / n_global)).backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.opt.step()
+        run.sched.step()
+        st.acc = [st.acc[0] + lv, st.acc[1] + correct, st.acc[2] + n_global]
+        st.global_step += 1
+        st.step_in_epoch += 1
+        bar.update(1)
+        if cfg.log_every and st.global_step % cfg.log_every == 0:
+            gl = lv / n_global
+            run.log.write({"type": "step", "epoch": epoch + 1, "step": st.global_step,
+                           "loss": gl, "lr": lr})
+            bar.set_postfix(loss=f"{gl:.3f}")
+        if cfg.save_every_steps and st.global_step % cfg.save_every_steps == 0:
+            save_state(run, run.out_dir / "latest.pt", True)
+        if step_hook is not None:
+            step_hook(st.global_step, {"epoch": epoch, "loss": float(loss.detach()), "lr": lr})
+    bar.close()
+    loss_sum, correct, frames = st.acc
+    return {"type": "epoch", "epoch": epoch + 1, "step": st.global_step,
+            "train_loss": loss_sum / max(frames, 1), "train_acc": correct / max(frames, 1),
+            "lr": cfg.lr * lr_factor(cfg, max(st.global_step - 1, 0), run.total_steps,
+                                     st.plateau_scale),
+            "frames_per_s": (frames - frames0) / max(time.time() - t0, 1e-9)}
+
+
+def evaluate(run: _Run, dev_ds, rec: dict) -> float:
+    """Dev frame accuracy and CE into `rec`; returns the model-selection score (dev accuracy, or
+    minus the training loss without a dev set)."""
+    if dev_ds is None:
+        return -rec["train_loss"]
+    dm = frame_metrics(run.bare, dev_ds, run.cfg.eval_batch_size, run.d.device, run.d.rank,
+                       run.d.world)
+    rec.update(dev_acc=dm["acc"], dev_ce=dm["ce"])
+    return dm["acc"]
+
+
+def end_epoch(run: _Run, rec: dict, score: float) -> None:
+    """Model selection, plateau schedule, early stopping, log and checkpoints after an epoch."""
+    cfg, st, out_dir = run.cfg, run.state, run.out_dir
+    epoch = st.epoch
+    if score > st.best_acc + cfg.min_delta:
+        st.best_acc, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
+        save_state(run, out_dir / "best.pt", False)
+    else:
+        st.bad_epochs += 1
+        if cfg.schedule == "plateau":
+            st.plateau_scale *= cfg.plateau_factor
+            set_schedule_step(run.sched, st.global_step)
+    st.history.append(rec)
+    st.epoch, st.step_in_epoch, st.acc = epoch + 1, 0, [0.0, 0.0, 0.0]
+    st.stopped = bool(cfg.patience and st.bad_epochs >= cfg.patience)
+    run.log.write(rec)
+    if run.is_main:
+        log.info("epoch %d: %s", epoch + 1, ", ".join(
+            f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float)))
+    save_state(run, out_dir / f"epoch-{epoch + 1}.pt", True)
+    if run.is_main:
+        (out_dir / "latest.pt").unlink(missing_ok=True)
+        _prune(out_dir, cfg.keep_epochs)
+    if st.stopped and run.is_main:
+        log.info("early stop: no dev gain for %d epochs", cfg.patience)
+
+
 def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objective: Objective | None = None,
           augment: Callable[[dict], dict] | None = None, meta: dict | None = None,
           step_hook: Callable[[int, dict], None] | None = None) -> dict:
@@ -202,129 +409,21 @@ def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objecti
         m = read_checkpoint(out_dir / "final.pt")["meta"]
         return {"history": m.get("history", []), "best": m.get("best", {}),
                 "final": str(out_dir / "final.pt")}
-    set_num_threads(cfg.num_threads)
-    d = _setup(cfg)
-    is_main = d.rank == 0
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _start_run(model, train_ds, cfg, out_dir, meta, step_hook)
     objective = objective or cross_entropy_objective
-    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
-    bare = unwrap(model).to(d.device)
-    params = [p for p in bare.parameters() if p.requires_grad]
-    opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-           if cfg.optimizer == "adamw" else
-           torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay))
-    steps_per_epoch = train_ds.num_batches(cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    st = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_acc": -math.inf, "best_epoch": 0,
-          "bad_epochs": 0, "plateau_scale": 1.0, "history": [], "acc": [0.0, 0.0, 0.0]}
-    ckpt = _find_resume(out_dir)
-    if ckpt is not None:
-        bare.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["train_state"]["optimizer"])
-        st = ckpt["train_state"]["state"]
-        _set_rng_state(ckpt["train_state"]["rng"])
-        if is_main:
-            log.info("%s: resuming at epoch %d step %d", out_dir, st["epoch"] + 1, st["step_in_epoch"])
-        if step_hook is not None:  # stateful objectives (α/T schedules) restore their progress
-            step_hook(st["global_step"], {"resumed": True, "epoch": st["epoch"]})
-    tlog = _Log(out_dir / "train_log.jsonl", st["global_step"], is_main)
-    net = bare
-    if d.world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            bare, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    full_meta = {**(meta or {}), "train_config": to_dict(cfg), "context": list(bare.config.context)}
-
-    def save(path: Path, with_state: bool) -> None:
-        if is_main:
-            ts = ({"optimizer": opt.state_dict(), "state": st, "rng": _rng_state()}
-                  if with_state else None)
-            write_checkpoint_dict(path, checkpoint_dict(bare, full_meta, ts))
-
-    while st["epoch"] < cfg.epochs and not st.get("stopped"):
-        epoch = st["epoch"]
-        net.train()
-        t0, frames0 = time.time(), st["acc"][2]
-        bar = tqdm(total=steps_per_epoch, initial=st["step_in_epoch"], disable=None if is_main else True,
-                   desc=f"epoch {epoch + 1}", leave=False)
-        for batch in train_ds.iter_batches(cfg.batch_size, shuffle=True, seed=data_seed, epoch=epoch,
-                                           start_step=st["step_in_epoch"], rank=d.rank,
-                                           world_size=d.world):
-            batch = {k: v.to(d.device) for k, v in batch.items()}
-            if augment is not None:
-                batch = augment(batch)
-            lr = cfg.lr * lr_factor(cfg, st["global_step"], total_steps, st["plateau_scale"])
-            for g in opt.param_groups:
-                g["lr"] = lr
-            n_local = len(batch["idx"])
-            with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss, logits = (objective(net, batch) if n_local else _empty_step(net, batch))
-            y = batch["y"]
-            lv = float(loss.detach()) * n_local
-            correct = float(((logits.detach().argmax(-1) == y) & (y >= 0)).sum()) if n_local else 0.0
-            # one all-reduce gives the global batch size and the epoch statistics (same on all ranks)
-            n_global, lv, correct = d.sum([float(n_local), lv, correct])
-            # DDP averages gradients over ranks: weight each rank's mean by its share of the batch
-            opt.zero_grad(set_to_none=True)
-            (loss * (n_local * d.world / n_global)).backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            st["acc"] = [st["acc"][0] + lv, st["acc"][1] + correct, st["acc"][2] + n_global]
-            st["global_step"] += 1
-            st["step_in_epoch"] += 1
-            bar.update(1)
-            if cfg.log_every and st["global_step"] % cfg.log_every == 0:
-                gl = lv / n_global
-                tlog.write({"type": "step", "epoch": epoch + 1, "step": st["global_step"],
-                            "loss": gl, "lr": lr})
-                bar.set_postfix(loss=f"{gl:.3f}")
-            if cfg.save_every_steps and st["global_step"] % cfg.save_every_steps == 0:
-                save(out_dir / "latest.pt", True)
-            if step_hook is not None:
-                step_hook(st["global_step"], {"epoch": epoch, "loss": float(loss.detach()), "lr": lr})
-        bar.close()
-        loss_sum, correct, frames = st["acc"]
-        rec = {"type": "epoch", "epoch": epoch + 1, "step": st["global_step"],
-               "train_loss": loss_sum / max(frames, 1), "train_acc": correct / max(frames, 1),
-               "lr": cfg.lr * lr_factor(cfg, max(st["global_step"] - 1, 0), total_steps,
-                                        st["plateau_scale"]),
-               "frames_per_s": (frames - frames0) / max(time.time() - t0, 1e-9)}
-        if dev_ds is not None:
-            dm = frame_metrics(bare, dev_ds, cfg.eval_batch_size, d.device, d.rank, d.world)
-            rec.update(dev_acc=dm["acc"], dev_ce=dm["ce"])
-            score = dm["acc"]
-        else:
-            score = -rec["train_loss"]
-        improved = score > st["best_acc"] + cfg.min_delta
-        if improved:
-            st.update(best_acc=score, best_epoch=epoch + 1, bad_epochs=0)
-            save(out_dir / "best.pt", False)
-        else:
-            st["bad_epochs"] += 1
-            if cfg.schedule == "plateau":
-                st["plateau_scale"] *= cfg.plateau_factor
-        st["history"].append(rec)
-        st.update(epoch=epoch + 1, step_in_epoch=0, acc=[0.0, 0.0, 0.0],
-                  stopped=bool(cfg.patience and st["bad_epochs"] >= cfg.patience))
-        tlog.write(rec)
-        if is_main:
-            log.info("epoch %d: %s", epoch + 1, ", ".join(
-                f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float)))
-        save(out_dir / f"epoch-{epoch + 1}.pt", True)
-        if is_main:
-            (out_dir / "latest.pt").unlink(missing_ok=True)
-            _prune(out_dir, cfg.keep_epochs)
-        if st["stopped"] and is_main:
-            log.info("early stop: no dev gain for %d epochs", cfg.patience)
-    best = {"epoch": st["best_epoch"], "dev_acc": st["best_acc"] if dev_ds is not None else None}
-    if is_main:
+    st = run.state
+    while st.epoch < cfg.epochs and not st.stopped:
+        rec = train_one_epoch(run, train_ds, objective, augment, step_hook)
+        end_epoch(run, rec, evaluate(run, dev_ds, rec))
+    best = {"epoch": st.best_epoch, "dev_acc": st.best_acc if dev_ds is not None else None}
+    if run.is_main:
         final = read_checkpoint(out_dir / "best.pt")
-        final["meta"].update(history=st["history"], best=best)
+        final["meta"].update(history=st.history, best=best)
         write_checkpoint_dict(out_dir / "final.pt", final)
         mark_done(out_dir, "train", {"best": best})
-    if d.world > 1:
+    if run.d.world > 1:
         dist.barrier()
-    return {"history": st["history"], "best": best, "final": str(out_dir / "final.pt")}
+    return {"history": st.history, "best": best, "final": str(out_dir / "final.pt")}
 
 
 def _empty_step(net: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

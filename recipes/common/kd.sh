@@ -2,7 +2,9 @@
 # Shared stages of every acoustic_kd recipe (ESPnet-TEMPLATE style). A corpus recipe's run.sh sets
 # its corpus variables, prepares data/{train,dev,test} + data/local/lexicon.txt (stage 0), then
 # sources this file. Every stage is one `acoustic-kd <command>` call per model or data set; each
-# command skips work already marked done, so re-running a killed recipe simply resumes.
+# command skips work whose config, inputs and code are unchanged since it was done and redoes work
+# where one of them changed (acoustic_kd/stage.py), so re-running a killed recipe simply resumes
+# and re-running after an edit redoes what the edit affects.
 #
 #   1 lang        data/lang: phones, lexicon, HMM topology, G.arpa
 #   2 features    data/<set>/feats.scp, cmvn.scp (per speaker), utt2num_frames

@@ -1,0 +1,283 @@
+"""The stage contract every command follows: skip when nothing that matters changed, else re-run.
+
+A stage's `.done` marker holds its *signature*: the resolved config (without paths), a fingerprint
+of every input it reads (keyed by its path relative to the stage's output dir, so a whole
+data/ + exp/ tree can be moved or copied without re-running anything) and a hash of the source of
+the modules that compute it. A re-run compares:
+
+- signature equal                   -> skip (logged "up to date")
+- config, an input or the code differ -> log what changed, delete the stage's old outputs, re-run
+- no marker, an interrupted run      -> resume when the interrupted run had the same signature
+  (recorded in `.<name>.started`), else start afresh
+- `--force`                          -> delete the old outputs and re-run
+
+Input fingerprints: files up to `HASH_LIMIT` bytes by content (SHA-256), bigger ones and audio by
+size + modification time; a directory stands for the files under it (hidden files, i.e. markers
+and temporary siblings, excluded); a missing input is recorded as missing.
+
+    st = Stage("lang", out, config={"lang": to_dict(cfg)}, inputs=[text, lexicon],
+               code=["acoustic_kd.lang"], outputs=[out])
+    if st.begin(force=args.force):       # False: up to date, nothing to do
+        ...  (st.fresh: the old result was discarded, so resume state must not be used)
+        st.finish({"words": n})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+from .utils import done_marker, get_logger, mark_done, remove_path
+
+log = get_logger("stage")
+
+HASH_LIMIT = 4 << 20   # files up to this size are fingerprinted by content
+
+
+def file_fingerprint(path: Path, by_content: bool = True) -> str:
+    """'sha256:<hex>' of a file's content (small files), else 'stat:<size>:<mtime_ns>'."""
+    st = path.stat()
+    if by_content and st.st_size <= HASH_LIMIT:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return "sha256:" + h.hexdigest()
+    return f"stat:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _files_under(path: Path) -> list[Path]:
+    """`path` itself when it is a file, else the non-hidden files below it (sorted)."""
+    if not path.is_dir():
+        return [path]
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [Path(root) / f for f in sorted(files) if not f.startswith(".")]
+    return out
+
+
+def fingerprints(paths: Iterable, relative_to: Path, by_content: bool = True) -> dict[str, str]:
+    """{path relative to `relative_to`: fingerprint} for files and directories (None skipped).
+
+    An entry may also be a triple (table, name, file): a file a table names (an archive of an scp,
+    a recording of wav.scp), keyed by the table's relative path and the name it has there (tables
+    hold the paths they were written with, so a copied data dir still points at the original
+    files)."""
+    base = os.path.abspath(relative_to)
+    out: dict[str, str] = {}
+    for p in paths:
+        if p is None:
+            continue
+        if isinstance(p, tuple):
+            table, name, f = p
+            key = os.path.relpath(os.path.abspath(table), base) + "#" + name
+            out[key] = file_fingerprint(Path(f), by_content) if Path(f).is_file() else "missing"
+            continue
+        for f in _files_under(Path(p)):
+            key = os.path.relpath(os.path.abspath(f), base)
+            out[key] = file_fingerprint(f, by_content) if f.is_file() else "missing"
+    return out
+
+
+@lru_cache(maxsize=None)
+def module_hash(module: str) -> str:
+    """Short SHA-256 of a module's source file ('missing' when it cannot be found)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return "missing"
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16]
+
+
+def _jsonable(obj) -> object:
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _flat(d, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix or "value": d}
+    out: dict = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flat(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def describe_changes(old: dict | None, new: dict, limit: int = 4) -> str:
+    """A short human-readable list of what differs between two signatures."""
+    if not old:
+        return "the previous result records no signature (made by an older version)"
+    items: list[str] = []
+    oc, nc = _flat(old.get("config", {})), _flat(new.get("config", {}))
+    for k in sorted(set(oc) | set(nc)):
+        if oc.get(k) != nc.get(k):
+            items.append(f"config {k}: {oc.get(k, '(unset)')!r} -> {nc.get(k, '(unset)')!r}")
+    oi, ni = old.get("inputs", {}), new.get("inputs", {})
+    for k in sorted(set(oi) | set(ni)):
+        if k not in oi:
+            items.append(f"new input {k}")
+        elif k not in ni:
+            items.append(f"input {k} no longer read")
+        elif oi[k] != ni[k]:
+            items.append(f"input {k} changed" if ni[k] != "missing" else f"input {k} is missing")
+    ocode, ncode = old.get("code", {}), new.get("code", {})
+    changed = sorted(m for m in set(ocode) | set(ncode) if ocode.get(m) != ncode.get(m))
+    if changed:
+        items.append("code of " + ", ".join(changed) + " changed")
+    if not items:
+        return "signature differs"
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+class Stage:
+    """One command's unit of work in `out_dir` (see the module docstring).
+
+    name: the stage's marker is `out_dir/.<name>.done` (`marker` overrides the name; "" = `.done`).
+    config: JSON-able resolved settings (no paths: those belong in `inputs`).
+    inputs: files/dirs read; audio: files fingerprinted by size+mtime only (never hashed).
+    code: module names whose source defines the result.
+    outputs: files/dirs deleted before a re-run, so the old result is left nowhere.
+    resumable: the stage's code resumes interrupted work, so the settings of a started run are
+    recorded (`.<name>.started`); stages that write their result atomically in one go do not.
+    """
+
+    def __init__(self, name: str, out_dir, config: dict | None = None, inputs: Iterable = (),
+                 code: Iterable[str] = (), outputs: Iterable = (), marker: str | None = None,
+                 audio: Iterable = (), resumable: bool = True):
+        self.name = name
+        self.dir = Path(out_dir)
+        self.config = _jsonable(config or {})
+        self.inputs = [p if isinstance(p, tuple) else Path(p) for p in inputs if p is not None]
+        self.audio = [p if isinstance(p, tuple) else Path(p) for p in audio if p is not None]
+        self.code = sorted(set(code))
+        self.outputs = [Path(p) for p in outputs if p is not None]
+        self.marker = done_marker(self.dir, name if marker is None else marker)
+        self.started = self.marker.with_name(self.marker.name[:-len(".done")] + ".started")
+        self.resumable = resumable
+        self.fresh = False
+        self.reason = ""
+        self._sig: dict | None = None
+
+    # ------------------------------------------------------------ signature
+    def signature(self) -> dict:
+        if self._sig is None:
+            inputs = fingerprints(self.inputs, self.dir)
+            inputs.update(fingerprints(self.audio, self.dir, by_content=False))
+            self._sig = {"config": self.config, "inputs": inputs,
+                         "code": {m: module_hash(m) for m in self.code}}
+        return self._sig
+
+    def recorded(self) -> dict | None:
+        """The signature in the marker (None: no marker, or one without a signature)."""
+        return _read(self.marker).get("stage") if self.marker.exists() else None
+
+    def current(self) -> bool:
+        """The marker exists and records this very signature."""
+        return self.marker.exists() and self.recorded() == self.signature()
+
+    # ------------------------------------------------------------ protocol
+    def begin(self, force: bool = False) -> bool:
+        """Decide whether to run; True = run it (old outputs already removed when `self.fresh`)."""
+        sig = self.signature()
+        if force:
+            self.reason = "--force"
+        elif self.marker.exists():
+            old = self.recorded()
+            if old == sig:
+                log.info("%s: %s is up to date; skipping (use --force to redo)", self.dir, self.name)
+                return False
+            self.reason = describe_changes(old, sig)
+        elif self.started.exists():
+            old = _read(self.started).get("stage")
+            if old == sig:
+                self.reason = ""
+                log.info("%s: %s resumes an interrupted run", self.dir, self.name)
+            else:
+                self.reason = "interrupted run had other settings: " + describe_changes(old, sig)
+        self.fresh = bool(self.reason)
+        if not _main_process():  # under torchrun only rank 0 touches the stage's files
+            return True
+        if self.reason:
+            log.info("%s: %s re-runs: %s", self.dir, self.name, self.reason)
+            self.discard()
+        if self.resumable:  # a plain write: a torn file only reads as "other settings" (start afresh)
+            self.started.parent.mkdir(parents=True, exist_ok=True)
+            self.started.write_text(json.dumps({"stage": sig}, sort_keys=True), encoding="utf-8")
+        return True
+
+    def discard(self) -> None:
+        """Delete the marker and the old outputs (those given now and those the marker recorded)."""
+        recorded = [self.dir / p for p in _read(self.marker).get("outputs", [])] \
+            if self.marker.exists() else []
+        self.marker.unlink(missing_ok=True)
+        for p in [*self.outputs, *recorded]:
+            remove_path(p)
+
+    def finish(self, info: dict | None = None, outputs: Iterable = ()) -> None:
+        """Write the marker (merged with what the stage's own code wrote there) with the signature."""
+        if not _main_process():
+            return
+        payload = _read(self.marker) if self.marker.exists() else {}
+        payload.pop("time", None)
+        extra = [os.path.relpath(os.path.abspath(p), os.path.abspath(self.dir)) for p in outputs]
+        if extra:
+            payload["outputs"] = sorted(set(payload.get("outputs", [])) | set(extra))
+        if self.reason:
+            payload["ran_because"] = self.reason
+        mark_done(self.dir, self.marker.name[1:-len(".done")],
+                  {**payload, **(info or {}), "stage": self.signature()})
+        self.started.unlink(missing_ok=True)
+
+
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _read(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# ---------------------------------------------------------------- inputs of common kinds
+def scp_archives(scp) -> list[tuple[Path, str, Path]]:
+    """(scp, path as written, archive) for each archive a Kaldi scp points to, resolved as the
+    feature reader does (as written, else relative to the scp's dir, else in its data/ by name)."""
+    scp = Path(scp)
+    if not scp.is_file():
+        return []
+    arks: dict[str, None] = {}
+    with open(scp, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split(None, 1)
+            if len(parts) == 2 and not parts[1].rstrip().endswith("|"):
+                arks[parts[1].strip().rsplit(":", 1)[0]] = None
+    out = []
+    for a in arks:
+        cands = [Path(a), scp.parent / a, scp.parent / "data" / Path(a).name]
+        out.append((scp, a, next((c for c in cands if c.is_file()), Path(a))))
+    return out
+
+
+def feature_inputs(data_dir, *extra: str) -> list:
+    """What a stage reading a data dir's features reads: feats.scp, cmvn.scp, utt2num_frames,
+    fbank.json, the archives they point to, and `extra` files of the dir (e.g. "text")."""
+    d = Path(data_dir)
+    out = [d / n for n in ("feats.scp", "cmvn.scp", "utt2num_frames", "fbank.json", *extra)
+           if (d / n).exists()]
+    return out + scp_archives(d / "feats.scp") + scp_archives(d / "cmvn.scp")
+
+
+def ali_inputs(ali_dir) -> list:
+    """What a stage reading an alignment dir reads (not its summary, which holds timings)."""
+    d = Path(ali_dir)
+    return [d / n for n in ("ali.scp", "num_pdfs", "priors.txt") if (d / n).exists()] + \
+        scp_archives(d / "ali.scp")
