@@ -19,6 +19,7 @@ from ..errors import DataError
 from ..utils import atomic_path
 
 LOG_2PI = float(np.log(2 * np.pi))
+MIN_OCC = 3.0   # frames below which a Gaussian is not re-estimated (dropped unless its pdf's heaviest)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -163,7 +164,7 @@ class DiagGmm:
             second[comps] += matmul(post.T, xp * xp)
         return GmmStats(occ, first, second, total, int(len(pdf)))
 
-    def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = 3.0) -> None:
+    def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = MIN_OCC) -> None:
         """M-step: ML weights, means and (floored) variances; starved components are removed.
 
         A component with occupancy below `min_occ` is dropped (and not updated), but every pdf

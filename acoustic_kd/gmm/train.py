@@ -21,11 +21,11 @@ from ..hmm import BOUNDARY, HmmModel
 from ..lang import Lang
 from ..utils import get_logger
 from .align import AlignResult, align, compile_graphs
-from .diag_gmm import DiagGmm, single_thread
+from .diag_gmm import MIN_OCC, DiagGmm, single_thread
 from .flatstart import loud_frames, vad_alignment
 from .graph import UttGraph, equal_alignment
-from .lda_mllt import (estimate_lda, estimate_mllt, mllt_stats, splice, transform_features,
-                       transform_gmm)
+from .lda_mllt import (apply_transform, estimate_lda, estimate_mllt, mllt_stats, splice,
+                       transform_features, transform_gmm)
 from .tree import TreeConfig, build_trees, context_stats
 
 log = get_logger(__name__)
@@ -161,7 +161,7 @@ def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, st
         occ = np.bincount(gmm.comp_pdf, weights=stats.occ, minlength=gmm.num_pdfs)
         gmm.update(stats, floor)
         # tied states that lost (nearly) all their frames keep their old Gaussians
-        rec["starved_pdfs"] = int((occ < 3.0).sum())
+        rec["starved_pdfs"] = int((occ < MIN_OCC).sum())
         rec["removed_gauss"] = gmm.removed_gauss
         if it < mixup_until:
             goal = start_gauss + (target_gauss - start_gauss) * (it + 1) // mixup_until
@@ -309,8 +309,8 @@ def train_lda_mllt(ceps: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, t
         a, gain = estimate_mllt(g, count)
         state["transform"] = a @ state["transform"]  # affine: the offset column rotates too
         for u in data.feats:
-            data.feats[u] = (data.feats[u] @ a.T.astype(np.float32)).astype(np.float32)
-        data.x = (data.x @ a.T.astype(np.float32)).astype(np.float32)
+            data.feats[u] = apply_transform(a, data.feats[u])
+        data.x = apply_transform(a, data.x)
         transform_gmm(gmm, a)
         log.info("tri2 iter %d: MLLT re-estimated, objective gain %.4f per frame", it, gain)
         return {"mllt_gain": round(gain, 5)}
