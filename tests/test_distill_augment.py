@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from acoustic_kd.distill.augment import (AugmentConfig, Augmenter, add_noise, add_volume, mixup,
+from acoustic_kd.nnet.augment import (AugmentConfig, Augmenter, add_noise, add_volume, mixup,
                                         spec_mask, time_stretch)
 from acoustic_kd.distill.objective import KDObjective, Schedule
 from acoustic_kd.distill.teacher import TeacherEnsemble
@@ -141,3 +141,43 @@ def test_cached_mixup_mixes_the_two_frames_targets(tmp_path):
     want = (0.4 * (lam * hard_ce(z, y) + (1 - lam) * hard_ce(z, y[perm]))
             + 0.6 * 9 * (lam * kl_a + (1 - lam) * kl_b))
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_member_objective_on_a_mixed_batch_weighs_both_labels():
+    from acoustic_kd.nnet.trainer import cross_entropy_objective
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden=8, layers=1, context=(1, 1)), 5, 4)
+    batch = {"x": torch.randn(16, 3, 5), "y": torch.randint(0, 4, (16,)), "idx": torch.arange(16)}
+    mixed = mixup(batch, 0.4)
+    loss, logits = cross_entropy_objective(model, mixed)
+    lam = float(mixed["lam"])
+    ce = torch.nn.functional.cross_entropy
+    want = lam * ce(logits, batch["y"]) + (1 - lam) * ce(logits, batch["y"][mixed["perm"]])
+    assert lam < 1 and torch.allclose(loss, want)
+    assert not torch.allclose(loss, ce(logits, batch["y"]))   # the partner's label counts
+
+
+def test_member_training_applies_and_records_its_augmentation(tmp_path):
+    """`acoustic-kd train` with an `augment:` config: the batches are masked (training differs
+    from the same seed without it), the config is in the checkpoint and in the stage signature."""
+    from acoustic_kd.cli import main
+    from acoustic_kd.nnet.checkpoint import read_checkpoint
+    from test_distill_e2e import write_set
+
+    train = write_set(tmp_path, "train", 30, 1)
+    dev = write_set(tmp_path, "dev", 8, 2)
+    common = ["--train-data", train[0], "--train-ali", train[1], "--dev-data", dev[0],
+              "--dev-ali", dev[1], "--context", "2", "2", "--hidden", "16", "--layers", "1",
+              "--epochs", "2", "--batch-size", "64", "--log-every", "0", "--num-threads", "1"]
+    assert main(["train", *common, "--out", str(tmp_path / "plain")]) == 0
+    spec = ["--time-masks", "2", "--time-width", "2", "--freq-masks", "1", "--freq-width", "2"]
+    assert main(["train", *common, *spec, "--out", str(tmp_path / "spec")]) == 0
+    a = read_checkpoint(tmp_path / "plain" / "final.pt")
+    b = read_checkpoint(tmp_path / "spec" / "final.pt")
+    assert b["meta"]["augment"]["time_masks"] == 2 and a["meta"]["augment"]["time_masks"] == 0
+    wa, wb = (next(iter(c["state_dict"].values())) for c in (a, b))
+    assert not torch.equal(wa, wb)
+    # the same out dir with augmentation switched on is not "already done"
+    assert main(["train", *common, *spec, "--out", str(tmp_path / "plain")]) == 0
+    assert read_checkpoint(tmp_path / "plain" / "final.pt")["meta"]["augment"]["time_masks"] == 2

@@ -9,7 +9,7 @@ import torch
 
 from acoustic_kd.ali import write_alignments
 from acoustic_kd.cli import main
-from acoustic_kd.distill.augment import AugmentConfig
+from acoustic_kd.nnet.augment import AugmentConfig
 from acoustic_kd.distill.store import SoftTargetStore
 from acoustic_kd.distill.teacher import load_teacher
 from acoustic_kd.distill.train import ConcatFrames, DistillConfig, fraction_utts, train_student
@@ -101,6 +101,41 @@ def test_commands_end_to_end(recipe, capsys):
     assert main(["distill", *common, "--soft", str(root / "soft"), "--T", "5",
                  "--out", str(root / "bad")]) == 1
     assert "made at T=2" in capsys.readouterr().err
+
+
+def test_fraction_with_the_rest_as_cached_transfer_set(recipe, capsys):
+    """The 3 % experiment's shape: a fraction labelled, the rest of the same training set as an
+    unlabelled transfer set scored by the cached store (no utterance taken twice)."""
+    root, sets = recipe
+    members = [str(root / "m1" / "final.pt"), str(root / "m2" / "final.pt")]
+    soft = root / "soft_frac"
+    assert main(["soft-targets", "--members", *members, "--data", sets["train"][0], "--T", "2",
+                 "--k", "3", "--out", str(soft)]) == 0
+    common = ["--train-data", sets["train"][0], "--train-ali", sets["train"][1],
+              "--dev-data", sets["dev"][0], "--dev-ali", sets["dev"][1], "--test-data",
+              sets["test"][0], "--test-ali", sets["test"][1], "--student-context", "1", "1",
+              "--student-hidden", "16", "--student-layers", "1", "--epochs", "3", "--lr", "0.01",
+              "--batch-size", "64", "--log-every", "0", "--num-threads", "1",
+              "--train-fraction", "0.1", "--fraction-seed", "3"]
+    res = {}
+    for name, extra in (("frac_hard", ["--alpha", "1"]),
+                        ("frac_soft", ["--soft", str(soft), "--alpha", "0.5"]),
+                        ("frac_transfer", ["--soft", str(soft), "--alpha", "0.5",
+                                           "--transfer-data", sets["train"][0]])):
+        assert main(["distill", *common, *extra, "--out", str(root / name)]) == 0
+        res[name] = json.loads((root / name / "distill.json").read_text())
+    total = sum(int(l.split()[1]) for l in open(f"{sets['train'][0]}/utt2num_frames"))
+    few = res["frac_soft"]["train_frames"]
+    assert res["frac_hard"]["train_frames"] == few < 0.3 * total
+    assert res["frac_transfer"]["train_frames"] == total    # the rest once, not the fraction twice
+    # the ensemble's labels of the other 90 % help a student that has 10 % of the transcripts
+    assert res["frac_transfer"]["test"]["acc"] > res["frac_hard"]["test"]["acc"] + 0.04, res
+    # a transfer set that is all labelled already is an error that says so
+    full = [a for a in common if a not in ("--train-fraction", "0.1")]
+    capsys.readouterr()
+    assert main(["distill", *full, "--soft", str(soft), "--transfer-data", sets["train"][0],
+                 "--out", str(root / "frac_bad")]) == 1
+    assert "already in the labelled training set" in capsys.readouterr().err
 
 
 def test_python_api_unlabelled_transfer_and_fraction(recipe, tmp_path):

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
-from ..distill.augment import AugmentConfig
+from ..nnet.augment import AugmentConfig
 from ..distill.stage import distill_stage
 from ..distill.train import DistillConfig
 from ..errors import ConfigError
@@ -67,7 +67,7 @@ def configs(args: argparse.Namespace):
 
 
 DISTILL_CODE = [*TRAIN_CODE, "acoustic_kd.distill.train", "acoustic_kd.distill.loss",
-                "acoustic_kd.distill.objective", "acoustic_kd.distill.augment",
+                "acoustic_kd.distill.objective", "acoustic_kd.nnet.augment",
                 "acoustic_kd.distill.stage", "acoustic_kd.distill.teacher", "acoustic_kd.distill.store",
                 "acoustic_kd.nnet.infer"]
 

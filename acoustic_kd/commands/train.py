@@ -3,8 +3,8 @@
 Reads features (CMVN on the fly) and tied-state alignments, trains with early stopping on dev
 frame accuracy, and writes OUT/final.pt (best dev weights + everything needed to rebuild and use
 the model), epoch-N.pt, train_log.jsonl and info.json. An interrupted run resumes where it
-stopped; a finished one is skipped unless --force. Options: defaults < the `model:` / `train:`
-sections of --config < the command-line options below. Runs DDP unchanged under torchrun.
+stopped; a finished one is skipped unless --force. Options: defaults < the `model:` / `train:` /
+`augment:` sections of --config < the command-line options below. Runs DDP unchanged under torchrun.
 
 Example:  acoustic-kd train --train-data data/train --train-ali exp/tri/ali_train \\
               --dev-data data/dev --dev-ali exp/tri/ali_dev --out exp/members/m1 --seed 1
@@ -16,6 +16,7 @@ import argparse
 
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..errors import ConfigError
+from ..nnet.augment import AugmentConfig
 from ..nnet.models import ModelConfig
 from ..nnet.stage import TRAIN_CODE, output_paths, run_train_stage
 from ..nnet.trainer import TrainConfig
@@ -34,34 +35,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="retrain from scratch")
     add_config_args(parser, ModelConfig)
     add_config_args(parser, TrainConfig)
+    add_config_args(parser, AugmentConfig)
 
 
-def configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Resolved (ModelConfig, TrainConfig): defaults < YAML < command line."""
+def configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, AugmentConfig]:
+    """Resolved (ModelConfig, TrainConfig, AugmentConfig): defaults < YAML < command line."""
     return (load_config(ModelConfig, args.config, "model", overrides_from_args(args, ModelConfig)),
-            load_config(TrainConfig, args.config, "train", overrides_from_args(args, TrainConfig)))
+            load_config(TrainConfig, args.config, "train", overrides_from_args(args, TrainConfig)),
+            load_config(AugmentConfig, args.config, "augment",
+                        overrides_from_args(args, AugmentConfig)))
 
 
 def stage(args: argparse.Namespace) -> Stage:
     """The train stage: features + alignments of the training (and dev) set in, OUT's
     checkpoints, log and `.train.done` out."""
-    model_cfg, train_cfg = configs(args)
+    model_cfg, train_cfg, aug_cfg = configs(args)
     inputs = [*feature_inputs(args.train_data, "utt2spk"), *ali_inputs(args.train_ali)]
     if args.dev_data:
         inputs += [*feature_inputs(args.dev_data, "utt2spk"), *ali_inputs(args.dev_ali)]
-    return Stage("train", args.out, {"model": to_dict(model_cfg), "train": to_dict(train_cfg),
-                                     "dev": bool(args.dev_data)},
+    cfg = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "dev": bool(args.dev_data)}
+    if aug_cfg.enabled:  # (absent when off: signatures of runs without augmentation unchanged)
+        cfg["augment"] = to_dict(aug_cfg)
+    return Stage("train", args.out, cfg,
                  inputs=inputs, code=TRAIN_CODE, outputs=output_paths(args.out))
 
 
 def run(args: argparse.Namespace) -> int:
-    model_cfg, train_cfg = configs(args)
+    model_cfg, train_cfg, aug_cfg = configs(args)
     if bool(args.dev_data) != bool(args.dev_ali):
         raise ConfigError("--dev-data and --dev-ali go together")
     st = stage(args)
     ran = st.begin(args.force)
     res = run_train_stage(args.train_data, args.train_ali, args.dev_data, args.dev_ali, args.out,
-                          model_cfg, train_cfg, force=st.fresh)
+                          model_cfg, train_cfg, force=st.fresh, aug_cfg=aug_cfg)
     if ran:
         st.finish()
     best = res["best"]

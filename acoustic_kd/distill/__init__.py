@@ -18,7 +18,7 @@ from sweeps on FSDD; the measurements, and what a speed-perturbed transfer set c
 recipes, are in recipes/fsdd/RESULTS.md ("Distillation defaults: the sweeps behind them").
 """
 
-from .augment import AugmentConfig, Augmenter, add_noise, add_volume, mixup, spec_mask, time_stretch
+from ..nnet.augment import AugmentConfig, Augmenter, add_noise, add_volume, mixup, spec_mask, time_stretch
 from .loss import hard_ce, kd_loss, soft_kl
 from .objective import KDObjective, Schedule
 from .soft_targets import SoftTargetConfig, compute_soft_targets

@@ -18,7 +18,7 @@ from ..nnet.stage import checkpoint_meta, clear_outputs, train_stats
 from ..nnet.stream import StreamingFrameDataset
 from ..nnet.trainer import TrainConfig
 from ..utils import atomic_write_json, get_logger, write_exp_info
-from .augment import AugmentConfig
+from ..nnet.augment import AugmentConfig
 from .soft_targets import SoftTargetConfig, compute_soft_targets
 from .store import SoftTargetStore
 from .teacher import load_teacher, union_context
@@ -65,10 +65,18 @@ def _training_set(train_data, train_ali, transfer_data, window, kd_cfg: DistillC
     if transfer_data:
         if train_cfg.streaming:
             raise ConfigError("--transfer-data is not supported with streaming data loading")
-        parts.append(FrameDataset(_features(transfer_data, train_cfg, train_stats(fs, train_cfg)),
-                                  None, window))
-        log.info("transfer set %s: %d unlabelled frames (KD term only)", transfer_data,
-                 parts[-1].num_frames)
+        tfs = _features(transfer_data, train_cfg, train_stats(fs, train_cfg))
+        labelled = set(utts)
+        # an utterance of the labelled part is not also taken again without its label (e.g. the
+        # 3 % experiment: the other 97 % of the training set as the transfer set)
+        rest = [u for u in tfs.utts if u not in labelled]
+        if not rest:
+            raise ConfigError(f"{transfer_data}: every utterance of the transfer set is already in "
+                              "the labelled training set; give untranscribed (or other) data")
+        parts.append(FrameDataset(tfs, None, window, rest))
+        log.info("transfer set %s: %d utterances, %d unlabelled frames (KD term only; %d "
+                 "utterances of the labelled part left out)", transfer_data, len(rest),
+                 parts[-1].num_frames, len(tfs.utts) - len(rest))
     return (parts[0] if len(parts) == 1 else ConcatFrames(parts)), fs
 
 

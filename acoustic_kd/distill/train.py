@@ -22,7 +22,7 @@ from ..errors import ConfigError, DataError
 from ..nnet.data import FrameDataset, epoch_permutation, split_for_rank
 from ..nnet.trainer import TrainConfig, train
 from ..utils import atomic_write_json, get_logger, is_done
-from .augment import AugmentConfig, Augmenter
+from ..nnet.augment import AugmentConfig, Augmenter
 from .objective import KDObjective, Schedule
 from .store import SoftTargetStore
 from .targets import check_rule

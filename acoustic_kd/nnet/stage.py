@@ -12,6 +12,7 @@ from ..config import to_dict
 from ..errors import DataError
 from ..utils import get_logger, write_exp_info
 from .data import FrameDataset
+from .augment import AugmentConfig, Augmenter
 from .models import ModelConfig, build_model, count_params, macs_per_frame
 from .stream import StreamingFrameDataset
 from .trainer import TrainConfig, train
@@ -23,6 +24,7 @@ _OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done"
 # the modules whose source defines a trained model (its stage signature's code)
 TRAIN_CODE = ["acoustic_kd.nnet.trainer", "acoustic_kd.nnet.models", "acoustic_kd.nnet.data",
               "acoustic_kd.nnet.stage", "acoustic_kd.nnet.stream", "acoustic_kd.nnet.checkpoint",
+              "acoustic_kd.nnet.augment",
               "acoustic_kd.features"]
 
 
@@ -83,8 +85,10 @@ def clear_outputs(out_dir: str | Path) -> None:
 
 
 def run_train_stage(train_data, train_ali, dev_data, dev_ali, out_dir, model_cfg: ModelConfig,
-                    train_cfg: TrainConfig, force: bool = False) -> dict:
-    """Train one frame classifier from data/alignment dirs into `out_dir` (resumes; skips if done)."""
+                    train_cfg: TrainConfig, force: bool = False,
+                    aug_cfg: AugmentConfig | None = None) -> dict:
+    """Train one frame classifier from data/alignment dirs into `out_dir` (resumes; skips if done).
+    aug_cfg: feature-domain augmentation of the training batches (None or all-off = none)."""
     if force:
         clear_outputs(out_dir)
     num_pdfs = read_num_pdfs(train_ali)
@@ -98,7 +102,10 @@ def run_train_stage(train_data, train_ali, dev_data, dev_ali, out_dir, model_cfg
     model = build_model(model_cfg, fs.dim, num_pdfs)
     log.info("%s: %s, %d params, %d MACs/frame, %d training frames, %d pdfs", out_dir,
              model_cfg.arch, count_params(model), macs_per_frame(model), train_ds.num_frames, num_pdfs)
-    write_exp_info(out_dir, {"model": to_dict(model_cfg), "train": to_dict(train_cfg)})
-    meta = checkpoint_meta(fs, train_data, train_ali, train_cfg)
-    res = train(model, train_ds, dev_ds, train_cfg, out_dir, meta=meta)
+    aug_cfg = aug_cfg or AugmentConfig()
+    write_exp_info(out_dir, {"model": to_dict(model_cfg), "train": to_dict(train_cfg),
+                             "augment": to_dict(aug_cfg)})
+    meta = {**checkpoint_meta(fs, train_data, train_ali, train_cfg), "augment": to_dict(aug_cfg)}
+    res = train(model, train_ds, dev_ds, train_cfg, out_dir, meta=meta,
+                augment=Augmenter(aug_cfg) if aug_cfg.enabled else None)
     return {**res, "params": count_params(model), "macs_per_frame": macs_per_frame(model)}

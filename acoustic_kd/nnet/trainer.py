@@ -91,9 +91,15 @@ class TrainConfig:
 
 
 def cross_entropy_objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Default objective: mean CE of logits [B, P] against batch["y"] [B] (-1 ignored)."""
+    """Default objective: mean CE of logits [B, P] against batch["y"] [B] (-1 ignored); a mixed
+    batch (nnet.augment.mixup: `perm`, `lam`) gets lam·CE(y) + (1 − lam)·CE(y[perm])."""
     logits = model(batch["x"])
-    return F.cross_entropy(logits.float(), batch["y"], ignore_index=-1), logits
+    ce = F.cross_entropy(logits.float(), batch["y"], ignore_index=-1)
+    if "perm" in batch:
+        lam = batch["lam"].float()
+        ce = lam * ce + (1 - lam) * F.cross_entropy(logits.float(), batch["y"][batch["perm"]],
+                                                    ignore_index=-1)
+    return ce, logits
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, plateau_scale: float) -> float:

@@ -19,7 +19,7 @@
 #
 # Variables a run.sh may set before sourcing (defaults below):
 #   stage stop_stage nj config student_config num_members distill_mode members_nj train_seed lm
-#   gmm_stage
+#   gmm_stage tune_dev_every
 #   speed_perturb
 #
 # speed_perturb="0.9 1.1" trains the distilled student and its control on the training set plus
@@ -35,6 +35,8 @@ set -euo pipefail
 : "${distill_mode:=cached}"      # cached (stage 5 stores soft targets) | online (teacher runs on each batch)
 : "${data:=data}" "${exp:=exp}" "${train_seed:=1}" "${lm:=}"   # lm: an ARPA file to use as G
 : "${gmm_stage:=tri}"   # the GMM stage whose alignments and HMM the networks use: tri | tri2 (LDA+MLLT)
+: "${tune_dev_every:=1}"  # decode scales are tuned on every N-th dev utterance (data/dev_tune if N > 1)
+if [ "$tune_dev_every" -gt 1 ]; then tune_dev=$data/dev_tune; else tune_dev=$data/dev; fi
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -72,6 +74,10 @@ if run_stage 2; then
       acoustic-kd data-dir combine "$data/train_all" "$data/train" "${copies[@]}"
     fi
     acoustic-kd features --data "$data/train_all" --config "$config" --nj "$nj"
+  fi
+  if [ "$tune_dev" != "$data/dev" ]; then   # (its features are the dev set's: redone with them)
+    awk -v n="$tune_dev_every" 'NR % n == 1 {print $1}' "$data/dev/text" > "$data/dev_tune.list"
+    acoustic-kd data-dir subset "$data/dev" "$tune_dev" --utt-list "$data/dev_tune.list"
   fi
 fi
 
@@ -122,7 +128,7 @@ if run_stage 8; then
     local models=""; for m in "$@"; do models="$models --model $m"; done
     # acoustic scale and word penalty are tuned on dev, then applied to test (never tuned on test)
     acoustic-kd decode --graph "$exp/$gmm_stage/graph" --data "$data/test" $models --config "$config" \
-      --ali "$exp/$gmm_stage/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$data/dev"
+      --ali "$exp/$gmm_stage/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$tune_dev"
     acoustic-kd decode --graph "$exp/$gmm_stage/graph" --data "$data/dev" $models --config "$config" \
       --ali "$exp/$gmm_stage/ali_dev" --out "$exp/decode/${name}_dev" --tuned "$exp/decode/${name}_test/tune.json"
   }

@@ -1,68 +1,96 @@
 #!/usr/bin/env bash
 # Repeat the key comparison -- distilled student vs its hard-target control -- over several seeds,
-# reusing the recipe's ensemble, soft targets and graph (stages 4, 5, 8 must have run), and print
-# mean ± std of test frame accuracy and WER, plus the kept share of the ensemble's gain.
+# reusing the recipe's ensemble, soft targets and graph (stages 4, 5 and the ensemble's decode of
+# stage 8 must have run), and print mean ± std of test frame accuracy, WER and CER, and the kept
+# share of the ensemble's gain in frame accuracy and in WER.
 # Run from a recipe dir:  ../common/student_seeds.sh [--seeds "1001 1002 1003"] [--config ...]
-# Another distillation recipe on the same members, e.g. the naive one (T = 2):
-#   ../common/student_seeds.sh --name seeds_naive --kd-opts "--T 2"
+# Another distillation recipe on the same members, e.g. the naive one (T = 2, training set only):
+#   ../common/student_seeds.sh --name seeds_naive --soft exp/ensemble/soft_T2 --kd-opts "--T 2"
 #
-# Another training set for both students (e.g. with speed-perturbed copies; the soft targets must
-# cover it): --train-data DIR --train-ali DIR --soft DIR.
+# Options (defaults below): --train-data/--train-ali/--soft another training set for both students
+# (e.g. with speed-perturbed copies; the soft targets must cover it); --student-config another
+# student (e.g. a quarter-size one); --kd-opts extra `acoustic-kd distill` options of the distilled
+# student only (its control stays the plain α = 1 run); --common-opts options of both (e.g.
+# "--train-fraction 0.03"); --transfer-data an untranscribed set for the distilled student only;
+# --gmm-stage tri | tri2 (whose alignments and graph); --tune-dev the dev set the decode scales are
+# tuned on; --recipe-seed true: the first seed's runs are the recipe's own exp/student_kd and
+# exp/student_hard with their decodes (stages 6-8 with the same options: done once, not twice).
 #
 # Writes exp/<name>/s<seed>/{student_kd,student_hard}, exp/decode/<name>/<system>_s<seed>_test and
-# exp/<name>/SEEDS.md (name: seeds). kd_opts are extra `acoustic-kd distill` options of the distilled
-# student only (its control stays the plain α = 1 run).
+# exp/<name>/SEEDS.md (name: seeds).
 
 seeds="1001 1002 1003"; config=conf/default.yaml; student_config=conf/student.yaml
-data=data; exp=exp; name=seeds; kd_opts=""; train_data=""; train_ali=""; soft=""
-for c in conf/*.yaml; do case "$c" in *student*.yaml) ;; *) config=$c ;; esac; done
+data=data; exp=exp; name=seeds; kd_opts=""; common_opts=""; train_data=""; train_ali=""; soft=""
+transfer_data=""; gmm_stage=tri; tune_dev=""; recipe_seed=false; ensemble=ensemble
+for c in conf/*.yaml; do case "$c" in *student*.yaml|*compare*.yaml) ;; *) config=$c ;; esac; done
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 
-: "${train_data:=$data/train}" "${train_ali:=$exp/tri/ali_train}" "${soft:=$exp/ensemble/soft}"
-ali_args="--train-data $train_data --train-ali $train_ali --dev-data $data/dev --dev-ali $exp/tri/ali_dev"
+g=$exp/$gmm_stage
+: "${train_data:=$data/train}" "${train_ali:=$g/ali_train}" "${soft:=$exp/ensemble/soft}"
+: "${tune_dev:=$data/dev}"
+ali_args="--train-data $train_data --train-ali $train_ali --dev-data $data/dev --dev-ali $g/ali_dev"
+test_args="--test-data $data/test --test-ali $g/ali_test"
+first=${seeds%% *}
 for seed in $seeds; do
   for sys in student_kd student_hard; do
-    out="$exp/$name/s$seed/$sys"
-    if [ $sys = student_kd ]; then teacher="--soft $soft $kd_opts"; else teacher="--alpha 1"; fi
-    acoustic-kd distill $teacher $ali_args --student-config "$student_config" --seed "$seed" --out "$out"
-    acoustic-kd decode --graph "$exp/tri/graph" --data "$data/test" --model "$out/final.pt" \
-      --config "$config" --ali "$exp/tri/ali_test" --out "$exp/decode/$name/${sys}_s${seed}_test" \
-      --tune-on-dev "$data/dev"
+    out="$exp/$name/s$seed/$sys"; dec="$exp/decode/$name/${sys}_s${seed}_test"
+    if [ "$recipe_seed" = true ] && [ "$seed" = "$first" ]; then
+      out="$exp/$sys"; dec="$exp/decode/${sys}_test"
+    fi
+    if [ $sys = student_kd ]; then
+      teacher="--soft $soft $kd_opts"; [ -n "$transfer_data" ] && teacher="$teacher --transfer-data $transfer_data"
+    else
+      teacher="--alpha 1"
+    fi
+    # shellcheck disable=SC2086
+    acoustic-kd distill $teacher $common_opts $ali_args $test_args --student-config "$student_config" \
+      --seed "$seed" --out "$out"
+    acoustic-kd decode --graph "$g/graph" --data "$data/test" --model "$out/final.pt" \
+      --config "$config" --ali "$g/ali_test" --out "$dec" --tune-on-dev "$tune_dev"
   done
 done
 
-python3 - "$exp" "$name" "$kd_opts" $seeds <<'PY'
+python3 - "$exp" "$name" "$kd_opts $common_opts" "$recipe_seed" "$ensemble" $seeds <<'PY'
 import json, statistics as st, sys
 from pathlib import Path
 from acoustic_kd.decode.score import read_wer_file
-exp, name, kd_opts, seeds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+exp, name, opts, recipe_seed, ens_name, seeds = (Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip(),
+                                                 sys.argv[4] == "true", sys.argv[5], sys.argv[6:])
 def val(d):
-    acc = float((d / "frame_acc").read_text())
-    return acc, read_wer_file(d / "wer").rate
-ens = val(exp / "decode" / "ensemble_test")
-rows, kept = {}, []
+    return (float((d / "frame_acc").read_text()), read_wer_file(d / "wer").rate,
+            read_wer_file(d / "cer").rate)
+def where(sys_, s):
+    if recipe_seed and s == seeds[0]:
+        return exp / sys_, exp / "decode" / f"{sys_}_test"
+    return exp / name / f"s{s}" / sys_, exp / "decode" / name / f"{sys_}_s{s}_test"
+ens = val(exp / "decode" / f"{ens_name}_test")
+rows, kept, kept_wer = {}, [], []
 for s in seeds:
-    kd = val(exp / "decode" / name / f"student_kd_s{s}_test")
-    hard = val(exp / "decode" / name / f"student_hard_s{s}_test")
+    kd, hard = val(where("student_kd", s)[1]), val(where("student_hard", s)[1])
     rows.setdefault("distilled student", []).append(kd)
-    rows.setdefault("baseline (hard targets)", []).append(hard)
+    rows.setdefault("hard-target control", []).append(hard)
     kept.append((kd[0] - hard[0]) / (ens[0] - hard[0]) if ens[0] != hard[0] else float("nan"))
+    kept_wer.append((hard[1] - kd[1]) / (hard[1] - ens[1]) if ens[1] != hard[1] else float("nan"))
 def ms(xs):
     return f"{st.mean(xs):.2f} ± {st.stdev(xs) if len(xs) > 1 else 0:.2f}"
-secs = {sys_: [json.loads((exp / name / f"s{s}" / sys_ / "distill.json").read_text())["seconds"]
+secs = {sys_: [json.loads((where(sys_, s)[0] / "distill.json").read_text())["seconds"]
                for s in seeds] for sys_ in ("student_kd", "student_hard")}
-opts = f" (distilled with extra options `{kd_opts}`)" if kd_opts else ""
-lines = [f"Seeds {' '.join(seeds)} (students; ensemble fixed){opts}: test set, mean ± std", "",
-         "| system | frame acc test % | WER test % |", "|---|---|---|"]
+extra = f" (extra options `{opts}`)" if opts else ""
+lines = [f"Seeds {' '.join(seeds)} (students; ensemble fixed){extra}: test set, mean ± std", "",
+         "| system | frame acc test % | WER test % | CER test % |", "|---|---|---|---|"]
 for system, v in rows.items():
-    lines.append(f"| {system} | {ms([a for a, _ in v])} | {ms([w for _, w in v])} |")
-lines.append(f"| ensemble (one run) | {ens[0]:.2f} | {ens[1]:.2f} |")
-lines += ["", f"kept share of the ensemble's frame-accuracy gain, (kd − hard)/(ensemble − hard): {ms(kept)}",
+    lines.append(f"| {system} | {ms([a for a, _, _ in v])} | {ms([w for _, w, _ in v])} | "
+                 f"{ms([c for _, _, c in v])} |")
+lines.append(f"| ensemble (one run) | {ens[0]:.2f} | {ens[1]:.2f} | {ens[2]:.2f} |")
+lines += ["", "kept share of the ensemble's gain over the control, per seed "
+          f"({' '.join(seeds)}): frame accuracy (kd − hard)/(ensemble − hard) "
+          f"{' '.join(f'{k:.2f}' for k in kept)} → {ms(kept)}; WER (hard − kd)/(hard − ensemble) "
+          f"{' '.join(f'{k:.2f}' for k in kept_wer)} → {ms(kept_wer)}",
           f"training wall time per student (s): distilled {ms(secs['student_kd'])}, "
           f"hard control {ms(secs['student_hard'])}"]
 text = "\n".join(lines) + "\n"
-(exp / name).mkdir(exist_ok=True)
+(exp / name).mkdir(parents=True, exist_ok=True)
 (exp / name / "SEEDS.md").write_text(text)
 print(text)
 PY

@@ -16,6 +16,7 @@ stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; train_seed=1
 src=../../../shared/corpora/mboshi; lexicon=; lm=
 config=conf/mboshi.yaml; student_config=conf/student.yaml; distill_mode=cached
 data=data; exp=exp; speed_perturb=""; gmm_stage=tri2   # LDA+MLLT alignments (RESULTS.md)
+tune_dev_every=3   # decode scales tuned on 100 of the 298 dev utterances (data/dev_tune)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 recipe_title="mboshi (training seed $train_seed)"
