@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .audio import load_audio
 from .cmvn import accumulate_cmvn_stats, write_cmvn
-from .datadir import DataDir
+from .data.audio import load_audio
+from .data.datadir import DataDir
 from .errors import DataError
 from .features import FbankConfig, compute_fbank
 from .features_io import ArkWriter
@@ -172,7 +172,7 @@ def features_stage(data: DataDir, cfg: FbankConfig) -> Stage:
             audio.append((d / "wav.scp", rec, p))
     outputs = [d / n for n in ("feats.scp", "cmvn.scp", "utt2num_frames", "fbank.json", FAILED_FILE)]
     return Stage(DONE_NAME, d, {"features": cfg.to_dict()}, inputs=[t for t in tables if t.exists()],
-                 audio=audio, code=[__name__, "acoustic_kd.features", "acoustic_kd.audio",
+                 audio=audio, code=[__name__, "acoustic_kd.features", "acoustic_kd.data.audio",
                                     "acoustic_kd.cmvn"],
                  outputs=[*outputs, d / "data"])
 

@@ -127,8 +127,7 @@ def time_systems(fns: dict[str, Forward], utts: list[np.ndarray], rounds: int) -
 def transcription_wer(export_dir: Path, data_dir: Path, compare_hyp: Path | None,
                       threads: int) -> dict:
     """WER of the fp32 and int8 exports on a data dir (+ agreement with the decode stage)."""
-    from acoustic_kd.audio import load_audio
-    from acoustic_kd.datadir import DataDir
+    from acoustic_kd.data import DataDir, load_audio
     from acoustic_kd.decode.score import read_text, score
 
     data = DataDir.load(data_dir)

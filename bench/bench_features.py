@@ -33,8 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("ACOUSTIC_KD_LOGLEVEL", "WARNING")  # before acoustic_kd sets up logging
 
-from acoustic_kd.audio import load_audio  # noqa: E402
-from acoustic_kd.datadir import DataDir  # noqa: E402
+from acoustic_kd.data import DataDir, load_audio  # noqa: E402
 from acoustic_kd.features import FbankConfig  # noqa: E402
 from acoustic_kd.features_stage import make_features  # noqa: E402
 from acoustic_kd.utils import versions  # noqa: E402

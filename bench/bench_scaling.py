@@ -44,7 +44,7 @@ set_num_threads(1)   # CPU seconds of one thread: comparable across sizes on a s
 
 import torch  # noqa: E402
 
-from acoustic_kd.datadir import DataDir  # noqa: E402
+from acoustic_kd.data import DataDir  # noqa: E402
 from acoustic_kd.decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_set,  # noqa: E402
                                         nnet_log_posteriors, words_of)
 from acoustic_kd.decode.graph import build_graph  # noqa: E402

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acoustic_kd.audio import AudioError, check_data_audio, load_audio, read_wav_entry, resample
-from acoustic_kd.datadir import DataDir
+from acoustic_kd.data import AudioError, DataDir, check_data_audio, load_audio, read_wav_entry, resample
 
 SR = 8000
 

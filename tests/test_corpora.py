@@ -13,7 +13,7 @@ from acoustic_kd.cli import main
 from acoustic_kd.corpora import CORPORA, fsdd, yesno
 from acoustic_kd.corpora.kaldi import prepare_kaldi
 from acoustic_kd.lang import load_lexicon as read_lexicon
-from acoustic_kd.datadir import DataDir, validate_data_dir
+from acoustic_kd.data import DataDir, validate_data_dir
 from acoustic_kd.errors import DataError
 
 

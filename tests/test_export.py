@@ -16,7 +16,7 @@ import torch
 from test_export_helpers import (SR, make_graph, make_hmm, random_checkpoint, tone_audio,
                                  tone_checkpoint)
 
-from acoustic_kd.audio import read_wav_entry, resample
+from acoustic_kd.data import read_wav_entry, resample
 from acoustic_kd.cmvn import apply_cmvn, compute_cmvn_stats
 from acoustic_kd.decode.decoder import decode_utterance
 from acoustic_kd.errors import DataError

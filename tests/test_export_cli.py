@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from test_export_helpers import SR, make_graph, make_hmm, tone_audio, tone_checkpoint
 
-from acoustic_kd.audio import resample
+from acoustic_kd.data import resample
 from acoustic_kd.cli import main
 from acoustic_kd.export import load_exported
 

@@ -129,7 +129,7 @@ def test_viterbi_matches_brute_force(rng):
 def words_small(tmp_path_factory):
     """One-digit utterances of many generated voices (synth_digits, 8 kHz, seeded): 160 train,
     60 held out (test voices, unseen in training), GMM features; mono and tri trained on train."""
-    from acoustic_kd.audio import read_wav_entry
+    from acoustic_kd.data import read_wav_entry
     from acoustic_kd.corpora.synth_digits import prepare_synth_digits
     from acoustic_kd.features import FbankConfig, compute_fbank
     from acoustic_kd.utils import read_table

@@ -13,7 +13,7 @@ import soundfile as sf
 from acoustic_kd.cli import main
 from acoustic_kd.corpora import CORPORA
 from acoustic_kd.corpora.librispeech import download_url, prepare_librispeech, read_speakers
-from acoustic_kd.datadir import DataDir, validate_data_dir
+from acoustic_kd.data import DataDir, validate_data_dir
 from acoustic_kd.errors import DataError
 
 SR = 16000

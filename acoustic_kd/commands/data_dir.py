@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..datadir import (combine_data_dirs, fix_data_dir, speed_perturb_data_dir, subset_data_dir,
-                       validate_data_dir)
+from ..data.ops import (combine_data_dirs, fix_data_dir, speed_perturb_data_dir, subset_data_dir,
+                        validate_data_dir)
 from ..utils import read_table
 
 NAME = "data-dir"

@@ -48,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def audio_items(args: argparse.Namespace, rate: int) -> Iterator[tuple[str, np.ndarray, int]]:
     """(utt, samples [N] float32 in [-1, 1], sample rate) for each requested utterance;
     data-dir audio is loaded at `rate` (the model's) directly."""
-    from ..audio import load_audio, read_wav_entry
-    from ..datadir import DataDir, resolve_corpus_root
+    from ..data.audio import load_audio, read_wav_entry
+    from ..data.datadir import DataDir, resolve_corpus_root
     from ..utils import read_table
 
     for path in args.audio:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from ..datadir import DataDir
+from ..data.datadir import DataDir
 from ..errors import DataError
 from ..utils import atomic_write_text, get_logger
 from .kaldi import done_paths, install_sets

@@ -3,7 +3,7 @@
 `prepare_kaldi(src_dir, out_dir, lexicon)` copies every data dir under `src_dir` (each
 sub-directory holding a `wav.scp`, e.g. `train/`, `dev/`, `test/`) into `out_dir/<name>/`, after
 validating it (all problems reported at once). Relative audio paths are made absolute against the
-source's corpus root (see `acoustic_kd.datadir`), so the copies work from any directory.
+source's corpus root (see `acoustic_kd.data.datadir`), so the copies work from any directory.
 
 Lexicon file format (Kaldi `lexicon.txt`): one pronunciation per line, `WORD PH1 PH2 ...`,
 spaces or tabs; a word may have several lines (several pronunciations); phones may carry stress
@@ -23,7 +23,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from ..datadir import TABLES, DataDir, validate_data_dir
+from ..data.audio import check_data_audio
+from ..data.datadir import TABLES, DataDir
+from ..data.ops import validate_data_dir
 from ..errors import DataError
 from ..lang import load_lexicon
 from ..utils import (atomic_write_json, atomic_write_text, c_sorted, done_marker, get_logger,
@@ -95,8 +97,6 @@ def _durations(data: DataDir) -> dict[str, float] | None:
     """utt2dur from audio headers when every entry is a plain file (else None: left unknown)."""
     if any(e.rstrip().endswith("|") for e in data.wav_scp.values()):
         return None
-    from ..audio import check_data_audio
-
     problems = check_data_audio(data)
     if problems:
         raise DataError(data.path, f"{len(problems)} unreadable recording(s):\n  "

@@ -41,7 +41,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
-from ..datadir import DataDir
+from ..data.datadir import DataDir
 from ..errors import DataError
 from ..utils import atomic_write_text, c_sorted, get_logger
 from .kaldi import done_paths, install_sets, write_lexicon

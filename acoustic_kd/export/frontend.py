@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import resample
+from ..data.audio import resample
 from ..cmvn import apply_cmvn, compute_cmvn_stats
 from ..features import INT16_SCALE, FbankConfig, compute_fbank
 

@@ -1,8 +1,8 @@
-"""Operations on Kaldi data dirs: fix (keep the consistent utterances), subset, combine and
-speed-perturb.
+"""Operations on Kaldi data dirs: validate (every problem, optionally opening the audio), fix
+(keep the consistent utterances), subset, combine and speed-perturb.
 
-They read and write through `acoustic_kd.datadir.DataDir`; they are also importable from
-`acoustic_kd.datadir` and are the `acoustic-kd data-dir fix|subset|combine|speed-perturb` commands.
+They read and write through `acoustic_kd.data.datadir.DataDir`; they are the `acoustic-kd data-dir
+validate|fix|subset|combine|speed-perturb` commands.
 """
 
 from __future__ import annotations
@@ -10,13 +10,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .datadir import FIX_LOG, REQUIRED, DataDir, _parse_segment, _pos, _scan, resolve_corpus_root
-from .errors import DataError
-from .utils import atomic_write_text, c_sorted, get_logger
+import soundfile as sf
+
+from ..errors import DataError
+from ..utils import atomic_path, atomic_write_text, c_sorted, get_logger
+from .audio import check_data_audio, load_audio, resample
+from .datadir import (FIX_LOG, REQUIRED, DataDir, Problem, _cross_check, _parse_segment, _pos, _scan,
+                      resolve_corpus_root)
 
 log = get_logger(__name__)
 
-__all__ = ["combine_data_dirs", "fix_data_dir", "speed_perturb_data_dir", "subset_data_dir"]
+__all__ = ["combine_data_dirs", "fix_data_dir", "speed_perturb_data_dir", "subset_data_dir",
+           "validate_data_dir"]
+
+
+def validate_data_dir(path: str | os.PathLike, corpus_root: str | os.PathLike | None = None,
+                      check_audio: bool = False) -> list[Problem]:
+    """Every problem of a data dir (empty list = valid); `check_audio` also opens each audio file."""
+    path = Path(path)
+    tables, problems = _scan(path)
+    _cross_check(path, tables, problems)
+    if check_audio and not problems:
+        problems.extend(check_data_audio(DataDir.load(path, corpus_root, validate=False)))
+    return problems
 
 
 def fix_data_dir(path: str | os.PathLike, corpus_root: str | os.PathLike | None = None,
@@ -50,8 +66,6 @@ def fix_data_dir(path: str | os.PathLike, corpus_root: str | os.PathLike | None 
                  corpus_root=resolve_corpus_root(path, corpus_root))
     keep = [u for u in c_sorted(set(text) & set(u2s)) if u not in reasons]
     if check_audio:
-        from .audio import check_data_audio
-
         bad_recs = {p.key for p in check_data_audio(dd.subset(keep))}
         for u in keep:
             if dd.recording_of(u) in bad_recs or u in bad_recs:
@@ -157,11 +171,6 @@ def speed_perturb_data_dir(src: str | os.PathLike, dst: str | os.PathLike, facto
     as 16-bit WAV to `dst/wav/`; ids get the prefix `sp<factor>-` (utterances and speakers), text is
     kept, utt2dur is the new length. Already written WAVs are kept, so an interrupted run resumes.
     """
-    import soundfile as sf
-
-    from .audio import load_audio, resample
-    from .utils import atomic_path
-
     if not 0.5 <= factor <= 2.0:
         raise DataError(src, f"speed factor {factor} is out of range",
                         "use a factor in [0.5, 2] (e.g. 0.9, 1.1)")

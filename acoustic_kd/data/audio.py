@@ -2,7 +2,7 @@
 
 Samples come back as float32 mono in [-1, 1], shape [N]. Multi-channel audio is averaged to
 mono (logged at debug level). Resampling uses `scipy.signal.resample_poly`. Relative paths resolve
-against the data dir's corpus root (see `acoustic_kd.datadir`). Every failure raises `AudioError`
+against the data dir's corpus root (see `acoustic_kd.data.datadir`). Every failure raises `AudioError`
 naming the wav.scp/segments file and line (or the audio path) and the fix.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..errors import DataError
+from ..utils import get_logger
 from .datadir import DataDir, Problem
-from .errors import DataError
-from .utils import get_logger
 
 log = get_logger(__name__)
 

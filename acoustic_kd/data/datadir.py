@@ -1,4 +1,4 @@
-"""Kaldi data directories: read, write and validate (fix/subset/combine: `datadir_ops`).
+"""Kaldi data directories: read, write and check (validate/fix/subset/combine: `data.ops`).
 
 A data dir holds `wav.scp` (recording-id -> path or `cmd |`), `text` (utt -> words), `utt2spk`,
 `spk2utt`, and optionally `segments` (utt -> recording start_s end_s; end -1 = end of file),
@@ -23,8 +23,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
-from .utils import atomic_path, atomic_write_text, c_sorted, get_logger
+from ..errors import DataError
+from ..utils import atomic_path, atomic_write_text, c_sorted, get_logger
 
 log = get_logger(__name__)
 
@@ -231,19 +231,6 @@ def _cross_check(path: Path, t: dict, problems: list[Problem]) -> None:
                     f"fix or delete {name}", f"bad_{name}", key)
 
 
-def validate_data_dir(path: str | os.PathLike, corpus_root: str | os.PathLike | None = None,
-                      check_audio: bool = False) -> list[Problem]:
-    """Every problem of a data dir (empty list = valid); `check_audio` also opens each audio file."""
-    path = Path(path)
-    tables, problems = _scan(path)
-    _cross_check(path, tables, problems)
-    if check_audio and not problems:
-        from .audio import check_data_audio
-
-        problems.extend(check_data_audio(DataDir.load(path, corpus_root, validate=False)))
-    return problems
-
-
 @dataclass
 class DataDir:
     """An in-memory Kaldi data dir (durations in seconds)."""
@@ -380,13 +367,3 @@ def _num(x: float) -> str:
 
 def _is_relative(entry: str) -> bool:
     return not entry.rstrip().endswith("|") and not os.path.isabs(entry)
-
-
-def __getattr__(name: str):
-    # fix/subset/combine live in datadir_ops (which imports this module); resolved lazily so
-    # `from acoustic_kd.datadir import fix_data_dir` keeps working without an import cycle.
-    if name in ("fix_data_dir", "subset_data_dir", "combine_data_dirs", "speed_perturb_data_dir"):
-        from . import datadir_ops
-
-        return getattr(datadir_ops, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
