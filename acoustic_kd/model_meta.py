@@ -61,7 +61,7 @@ class CheckpointMeta:
 
     def features(self, data_dir: str | Path):
         """The data dir's FeatureSet normalised as the model was trained (CMVN mode, stats)."""
-        from .features import FeatureSet
+        from .features.featureset import FeatureSet
 
         feats = FeatureSet(data_dir, cmvn=self.cmvn, norm_vars=self.norm_vars,
                            global_stats=self.cmvn_stats)

@@ -34,8 +34,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("ACOUSTIC_KD_LOGLEVEL", "WARNING")  # before acoustic_kd sets up logging
 
 from acoustic_kd.data import DataDir, load_audio  # noqa: E402
-from acoustic_kd.features import FbankConfig  # noqa: E402
-from acoustic_kd.features_stage import make_features  # noqa: E402
+from acoustic_kd.features import FbankConfig, make_features  # noqa: E402
 from acoustic_kd.utils import versions  # noqa: E402
 
 FSDD = REPO.parent / "shared" / "corpora" / "fsdd" / "recordings"

@@ -48,8 +48,7 @@ from acoustic_kd.data import DataDir  # noqa: E402
 from acoustic_kd.decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_set,  # noqa: E402
                                         nnet_log_posteriors, words_of)
 from acoustic_kd.decode.graph import build_graph  # noqa: E402
-from acoustic_kd.features import FbankConfig, FeatureSet  # noqa: E402
-from acoustic_kd.features_stage import make_features  # noqa: E402
+from acoustic_kd.features import FbankConfig, FeatureSet, make_features  # noqa: E402
 from acoustic_kd.hmm import HmmModel  # noqa: E402
 from acoustic_kd.lang import prepare_lang  # noqa: E402
 from acoustic_kd.nnet import FrameDataset, ModelConfig, TrainConfig, build_model, train  # noqa: E402

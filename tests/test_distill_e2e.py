@@ -13,7 +13,7 @@ from acoustic_kd.nnet.augment import AugmentConfig
 from acoustic_kd.distill.store import SoftTargetStore
 from acoustic_kd.distill.teacher import load_teacher
 from acoustic_kd.distill.train import ConcatFrames, DistillConfig, fraction_utts, train_student
-from acoustic_kd.features_io import ArkWriter
+from acoustic_kd.features.io import ArkWriter
 from acoustic_kd.nnet.data import FrameDataset
 from acoustic_kd.nnet.infer import frame_metrics
 from acoustic_kd.nnet.models import ModelConfig, build_model

@@ -17,12 +17,11 @@ from test_export_helpers import (SR, make_graph, make_hmm, random_checkpoint, to
                                  tone_checkpoint)
 
 from acoustic_kd.data import read_wav_entry, resample
-from acoustic_kd.cmvn import apply_cmvn, compute_cmvn_stats
 from acoustic_kd.decode.decoder import decode_utterance
 from acoustic_kd.errors import DataError
 from acoustic_kd.export import FORMAT_FILES, export, load_exported
 from acoustic_kd.export import metadata as md
-from acoustic_kd.features import FbankConfig, compute_fbank
+from acoustic_kd.features import FbankConfig, apply_cmvn, compute_cmvn_stats, compute_fbank
 from acoustic_kd.nnet.infer import log_posteriors
 
 REPO = Path(__file__).resolve().parents[1]

@@ -73,7 +73,7 @@ def test_transcribe_needs_input(exported, capsys):
 def _data_dir(d, utts: dict[str, list[str]]) -> None:
     """A Kaldi data dir of tone utterances with fbank features (no CMVN stats file)."""
     from acoustic_kd.features import FbankConfig, compute_fbank
-    from acoustic_kd.features_io import ArkWriter
+    from acoustic_kd.features.io import ArkWriter
     from acoustic_kd.utils import write_table
 
     d.mkdir()
@@ -92,8 +92,7 @@ def _data_dir(d, utts: dict[str, list[str]]) -> None:
 
 
 def test_transcribe_data_dir_and_export_with_global_cmvn(exported, tmp_path, capsys):
-    from acoustic_kd.cmvn import compute_cmvn_stats
-    from acoustic_kd.features import FeatureSet
+    from acoustic_kd.features import FeatureSet, compute_cmvn_stats
     from test_export_helpers import random_checkpoint
 
     utts = {"u1": ["LOW", "HIGH"], "u2": ["HIGH"]}

@@ -17,7 +17,7 @@ from acoustic_kd import cli
 from acoustic_kd.errors import ConfigError
 from acoustic_kd.features import (INT16_SCALE, FbankConfig, FeatureSet, apply_cmvn,
                                   compute_cmvn_stats, compute_fbank, make_features)
-from acoustic_kd.features_io import ArkWriter
+from acoustic_kd.features.io import ArkWriter
 
 SR = 8000
 
@@ -268,7 +268,7 @@ def test_features_command_and_moved_data_dir(tmp_path, rng):
 
 
 def test_nan_features_are_a_counted_failure(tmp_path, rng, monkeypatch):
-    import acoustic_kd.features_stage as stage
+    import acoustic_kd.features.stage as stage
 
     d = make_data_dir(tmp_path, rng, speakers=("spkA",), per_speaker=3)
     real = stage.compute_fbank
@@ -288,7 +288,7 @@ def test_nan_features_are_a_counted_failure(tmp_path, rng, monkeypatch):
 def test_write_failure_names_the_path(tmp_path, rng, monkeypatch):
     import errno
 
-    import acoustic_kd.features_io as fio
+    import acoustic_kd.features.io as fio
     from acoustic_kd.errors import DataError
 
     d = make_data_dir(tmp_path, rng, speakers=("spkA",), per_speaker=2)

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     stats = check = None
     if args.data:
-        from ..features import FeatureSet
+        from ..features.featureset import FeatureSet
 
         feats = FeatureSet(args.data, cmvn="global")
         stats = feats.global_cmvn_stats()

@@ -14,8 +14,8 @@ import argparse
 import dataclasses
 
 from ..config import add_config_args, load_config, overrides_from_args
-from ..features import FbankConfig
-from ..features_stage import FAILED_FILE, make_features
+from ..features.fbank import FbankConfig
+from ..features.stage import FAILED_FILE, make_features
 
 HELP = "fbank features + CMVN stats for a data dir (parallel jobs)"
 

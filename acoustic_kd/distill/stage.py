@@ -28,7 +28,7 @@ log = get_logger("distill.stage")
 
 
 def _features(data_dir, train_cfg: TrainConfig, global_stats=None):
-    from ..features import FeatureSet
+    from ..features.featureset import FeatureSet
 
     return FeatureSet(data_dir, cmvn=train_cfg.cmvn, norm_vars=train_cfg.norm_vars,
                       global_stats=global_stats)

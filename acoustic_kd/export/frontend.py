@@ -1,8 +1,8 @@
 """Deployment front end: waveform -> (resample) -> Kaldi fbank -> CMVN, from export metadata alone.
 
-Calls the same fbank and CMVN functions as training (`acoustic_kd.features`, `acoustic_kd.cmvn`:
-numpy + kaldi-native-fbank, no torch) with the options recorded at export time, so deployment
-features equal training features by construction.
+Calls the same fbank and CMVN functions as training (`acoustic_kd.features.fbank`,
+`acoustic_kd.features.cmvn`: numpy + kaldi-native-fbank, no torch) with the options recorded at
+export time, so deployment features equal training features by construction.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..data.audio import resample
-from ..cmvn import apply_cmvn, compute_cmvn_stats
-from ..features import INT16_SCALE, FbankConfig, compute_fbank
+from ..features.cmvn import apply_cmvn, compute_cmvn_stats
+from ..features.fbank import INT16_SCALE, FbankConfig, compute_fbank
 
 
 CMVN_ROWS = 1 << 14   # frames normalised at a time

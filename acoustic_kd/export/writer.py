@@ -32,7 +32,7 @@ from torch import nn
 from .. import __version__
 from ..decode.graph import read_word_ids, with_word_penalty
 from ..errors import DataError
-from ..features import INT16_SCALE
+from ..features.fbank import INT16_SCALE
 from ..hmm import HmmModel
 from ..model_meta import PRIOR_FLOOR, CheckpointMeta
 from ..nnet.checkpoint import load_checkpoint

@@ -57,7 +57,7 @@ def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False, cmvn: str = 
     computed fbank features.
 
     cmvn: "speaker" (per utt2spk speaker) or "utterance" normalisation of the cepstra."""
-    from ..features import FeatureSet
+    from ..features.featureset import FeatureSet
 
     data_dir = Path(data_dir)
     if cmvn not in ("speaker", "utterance"):

@@ -25,7 +25,7 @@ _OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done"
 TRAIN_CODE = ["acoustic_kd.nnet.trainer", "acoustic_kd.nnet.models", "acoustic_kd.nnet.data",
               "acoustic_kd.nnet.stage", "acoustic_kd.nnet.stream", "acoustic_kd.nnet.checkpoint",
               "acoustic_kd.nnet.augment",
-              "acoustic_kd.features"]
+              "acoustic_kd.features.fbank", "acoustic_kd.features.featureset"]
 
 
 def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple[int, int],
@@ -36,7 +36,7 @@ def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple
     the training set's pooled CMVN stats, so that with cmvn "global" dev and test data are
     normalised exactly as at decode time and in deployment (None = the set's own stats).
     """
-    from ..features import FeatureSet
+    from ..features.featureset import FeatureSet
 
     fs = FeatureSet(data_dir, cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, global_stats=global_stats)
     alis = read_alignments(ali_dir) if ali_dir is not None else None

@@ -4,7 +4,7 @@ The C-sorted utterances are split into `nj` contiguous parts. Part j writes, und
 `<data dir>/data/`, `raw_fbank_<set>.<j>.ark` (features), `.scp`, and `.json` (frame counts,
 failures, per-speaker partial CMVN stats, audio seconds, and the signature of its inputs), each
 atomically, the `.json` last: it marks the part done. Parts run in this process when nj = 1,
-otherwise as jobs (`python -m acoustic_kd.features_stage ...`) through `acoustic_kd.jobs`, with
+otherwise as jobs (`python -m acoustic_kd.features ...`, see `__main__.py`) through `acoustic_kd.jobs`, with
 logs in `<data dir>/log/make_fbank_<set>.<j>.log`. The merge writes `feats.scp`, `utt2num_frames`,
 `cmvn.scp` (partial stats summed per speaker; stats are additive), `fbank.json`,
 `features_failed.txt` and finally the `.features.done` marker. A re-run skips done parts and a
@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..data.audio import load_audio
+from ..data.datadir import DataDir
+from ..errors import DataError
+from ..jobs import Job, run_jobs
+from ..stage import Stage
+from ..utils import atomic_write_json, atomic_write_text, get_logger, write_table
 from .cmvn import accumulate_cmvn_stats, write_cmvn
-from .data.audio import load_audio
-from .data.datadir import DataDir
-from .errors import DataError
-from .features import FbankConfig, compute_fbank
-from .features_io import ArkWriter
-from .jobs import Job, run_jobs
-from .stage import Stage
-from .utils import atomic_write_json, atomic_write_text, get_logger, write_table
+from .fbank import FbankConfig, compute_fbank
+from .io import ArkWriter
 
-log = get_logger("acoustic_kd.features_stage")  # also when run as __main__
+log = get_logger(__name__)
 
 DONE_NAME = "features"
 FAILED_FILE = "features_failed.txt"
@@ -172,8 +172,8 @@ def features_stage(data: DataDir, cfg: FbankConfig) -> Stage:
             audio.append((d / "wav.scp", rec, p))
     outputs = [d / n for n in ("feats.scp", "cmvn.scp", "utt2num_frames", "fbank.json", FAILED_FILE)]
     return Stage(DONE_NAME, d, {"features": cfg.to_dict()}, inputs=[t for t in tables if t.exists()],
-                 audio=audio, code=[__name__, "acoustic_kd.features", "acoustic_kd.data.audio",
-                                    "acoustic_kd.cmvn"],
+                 audio=audio, code=[__name__, "acoustic_kd.features.fbank", "acoustic_kd.data.audio",
+                                    "acoustic_kd.features.cmvn"],
                  outputs=[*outputs, d / "data"])
 
 
@@ -245,7 +245,7 @@ def _run_parts(data_dir: Path, data: DataDir, cfg: FbankConfig, nj: int, todo: l
     cfg_path = data_dir / "data" / f".fbank_{_set_name(data_dir)}.json"
     atomic_write_json(cfg_path, cfg.to_dict())
     jobs = [Job(name=f"make_fbank_{_set_name(data_dir)}.{j + 1}", log=paths[j]["log"],
-                cmd=[sys.executable, "-m", "acoustic_kd.features_stage", "--data", str(data_dir),
+                cmd=[sys.executable, "-m", "acoustic_kd.features", "--data", str(data_dir),
                      "--config", str(cfg_path), "--part", str(j + 1), "--nj", str(nj),
                      "--corpus-root", str(data.corpus_root)])
             for j in todo]
@@ -302,7 +302,7 @@ def _remove_stale_parts(data_dir: Path, nj: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Job entry point: compute one part of a data dir (used by make_features for nj > 1)."""
-    ap = argparse.ArgumentParser(prog="python -m acoustic_kd.features_stage", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m acoustic_kd.features", description=main.__doc__)
     ap.add_argument("--data", required=True, help="data dir")
     ap.add_argument("--config", required=True, help="FbankConfig as JSON")
     ap.add_argument("--part", type=int, required=True, help="1-based part index")

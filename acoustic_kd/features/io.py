@@ -14,8 +14,8 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 
-from .errors import DataError
-from .utils import atomic_path, read_table
+from ..errors import DataError
+from ..utils import atomic_path, read_table
 
 _ARK_SPEC = re.compile(r"^(?P<path>.+?):(?P<offset>\d+)(?P<slices>\[[^\]]*\])?$")
 

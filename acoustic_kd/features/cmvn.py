@@ -13,9 +13,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import DataError
-from .features_io import ArkWriter, EntryLoader, read_scp
-from .utils import atomic_write_text, c_sorted
+from ..errors import DataError
+from ..utils import atomic_write_text, c_sorted
+from .io import ArkWriter, EntryLoader, read_scp
 
 
 #: Kaldi floors the variance at this value (ApplyCmvn) so constant dimensions do not divide by 0.
