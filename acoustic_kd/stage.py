@@ -16,7 +16,7 @@ size + modification time; a directory stands for the files under it (hidden file
 and temporary siblings, excluded); a missing input is recorded as missing.
 
     st = Stage("lang", out, config={"lang": to_dict(cfg)}, inputs=[text, lexicon],
-               code=["acoustic_kd.lang"], outputs=[out])
+               code=["acoustic_kd.lang.langdir"], outputs=[out])
     if st.begin(force=args.force):       # False: up to date, nothing to do
         ...  (st.fresh: the old result was discarded, so resume state must not be used)
         st.finish({"words": n})

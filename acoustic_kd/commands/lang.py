@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
-from ..lang import LangConfig, prepare_lang
+from ..lang.langdir import LangConfig, prepare_lang
 from ..stage import Stage
 from ..utils import read_table
 
@@ -36,7 +36,7 @@ def _texts(d: str) -> dict[str, str]:
 def _install_arpa(src: Path, out: Path, words: set[str]) -> None:
     """Validate a user's ARPA LM against the vocabulary and install it as out/G.arpa."""
     from ..errors import DataError
-    from ..lang import read_arpa
+    from ..lang.arpa import read_arpa
     from ..utils import atomic_write_text
 
     if not src.exists():
@@ -58,7 +58,9 @@ def stage(args: argparse.Namespace, cfg: LangConfig) -> Stage:
     texts = [Path(d) / "text" for d in (args.data, *args.vocab_data)]
     return Stage("lang", out, {"lang": to_dict(cfg), "cmudict": lexicon is None,
                                "vocab_sets": len(args.vocab_data), "arpa": bool(args.arpa)},
-                 inputs=[*texts, lexicon, args.arpa], code=["acoustic_kd.lang", __name__],
+                 inputs=[*texts, lexicon, args.arpa],
+                 code=["acoustic_kd.lang.lexicon", "acoustic_kd.lang.arpa", "acoustic_kd.lang.langdir",
+                       __name__],
                  outputs=[out], marker="", resumable=False)
 
 

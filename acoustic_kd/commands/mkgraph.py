@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(GraphConfig, args.config, "mkgraph", overrides_from_args(args, GraphConfig))
     out = Path(args.out) if args.out else Path(args.model).parent / "graph"
     st = Stage("mkgraph", out, {"mkgraph": to_dict(cfg)}, inputs=[args.lang, args.model],
-               code=["acoustic_kd.decode.graph", "acoustic_kd.hmm", "acoustic_kd.lang"],
+               code=["acoustic_kd.decode.graph", "acoustic_kd.hmm", "acoustic_kd.lang.lexicon",
+                     "acoustic_kd.lang.arpa", "acoustic_kd.lang.langdir"],
                outputs=[out], marker="", resumable=False)
     if st.begin(args.force):
         build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=True, hmm_path=args.model)

@@ -62,7 +62,7 @@ def stage(corpus: str, opts: dict) -> Stage:
     src = opts.get("src_dir")
     return Stage("prepare", out, config, inputs=inputs, audio=[src] if src else [],
                  code=[CORPORA[corpus].__module__, "acoustic_kd.corpora.kaldi", "acoustic_kd.data.datadir",
-                       "acoustic_kd.data.ops", "acoustic_kd.lang"])
+                       "acoustic_kd.data.ops", "acoustic_kd.lang.lexicon"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ source's corpus root (see `acoustic_kd.data.datadir`), so the copies work from a
 Lexicon file format (Kaldi `lexicon.txt`): one pronunciation per line, `WORD PH1 PH2 ...`,
 spaces or tabs; a word may have several lines (several pronunciations); phones may carry stress
 digits (`AH0`, `EY1`), which the lang stage may strip. It is read and checked by the one lexicon
-reader, `acoustic_kd.lang.load_lexicon` (a complete lexiconp.txt has its probabilities dropped; a
-probability on only some lines and disambiguation symbols (`#1`) are errors naming the line).
+reader, `acoustic_kd.lang.lexicon.load_lexicon` (a complete lexiconp.txt has its probabilities
+dropped; a probability on only some lines and disambiguation symbols (`#1`) are errors naming the line).
 The lexicon is copied to `out_dir/local/lexicon.txt`; words of the transcripts it lacks are listed in
 `out_dir/local/oov_words.txt` (the lang stage decides how to map them).
 """
@@ -27,7 +27,7 @@ from ..data.audio import check_data_audio
 from ..data.datadir import TABLES, DataDir
 from ..data.ops import validate_data_dir
 from ..errors import DataError
-from ..lang import load_lexicon
+from ..lang.lexicon import load_lexicon
 from ..utils import (atomic_write_json, atomic_write_text, c_sorted, done_marker, get_logger,
                      is_done, mark_done)
 

@@ -235,7 +235,7 @@ def prepare_librispeech(src_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 def _write_cmudict_lexicon(local: Path, sets: dict[str, DataDir]) -> Counter:
     """Write `local/lexicon.txt` (cmudict, stress kept) for all words; return OOV token counts."""
-    from ..lang import cmudict_lexicon  # loads the 130k-word dictionary (about 1 s)
+    from ..lang.lexicon import cmudict_lexicon  # loads the 130k-word dictionary (about 1 s)
 
     tokens = Counter(w for d in sets.values() for t in d.text.values() for w in t.split())
     lex, missing = cmudict_lexicon(c_sorted(tokens), strip=False)

@@ -362,7 +362,7 @@ class GraphInputs:
 
 def graph_inputs(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig) -> GraphInputs:
     """Read the lang dir and expand every pronunciation into HMM chains."""
-    from ..lang import load_lang
+    from ..lang.langdir import load_lang
 
     lang_dir = Path(lang_dir)
     lang = load_lang(lang_dir)
@@ -532,7 +532,7 @@ def _crossword_hclg(inp: "GraphInputs", g: kf.StdVectorFst, w0: int, cfg: GraphC
 def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = None,
                   inputs: GraphInputs | None = None) -> tuple[kf.StdVectorFst, dict]:
     """Build HCLG in memory -> (fst, info dict with fingerprint, num_pdfs, silence_pdfs, sizes)."""
-    from ..lang import read_arpa
+    from ..lang.arpa import read_arpa
 
     cfg = cfg or GraphConfig()
     lang_dir = Path(lang_dir)

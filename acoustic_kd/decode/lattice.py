@@ -187,7 +187,7 @@ def write_lattice_dir(graph, utts: list[str], log_post_fn: Callable[[str], np.nd
                       log_priors: np.ndarray, dcfg, lcfg: LatticeConfig, out_dir: str | Path,
                       refs: dict[str, list[str]] | None = None, frame_shift: float = 0.01) -> dict:
     """Lattices, n-best lists and CTM of a set into `out_dir` (see the module docstring)."""
-    from ..lang import read_arpa
+    from ..lang.arpa import read_arpa
     from .decoder import hybrid_loglikes
     from .score import score_both, write_scores
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..hmm import HmmModel
-from ..lang import Lang
+from ..lang.langdir import Lang
 from ..utils import get_logger, read_table
 from .diag_gmm import DiagGmm, single_thread
 from .graph import NEG_INF, UttGraph, compile_graph

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hmm import HmmModel
-from ..lang import Lang
+from ..lang.langdir import Lang
 
 NEG_INF = -np.inf
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..hmm import HmmModel
-from ..lang import Lang, load_lang
+from ..lang.langdir import Lang, load_lang
 from ..model_meta import CheckpointMeta, log_priors
 from ..stage import Stage, feature_inputs
 from ..utils import atomic_write_json, c_sorted, get_logger, read_table, write_exp_info

@@ -32,7 +32,7 @@ import numpy as np
 from ..ali import check_lengths, write_alignments
 from ..errors import ConfigError, DataError
 from ..hmm import HmmModel
-from ..lang import Lang, load_lang
+from ..lang.langdir import Lang, load_lang
 from ..stage import Stage, feature_inputs
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done,
                      read_table, write_exp_info)

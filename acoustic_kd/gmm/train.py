@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..hmm import BOUNDARY, HmmModel
-from ..lang import Lang
+from ..lang.langdir import Lang
 from ..utils import get_logger
 from .align import AlignResult, align, compile_graphs
 from .diag_gmm import MIN_OCC, DiagGmm, single_thread

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hmm import BOUNDARY, HmmModel, Tree
-from ..lang import base_phone
+from ..lang.lexicon import base_phone
 from .diag_gmm import gaussian_stats_loglike, matmul
 
 #: Phonetic classes of the ARPAbet phones (articulatory categories, written for this project).
