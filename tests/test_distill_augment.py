@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from acoustic_kd.ensemble import TeacherEnsemble
 from acoustic_kd.nnet.augment import (AugmentConfig, Augmenter, add_noise, add_volume, mixup,
                                         spec_mask, time_stretch)
 from acoustic_kd.distill.objective import KDObjective, Schedule
-from acoustic_kd.distill.teacher import TeacherEnsemble
 from acoustic_kd.distill.train import DistillConfig, resume_step, train_student
 from acoustic_kd.errors import ConfigError
 from acoustic_kd.nnet.data import FrameDataset

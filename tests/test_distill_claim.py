@@ -31,8 +31,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from acoustic_kd.ensemble import TeacherEnsemble
 from acoustic_kd.nnet.augment import AugmentConfig
-from acoustic_kd.distill.teacher import TeacherEnsemble
 from acoustic_kd.distill.train import DistillConfig, train_student
 from acoustic_kd.nnet.checkpoint import load_checkpoint
 from acoustic_kd.nnet.data import FrameDataset

@@ -9,9 +9,9 @@ import torch
 
 from acoustic_kd.ali import write_alignments
 from acoustic_kd.cli import main
+from acoustic_kd.ensemble import load_teacher
 from acoustic_kd.nnet.augment import AugmentConfig
 from acoustic_kd.distill.store import SoftTargetStore
-from acoustic_kd.distill.teacher import load_teacher
 from acoustic_kd.distill.train import ConcatFrames, DistillConfig, fraction_utts, train_student
 from acoustic_kd.features.io import ArkWriter
 from acoustic_kd.nnet.data import FrameDataset

@@ -8,8 +8,8 @@ import torch
 
 from acoustic_kd.distill.soft_targets import SoftTargetConfig, compute_soft_targets
 from acoustic_kd.distill.store import SoftTargetStore
-from acoustic_kd.distill.targets import combine_logits, storage_bytes_per_frame, topk_targets
-from acoustic_kd.distill.teacher import TeacherEnsemble, crop_window
+from acoustic_kd.distill.targets import storage_bytes_per_frame, topk_targets
+from acoustic_kd.ensemble import TeacherEnsemble, combine_logits, crop_window
 from acoustic_kd.errors import ConfigError
 from acoustic_kd.nnet.data import FrameDataset
 from acoustic_kd.nnet.models import ModelConfig, build_model

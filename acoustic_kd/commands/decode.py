@@ -143,7 +143,8 @@ def stage(args: argparse.Namespace, cfg: DecodeConfig, tcfg: TuneConfig, lcfg: L
     return Stage("decode", args.out, config, inputs=inputs, outputs=[Path(args.out)], marker="",
                  resumable=False, code=[__name__, "acoustic_kd.decode.decoder",
                                         "acoustic_kd.decode.score", "acoustic_kd.decode.tune",
-                                        "acoustic_kd.decode.graph", "acoustic_kd.ensemble"])
+                                        "acoustic_kd.decode.graph", "acoustic_kd.ensemble.combine",
+                                        "acoustic_kd.ensemble.runner"])
 
 
 def _print_summary(out: Path, summary: dict, utts: int) -> None:

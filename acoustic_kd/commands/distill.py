@@ -68,8 +68,8 @@ def configs(args: argparse.Namespace):
 
 DISTILL_CODE = [*TRAIN_CODE, "acoustic_kd.distill.train", "acoustic_kd.distill.loss",
                 "acoustic_kd.distill.objective", "acoustic_kd.nnet.augment",
-                "acoustic_kd.distill.stage", "acoustic_kd.distill.teacher", "acoustic_kd.distill.store",
-                "acoustic_kd.nnet.infer"]
+                "acoustic_kd.distill.stage", "acoustic_kd.ensemble.runner", "acoustic_kd.distill.store",
+                "acoustic_kd.nnet.infer", "acoustic_kd.ensemble.combine", "acoustic_kd.distill.targets"]
 
 
 def stage(args: argparse.Namespace) -> Stage:

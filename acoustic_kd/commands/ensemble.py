@@ -19,7 +19,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..ensemble import RULES, evaluate, format_table, member_dirs, train_members
+from ..ensemble.combine import RULES
+from ..ensemble.evaluate import evaluate, format_table
+from ..ensemble.members import member_dirs, train_members
 from ..errors import ConfigError
 from ..stage import Stage, ali_inputs, feature_inputs
 
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     st = Stage("ensemble", out, {"rules": list(args.rules), "sets": list(sets)},
                inputs=[*ckpts, *(p for d, a in sets.values()
                                  for p in [*feature_inputs(d, "utt2spk"), *ali_inputs(a)])],
-               code=["acoustic_kd.ensemble"], outputs=[out / "eval.json", out / "eval.txt"])
+               code=["acoustic_kd.ensemble.evaluate", "acoustic_kd.ensemble.combine",
+                     "acoustic_kd.ensemble.runner"], outputs=[out / "eval.json", out / "eval.txt"])
     if st.begin(args.force):
         res = evaluate(ckpts, sets, args.out, rules=args.rules)
         st.finish()

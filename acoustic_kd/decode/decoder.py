@@ -154,12 +154,12 @@ def nnet_log_posteriors(models: list, feats, utts: list[str], rule: str = "arith
     """Log-posteriors [T, P] of several utterances from one model or an ensemble, batched.
 
     models: [(nn.Module, meta)]; feats: utt -> features [T, D] (CMVN applied). The models run as
-    one `distill.teacher.TeacherEnsemble` (each on its crop of the union window; several are
-    combined by `acoustic_kd.ensemble.combine(rule)`).
+    one `ensemble.runner.TeacherEnsemble` (each on its crop of the union window; several are
+    combined by `acoustic_kd.ensemble.combine.combine(rule)`).
     """
     import torch
 
-    from ..distill.teacher import TeacherEnsemble
+    from ..ensemble.runner import TeacherEnsemble
     from ..nnet.data import ArraySource, FrameDataset
 
     ens = TeacherEnsemble([m for m, _ in models], rule)

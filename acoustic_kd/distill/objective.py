@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..ensemble.runner import Context, TeacherEnsemble, crop_window
 from ..errors import ConfigError
 from .loss import hard_ce, soft_kl
 from .store import SoftTargetStore
-from .teacher import Context, TeacherEnsemble, crop_window
 
 
 @dataclass

@@ -16,11 +16,12 @@ import torch
 from tqdm import tqdm
 
 from ..config import to_dict
+from ..ensemble.combine import check_rule
+from ..ensemble.runner import TeacherEnsemble
 from ..errors import ConfigError
 from ..utils import get_logger, is_done
 from .store import SoftTargetWriter
-from .targets import check_rule, storage_bytes_per_frame, topk_targets
-from .teacher import TeacherEnsemble
+from .targets import storage_bytes_per_frame, topk_targets
 
 log = get_logger("distill.soft_targets")
 

@@ -9,6 +9,7 @@ import torch
 
 from ..ali import read_alignments, read_num_pdfs
 from ..config import to_dict
+from ..ensemble.runner import load_teacher, union_context
 from ..errors import ConfigError, DataError
 from ..model_meta import CheckpointMeta, same_features
 from ..nnet.data import FrameDataset
@@ -21,7 +22,6 @@ from ..utils import atomic_write_json, get_logger, write_exp_info
 from ..nnet.augment import AugmentConfig
 from .soft_targets import SoftTargetConfig, compute_soft_targets
 from .store import SoftTargetStore
-from .teacher import load_teacher, union_context
 from .train import ConcatFrames, DistillConfig, fraction_utts, train_student
 
 log = get_logger("distill.stage")

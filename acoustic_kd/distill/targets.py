@@ -1,45 +1,12 @@
-"""Teacher targets at temperature T: combination of member logits and top-k sparsification.
+"""Teacher targets for distillation: top-k sparsification of the ensemble's probabilities.
 
-Combination rules over K members with logits z_k [..., P]:
-  arithmetic: p = mean_k softmax(z_k / T)                 (mean of the tempered probabilities)
-  geometric:  p = softmax(mean_k z_k / T)                 (normalised geometric mean of the tempered
-              probabilities: Π_k softmax(z_k/T)^(1/K), renormalised, is exactly this)
+The probabilities themselves (members' logits combined at temperature T) come from
+`acoustic_kd.ensemble.combine.combine_logits`; the store keeps the k largest per frame.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
-import torch.nn.functional as F
-
-from ..ensemble import RULES, combine
-from ..errors import ConfigError
-
-
-def check_rule(rule: str) -> str:
-    if rule not in RULES:
-        raise ConfigError(f"combination rule must be one of {RULES}, got {rule!r}")
-    return rule
-
-
-def combine_logits(logits: Sequence[torch.Tensor], T: float, rule: str = "arithmetic") -> torch.Tensor:
-    """Ensemble probabilities at temperature T from K member logits.
-
-    logits: K tensors [..., P] (same P, else ConfigError); T > 0; rule arithmetic | geometric.
-    Returns probs [..., P] float32 summing to 1 over the last dim.
-    """
-    check_rule(rule)
-    if not logits:
-        raise ConfigError("no member logits to combine")
-    sizes = {int(z.shape[-1]) for z in logits}
-    if len(sizes) != 1:
-        raise ConfigError(f"members predict different pdf counts {sorted(sizes)}: an ensemble must "
-                          "share one alignment/tree; retrain the odd members on the same alignment")
-    if T <= 0:
-        raise ConfigError(f"temperature must be positive, got {T}")
-    # the ensemble's T = 1 rules applied to tempered member distributions
-    return combine([F.log_softmax(z.float() / T, dim=-1) for z in logits], rule).exp()
 
 
 def topk_targets(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

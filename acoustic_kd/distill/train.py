@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ..config import to_dict
+from ..ensemble.combine import check_rule
+from ..ensemble.runner import TeacherEnsemble, union_context
 from ..errors import ConfigError, DataError
 from ..nnet.data import FrameDataset, epoch_permutation, split_for_rank
 from ..nnet.trainer import TrainConfig, train
@@ -25,8 +27,6 @@ from ..utils import atomic_write_json, get_logger, is_done
 from ..nnet.augment import AugmentConfig, Augmenter
 from .objective import KDObjective, Schedule
 from .store import SoftTargetStore
-from .targets import check_rule
-from .teacher import TeacherEnsemble, union_context
 
 log = get_logger("distill.train")
 

@@ -3,7 +3,7 @@
 The per-utterance transcript graphs, the batched Viterbi, the beam / retry beam and the failure
 reasons are those of `gmm.align` (`compile_graphs`, `align` -> `viterbi_batch`); only the frame
 scores differ: pseudo log-likelihoods `log p(s|x) − log p(s)` from one network checkpoint or an
-ensemble (posteriors combined by `ensemble.combine`), scaled by `acoustic_scale` inside the aligner
+ensemble (posteriors combined by `ensemble.combine.combine`), scaled by `acoustic_scale` inside the aligner
 exactly as the GMM log-likelihoods are. Features are read with the checkpoint's CMVN settings and
 stored training CMVN stats, so they match what the network was trained on.
 
@@ -219,7 +219,8 @@ def run_nnet_align(nnet_paths: Sequence[str | Path], hmm_dir: str | Path, lang_d
         st = Stage(name, out_dir, settings, inputs=[*paths, hmm_path, Path(lang_dir), priors,
                                                     *feature_inputs(s, "text")],
                    code=[__name__, "acoustic_kd.gmm.align", "acoustic_kd.gmm.run",
-                         "acoustic_kd.decode.decoder", "acoustic_kd.ensemble"], outputs=[ali_dir])
+                         "acoustic_kd.decode.decoder", "acoustic_kd.ensemble.combine",
+                         "acoustic_kd.ensemble.runner"], outputs=[ali_dir])
         if not st.begin(force):
             out[s.name] = {"skipped": True}
             continue

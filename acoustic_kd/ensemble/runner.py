@@ -1,7 +1,7 @@
 """The ensemble runner: K member checkpoints run together on one window (at temperature T).
 
 The one place an ensemble is run: soft targets and online distillation (`forward`, probabilities
-at T), ensemble evaluation (`member_log_probs` + `acoustic_kd.ensemble.combine` per rule), and
+at T), ensemble evaluation (`member_log_probs` + `ensemble.combine.combine` per rule), and
 decoding / network realignment (`log_probs`, through `decode.decoder.nnet_log_posteriors`).
 Members may differ in context width; the ensemble (and a student) read one shared window, the
 union of all contexts, and each model sees its own centred crop of it. That is what lets online
@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ensemble import combine
 from ..errors import ConfigError
-from .targets import check_rule, combine_logits
+from .combine import check_rule, combine, combine_logits
 
 Context = tuple[int, int]
 
