@@ -194,7 +194,7 @@ def test_determinized_graph_word_times_are_exact(tmp_path):
 
 
 def test_word_frames_matches_chains_with_optional_silence():
-    from acoustic_kd.export.search import word_frames
+    from acoustic_kd.decode.search import word_frames
 
     lex = {"silence": [0, 1], "words": {"5": [[2, 3]], "6": [[4], [2]]}}
     # SIL SIL | w5: 2 2 3 | w6 (pron [2]): 2 | SIL 0 1 1

@@ -82,7 +82,7 @@ def stage(args: argparse.Namespace, graph: str, settings: dict) -> Stage:
                                       "cmvn_data": bool(args.data), "priors": bool(args.priors)},
                  inputs=inputs,
                  code=["acoustic_kd.export.writer", "acoustic_kd.export.frontend",
-                       "acoustic_kd.export.runtime", "acoustic_kd.export.search",
+                       "acoustic_kd.export.runtime", "acoustic_kd.decode.search",
                        "acoustic_kd.export.metadata", "acoustic_kd.export.readme", __name__],
                  outputs=[Path(args.out)], marker="", resumable=False)
 

@@ -28,10 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..export.search import best_path, word_spans
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger,
                      is_done, mark_done)
 from .graph import read_word_ids, with_word_penalty
+from .search import best_path, word_spans
 
 log = get_logger(__name__)
 
@@ -103,7 +103,7 @@ def decode_utterance(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
                      silence_pdfs: Iterable[int] = (), align: dict | None = None) -> DecodeResult:
     """Best path through `fst` for scaled log-likelihoods [T, P] (column = ilabel − 1).
 
-    Word frames are [start, end), by the rule the exported runtime shares (`export.search.word_spans`:
+    Word frames are [start, end), by the rule the exported runtime shares (`decode.search.word_spans`:
     with `align`, the align lexicon of a determinized graph, the words' pdf chains matched to the
     path's frames; otherwise from the word's arc to the next word's, less silence-pdf frames at
     either edge). When no final state survives the beam, the best partial path is returned with

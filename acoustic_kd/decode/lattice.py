@@ -32,8 +32,13 @@ import kaldi_decoder as kd
 import kaldifst as kf
 import numpy as np
 
+from ..errors import DataError
+from ..lang.arpa import read_arpa
 from ..utils import atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger
-from ..export.search import best_path, word_spans
+from .decoder import hybrid_loglikes
+from .graph import with_word_penalty
+from .score import score_both, write_scores
+from .search import best_path, word_spans
 
 log = get_logger(__name__)
 LN10 = math.log(10.0)
@@ -84,7 +89,7 @@ def decode_lattice(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
 def linear_path(lat: kf.Lattice, align: dict | None, silence_pdfs: set[int], partial: bool
                 ) -> Path1:
     """Words, word frames and costs of a linear lattice (one n-best entry), by the word-span rule
-    of the decoder and the exported runtime (`export.search.word_spans`)."""
+    of the decoder and the exported runtime (`decode.search.word_spans`)."""
     arcs, graph, acoustic = best_path(lat)
     size = max([il for il, _ in arcs] + [p + 2 for p in silence_pdfs] + [1])
     sil = np.zeros(size, dtype=bool)
@@ -187,10 +192,6 @@ def write_lattice_dir(graph, utts: list[str], log_post_fn: Callable[[str], np.nd
                       log_priors: np.ndarray, dcfg, lcfg: LatticeConfig, out_dir: str | Path,
                       refs: dict[str, list[str]] | None = None, frame_shift: float = 0.01) -> dict:
     """Lattices, n-best lists and CTM of a set into `out_dir` (see the module docstring)."""
-    from ..lang.arpa import read_arpa
-    from .decoder import hybrid_loglikes
-    from .score import score_both, write_scores
-
     out_dir = Path(out_dir)
     sil = set(int(p) for p in graph.info.get("silence_pdfs", []))
     new_lm = old_lm = None
@@ -198,14 +199,12 @@ def write_lattice_dir(graph, utts: list[str], log_post_fn: Callable[[str], np.nd
         new_lm = read_arpa(lcfg.rescore_lm)
         old_path = Path(graph.info.get("lang_dir", "")) / "G.arpa"
         if not old_path.exists():
-            from ..errors import DataError
             raise DataError(old_path, "the graph's G.arpa is needed to rescore (its scores are "
                             "taken out)", "decode with the graph dir mkgraph wrote (graph.json "
                             "names its lang dir)")
         old_lm = read_arpa(old_path)
     fst = graph.fst
     if dcfg.word_penalty:
-        from .graph import with_word_penalty
         fst = with_word_penalty(fst, dcfg.word_penalty)
     nbest: dict[str, list[dict]] = {}
     ctm, lats, rescored_hyps = [], [], {}

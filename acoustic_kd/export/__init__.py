@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+from ..decode.search import Hypothesis, WordSpan
 from .runtime import FORMAT_FILES, ExportedModel, load_exported
-from .search import Hypothesis, WordSpan
 
 __all__ = ["export", "load_exported", "ExportedModel", "Hypothesis", "WordSpan", "FORMAT_FILES"]
 

@@ -22,11 +22,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..decode.lattice import confidences, decode_lattice, nbest_paths
+from ..decode.search import GraphDecoder, Hypothesis
 from ..errors import DataError
 from ..model_meta import PRIOR_FLOOR, log_priors
 from . import metadata as md
 from .frontend import FeaturePipeline
-from .search import GraphDecoder, Hypothesis
 
 #: File name of each format inside an export directory.
 FORMAT_FILES = {"onnx": "model.onnx", "int8": "model.int8.onnx", "torchscript": "model.pt"}
@@ -167,8 +168,6 @@ class ExportedModel:
         """Audio -> (1-best, the n best distinct word sequences from a lattice, each
         {"text", "words": [{"word", "start", "end"}], "posterior", "cost"}, and a confidence per
         1-best word; see `acoustic_kd.decode.lattice`)."""
-        from ..decode.lattice import confidences, decode_lattice, nbest_paths
-
         feats = self.features(samples, sample_rate)
         scores = (self.acwt * (self.log_posteriors(feats) - self.log_priors)).astype(np.float32)
         dec = self.decoder

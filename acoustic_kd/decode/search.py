@@ -1,4 +1,5 @@
-"""Viterbi beam search over the exported HCLG with kaldi-decoder; words and per-word times.
+"""Viterbi beam search over an HCLG with kaldi-decoder; words and per-word times (torch-free: shared
+by `decode` and the exported runtime).
 
 The graph's input labels are pdf + 1, which is what kaldi-decoder's `DecodableCtc` expects of a
 [T, P] score matrix (column = ilabel - 1). Scores are `acwt * (log p(s|x) - log p(s))`.
