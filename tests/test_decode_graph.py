@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from acoustic_kd.decode.decoder import Graph, decode_utterance
-from acoustic_kd.decode.graph import arpa_to_fst, build_graph, with_word_penalty
+from acoustic_kd.decode.grammar_fst import arpa_to_fst
+from acoustic_kd.decode.graph import build_graph, with_word_penalty
 from acoustic_kd.lang import read_arpa
 from test_decode_fakes import FakeHmm, alignment, perfect_loglikes, unigram_arpa, write_lang
 
@@ -140,7 +141,7 @@ def test_mkgraph_cli_with_real_lang_and_hmm(tmp_path, capsys):
 
 # ------------------------------------------------------------------ determinized graph
 def test_lexicon_disambig_marks_prefixes_and_homophones():
-    from acoustic_kd.decode.graph import lexicon_disambig
+    from acoustic_kd.decode.lexicon_fst import lexicon_disambig
 
     seqs = [(1, 2), (1, 2), (1, 2, 3), (4,), (1,), (5, 6)]
     # (1, 2) twice: #1 and #2 (and a prefix of (1, 2, 3)); (1,) is a prefix; the rest need none

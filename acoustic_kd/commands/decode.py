@@ -30,7 +30,7 @@ import numpy as np
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..decode.decoder import (ChunkedLogPost, DecodeConfig, Graph, decode_to_dir,
                               nnet_log_posteriors)
-from ..decode.graph import graph_variant
+from ..decode.graph import GRAPH_CODE, graph_variant
 from ..decode.lattice import LatticeConfig, write_lattice_dir
 from ..decode.score import read_text
 from ..decode.tune import TuneConfig, format_surface, tune_on_dev
@@ -141,10 +141,10 @@ def stage(args: argparse.Namespace, cfg: DecodeConfig, tcfg: TuneConfig, lcfg: L
               "models": len(args.model), "tuned": bool(args.tuned), "ali": bool(args.ali),
               "lattice": to_dict(lcfg) if args.lattice else None}
     return Stage("decode", args.out, config, inputs=inputs, outputs=[Path(args.out)], marker="",
-                 resumable=False, code=[__name__, "acoustic_kd.decode.decoder",
-                                        "acoustic_kd.decode.score", "acoustic_kd.decode.tune",
-                                        "acoustic_kd.decode.graph", "acoustic_kd.ensemble.combine",
-                                        "acoustic_kd.ensemble.runner"])
+                 resumable=False, code=[__name__, "acoustic_kd.decode.decoder", "acoustic_kd.decode.search",
+                                        "acoustic_kd.decode.lattice", "acoustic_kd.decode.score",
+                                        "acoustic_kd.decode.tune", *GRAPH_CODE,
+                                        "acoustic_kd.ensemble.combine", "acoustic_kd.ensemble.runner"])
 
 
 def _print_summary(out: Path, summary: dict, utts: int) -> None:
