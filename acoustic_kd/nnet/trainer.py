@@ -9,10 +9,10 @@ checkpoints by `save_state`, the learning rate by a `LambdaLR` over optimiser st
 and the batch sampler resumes mid-epoch (`iter_batches(start_step=...)`).
 
 Resume is exact on CPU: model, optimiser, schedule, RNG states and the batch position within the
-epoch are restored, and the data order is a function of (seed, epoch), so a killed-and-resumed run
-ends with the same weights as an uninterrupted one.
+epoch are restored (`nnet.resume`), and the data order is a function of (seed, epoch), so a
+killed-and-resumed run ends with the same weights as an uninterrupted one.
 
-Under `torchrun` (WORLD_SIZE > 1) the same code runs DDP (gloo on CPU, nccl on GPU): every rank takes
+Under `torchrun` (WORLD_SIZE > 1) the same code runs DDP (`nnet.distributed`): every rank takes
 a contiguous share of each global batch of `batch_size` frames and gradients are averaged with
 weights so the update equals the single-process one up to float summation order.
 """
@@ -20,16 +20,12 @@ weights so the update equals the single-process one up to float summation order.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -40,7 +36,9 @@ from ..config import to_dict
 from ..errors import ConfigError
 from ..utils import get_logger, is_done, mark_done, set_num_threads
 from .checkpoint import checkpoint_dict, read_checkpoint, unwrap, write_checkpoint_dict
+from .distributed import Dist, setup_distributed
 from .infer import frame_metrics
+from .resume import TrainLog, find_resume, prune_epochs, rng_state, set_rng_state
 
 log = get_logger("nnet.trainer")
 
@@ -116,87 +114,6 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, plateau_scale: floa
 
 
 @dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    def sum(self, values: list[float]) -> list[float]:
-        """Sum floats over ranks (float64)."""
-        if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return t.tolist()
-
-
-def _setup(cfg: TrainConfig) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
-    return _Dist(rank, world, device)
-
-
-def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _find_resume(out_dir: Path) -> dict | None:
-    """The newest training state among latest.pt and the highest epoch-N.pt (None if none)."""
-    cands = []
-    epochs = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-    if epochs:
-        cands.append(read_checkpoint(epochs[-1]))
-    if (out_dir / "latest.pt").exists():
-        cands.append(read_checkpoint(out_dir / "latest.pt"))
-    cands = [c for c in cands if "train_state" in c]
-    return max(cands, key=lambda c: c["train_state"]["state"]["global_step"]) if cands else None
-
-
-class _Log:
-    """train_log.jsonl writer (rank 0); on resume drops records newer than the resumed step."""
-
-    def __init__(self, path: Path, resume_step: int | None, enabled: bool):
-        self.path, self.enabled = path, enabled
-        if not enabled:
-            return
-        keep = []
-        if resume_step is not None and path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # torn last line of a killed run
-                    continue
-                if rec.get("step", 0) <= resume_step:
-                    keep.append(line + "\n")
-        path.write_text("".join(keep))
-
-    def write(self, rec: dict) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(rec) + "\n")
-
-
-@dataclass
 class TrainState:
     """Where a run stands (saved in every training checkpoint as `train_state["state"]`)."""
 
@@ -225,7 +142,7 @@ class _Run:
 
     cfg: TrainConfig
     out_dir: Path
-    d: _Dist
+    d: Dist
     bare: nn.Module                     # the model itself
     net: nn.Module                      # the model or its DDP wrapper
     params: list
@@ -234,7 +151,7 @@ class _Run:
     state: TrainState
     total_steps: int
     meta: dict
-    log: "_Log"
+    log: TrainLog
 
     @property
     def is_main(self) -> bool:
@@ -268,7 +185,7 @@ def set_schedule_step(sched: torch.optim.lr_scheduler.LambdaLR, step: int) -> No
 def save_state(run: _Run, path: Path, with_state: bool) -> None:
     """Checkpoint the model (rank 0); `with_state` adds optimiser, TrainState and RNG states."""
     if run.is_main:
-        ts = ({"optimizer": run.opt.state_dict(), "state": run.state.to_dict(), "rng": _rng_state()}
+        ts = ({"optimizer": run.opt.state_dict(), "state": run.state.to_dict(), "rng": rng_state()}
               if with_state else None)
         write_checkpoint_dict(path, checkpoint_dict(run.bare, run.meta, ts))
 
@@ -277,7 +194,7 @@ def _start_run(model: nn.Module, train_ds, cfg: TrainConfig, out_dir: Path, meta
                step_hook) -> _Run:
     """Set up device, optimiser and schedule, and resume from the newest training checkpoint."""
     set_num_threads(cfg.num_threads)
-    d = _setup(cfg)
+    d = setup_distributed(cfg.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     bare = unwrap(model).to(d.device)
     params = [p for p in bare.parameters() if p.requires_grad]
@@ -286,12 +203,12 @@ def _start_run(model: nn.Module, train_ds, cfg: TrainConfig, out_dir: Path, meta
     state = TrainState()
     # before loading an optimiser state: the schedule's base lr is cfg.lr, whatever lr was saved
     sched = make_scheduler(opt, cfg, total_steps, state)
-    ckpt = _find_resume(out_dir)
+    ckpt = find_resume(out_dir)
     if ckpt is not None:
         bare.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["train_state"]["optimizer"])
         vars(state).update(vars(TrainState.from_dict(ckpt["train_state"]["state"])))
-        _set_rng_state(ckpt["train_state"]["rng"])
+        set_rng_state(ckpt["train_state"]["rng"])
         if d.rank == 0:
             log.info("%s: resuming at epoch %d step %d", out_dir, state.epoch + 1, state.step_in_epoch)
         if step_hook is not None:  # stateful objectives (α/T schedules) restore their progress
@@ -303,7 +220,7 @@ def _start_run(model: nn.Module, train_ds, cfg: TrainConfig, out_dir: Path, meta
             bare, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     full_meta = {**(meta or {}), "train_config": to_dict(cfg), "context": list(bare.config.context)}
     return _Run(cfg, out_dir, d, bare, net, params, opt, sched, state, total_steps, full_meta,
-                _Log(out_dir / "train_log.jsonl", state.global_step, d.rank == 0))
+                TrainLog(out_dir / "train_log.jsonl", state.global_step, d.rank == 0))
 
 
 def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hook) -> dict:
@@ -393,7 +310,7 @@ def end_epoch(run: _Run, rec: dict, score: float) -> None:
     save_state(run, out_dir / f"epoch-{epoch + 1}.pt", True)
     if run.is_main:
         (out_dir / "latest.pt").unlink(missing_ok=True)
-        _prune(out_dir, cfg.keep_epochs)
+        prune_epochs(out_dir, cfg.keep_epochs)
     if st.stopped and run.is_main:
         log.info("early stop: no dev gain for %d epochs", cfg.patience)
 
@@ -437,11 +354,3 @@ def _empty_step(net: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor
     runs forward/backward so that it takes part in the gradient all-reduce."""
     out = net(batch["x"].new_zeros((2, *batch["x"].shape[1:])))  # 2 frames: batch norm needs > 1
     return out.float().sum() * 0.0, out[:0]
-
-
-def _prune(out_dir: Path, keep: int) -> None:
-    if keep <= 0:
-        return
-    eps = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-    for p in eps[:-keep]:
-        p.unlink(missing_ok=True)
