@@ -147,7 +147,7 @@ def confidences(paths: list[Path1]) -> list[float]:
 
 
 def sentence_lm_cost(words: list[str], probs: list[dict], backoffs: dict) -> float:
-    """−ln p(<s> words </s>) under a backoff ARPA LM (`lang.read_arpa` output); an unknown word
+    """−ln p(<s> words </s>) under a backoff ARPA LM (`lang.arpa.read_arpa` output); an unknown word
     costs as the LM's `<unk>` when it has one, else a floor of 99 (log10) per word."""
     order = len(probs)
     unk = ("<unk>",) in probs[0]

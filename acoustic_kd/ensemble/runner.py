@@ -95,7 +95,7 @@ class TeacherEnsemble(nn.Module):
 
     @torch.no_grad()
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, W, D] -> the ensemble's log-probabilities [B, P] (rule as `ensemble.combine`)."""
+        """x [B, W, D] -> the ensemble's log-probabilities [B, P] (rule as `combine.combine`)."""
         lps = self.member_log_probs(x)
         return lps[0] if len(lps) == 1 else combine(lps, self.rule)
 

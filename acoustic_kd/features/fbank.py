@@ -181,7 +181,8 @@ def compute_fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig) -> np
     """
     if sample_rate != cfg.sample_rate:
         raise ConfigError(f"compute_fbank: audio at {sample_rate} Hz but the config expects "
-                          f"{cfg.sample_rate} Hz (resample first, e.g. audio.load_audio(..., sample_rate))")
+                          f"{cfg.sample_rate} Hz (resample first, e.g. "
+                          "data.audio.load_audio(..., sample_rate))")
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"compute_fbank expects mono samples [N], got shape {x.shape}")

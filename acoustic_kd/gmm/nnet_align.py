@@ -3,7 +3,7 @@
 The per-utterance transcript graphs, the batched Viterbi, the beam / retry beam and the failure
 reasons are those of `gmm.align` (`compile_graphs`, `align` -> `viterbi_batch`); only the frame
 scores differ: pseudo log-likelihoods `log p(s|x) − log p(s)` from one network checkpoint or an
-ensemble (posteriors combined by `ensemble.combine.combine`), scaled by `acoustic_scale` inside the aligner
+ensemble (posteriors combined by `ensemble.combine`), scaled by `acoustic_scale` inside the aligner
 exactly as the GMM log-likelihoods are. Features are read with the checkpoint's CMVN settings and
 stored training CMVN stats, so they match what the network was trained on.
 
