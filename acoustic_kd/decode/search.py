@@ -7,12 +7,18 @@ The graph's input labels are pdf + 1, which is what kaldi-decoder's `DecodableCt
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 import kaldi_decoder
 import kaldifst
 import numpy as np
+
+try:  # the binding kaldifst's ArcIterator would wrap for a Lattice (that class takes Std FSTs only)
+    from kaldifst.lib._kaldifst import _ArcIteratorLattice
+except ImportError:  # pragma: no cover
+    _ArcIteratorLattice = None
 
 
 @dataclass
@@ -44,24 +50,37 @@ class Hypothesis:
                 "cost": self.cost}
 
 
-def best_path(lattice) -> tuple[list[tuple[int, int]], float, float]:
+def lattice_arcs(lattice: kaldifst.Lattice, state: int) -> list[tuple[int, int, float, float, int]]:
+    """(ilabel, olabel, graph cost, acoustic cost, next state) of each arc leaving `state`, in the
+    lattice's order, by kaldifst's own arc iterator."""
+    if _ArcIteratorLattice is None:
+        raise RuntimeError(f"kaldifst {getattr(kaldifst, '__version__', '?')} has no arc iterator "
+                           "over lattices (kaldifst.lib._kaldifst._ArcIteratorLattice): upgrade it")
+    it, out = _ArcIteratorLattice(lattice, state), []
+    while not it.done:
+        a = it.value
+        out.append((a.ilabel, a.olabel, a.weight.value1, a.weight.value2, a.nextstate))
+        it.next()
+    return out
+
+
+def best_path(lattice: kaldifst.Lattice) -> tuple[list[tuple[int, int]], float, float]:
     """(ilabel, olabel) of each arc of a linear best-path lattice, followed from its start state,
     and the path's graph and acoustic costs (the final weight included)."""
-    arcs: dict[int, tuple[int, int, int]] = {}
+    out: list[tuple[int, int]] = []
     graph_cost = ac_cost = 0.0
-    for line in lattice.to_str().splitlines():
-        f = line.split()
-        w = f[4] if len(f) > 4 else f[1] if len(f) == 2 else None
-        if w is not None:
-            g, a = w.split(",")
-            graph_cost, ac_cost = graph_cost + float(g), ac_cost + float(a)
-        if len(f) >= 4:
-            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]))
-    out, state = [], lattice.start
-    while state in arcs:
-        nxt, il, ol = arcs.pop(state)
+    state, seen = lattice.start, set()
+    while state >= 0 and state not in seen:
+        seen.add(state)
+        arcs = lattice_arcs(lattice, state)
+        if not arcs:
+            final = lattice.final(state)
+            if not math.isinf(final.value1):    # a final state (LatticeWeight.zero is inf, inf)
+                graph_cost, ac_cost = graph_cost + final.value1, ac_cost + final.value2
+            break
+        il, ol, g, a, state = arcs[-1]          # linear: one arc per state
         out.append((il, ol))
-        state = nxt
+        graph_cost, ac_cost = graph_cost + g, ac_cost + a
     return out, graph_cost, ac_cost
 
 
