@@ -13,15 +13,16 @@
 # student only (its control stays the plain α = 1 run); --common-opts options of both (e.g.
 # "--train-fraction 0.03"); --transfer-data an untranscribed set for the distilled student only;
 # --gmm-stage tri | tri2 (whose alignments and graph); --tune-dev the dev set the decode scales are
-# tuned on; --recipe-seed true: the first seed's runs are the recipe's own exp/student_kd and
-# exp/student_hard with their decodes (stages 6-8 with the same options: done once, not twice).
+# tuned on; --recipe-seed S: seed S's runs are the recipe's own exp/student_kd and exp/student_hard
+# with their decodes (stages 6-8 with the same options: done once, not twice); --summary false only
+# trains and decodes (a later run with the whole seed list skips that work and writes SEEDS.md).
 #
 # Writes exp/<name>/s<seed>/{student_kd,student_hard}, exp/decode/<name>/<system>_s<seed>_test and
 # exp/<name>/SEEDS.md (name: seeds).
 
 seeds="1001 1002 1003"; config=conf/default.yaml; student_config=conf/student.yaml
 data=data; exp=exp; name=seeds; kd_opts=""; common_opts=""; train_data=""; train_ali=""; soft=""
-transfer_data=""; gmm_stage=tri; tune_dev=""; recipe_seed=false; ensemble=ensemble
+transfer_data=""; gmm_stage=tri; tune_dev=""; recipe_seed=""; ensemble=ensemble; summary=true
 for c in conf/*.yaml; do case "$c" in *student*.yaml|*compare*.yaml) ;; *) config=$c ;; esac; done
 . ../common/parse_options.sh "$@"
 set -euo pipefail
@@ -31,11 +32,10 @@ g=$exp/$gmm_stage
 : "${tune_dev:=$data/dev}"
 ali_args="--train-data $train_data --train-ali $train_ali --dev-data $data/dev --dev-ali $g/ali_dev"
 test_args="--test-data $data/test --test-ali $g/ali_test"
-first=${seeds%% *}
 for seed in $seeds; do
   for sys in student_kd student_hard; do
     out="$exp/$name/s$seed/$sys"; dec="$exp/decode/$name/${sys}_s${seed}_test"
-    if [ "$recipe_seed" = true ] && [ "$seed" = "$first" ]; then
+    if [ "$seed" = "$recipe_seed" ]; then
       out="$exp/$sys"; dec="$exp/decode/${sys}_test"
     fi
     if [ $sys = student_kd ]; then
@@ -51,17 +51,18 @@ for seed in $seeds; do
   done
 done
 
+[ "$summary" = true ] || exit 0
 python3 - "$exp" "$name" "$kd_opts $common_opts" "$recipe_seed" "$ensemble" $seeds <<'PY'
 import json, statistics as st, sys
 from pathlib import Path
 from acoustic_kd.decode.score import read_wer_file
 exp, name, opts, recipe_seed, ens_name, seeds = (Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip(),
-                                                 sys.argv[4] == "true", sys.argv[5], sys.argv[6:])
+                                                 sys.argv[4], sys.argv[5], sys.argv[6:])
 def val(d):
     return (float((d / "frame_acc").read_text()), read_wer_file(d / "wer").rate,
             read_wer_file(d / "cer").rate)
 def where(sys_, s):
-    if recipe_seed and s == seeds[0]:
+    if s == recipe_seed:
         return exp / sys_, exp / "decode" / f"{sys_}_test"
     return exp / name / f"s{s}" / sys_, exp / "decode" / name / f"{sys_}_s{s}_test"
 ens = val(exp / "decode" / f"{ens_name}_test")
