@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The part of local/kd_study.sh that this machine's time allowed (RESULTS.md, "Distillation"): after
+# The distillation study of RESULTS.md ("Distillation"), on two lanes: after
 # ./run.sh --stop-stage 7 --speed-perturb "0.9 1.1", decode the recipe's main systems (as stage 8
 # does, so a later stage 8 skips them), a second student seed, a quarter-size student, the 3 %
 # experiment and the naive recipe, on two lanes. Run from recipes/mboshi.
