@@ -73,6 +73,16 @@ def test_commands_end_to_end(recipe, capsys):
     assert "bytes/frame" in capsys.readouterr().out
     store = SoftTargetStore(root / "soft")
     assert store.k == 2 and store.meta["members"] == members
+    # the same store from a bf16 teacher: the same top-k ids on almost every frame, close probs
+    assert main(["soft-targets", "--members", *members, "--data", sets["train"][0], "--T", "2",
+                 "--k", "2", "--bf16", "true", "--out", str(root / "soft_bf16")]) == 0
+    fast = SoftTargetStore(root / "soft_bf16")
+    assert fast.meta["config"]["bf16"] is True and store.meta["config"]["bf16"] is False
+    idx = torch.arange(store.meta["num_frames"])
+    (i32, p32), (i16, p16) = store.lookup(idx), fast.lookup(idx)
+    same = (i32 == i16).all(dim=1)
+    assert same.float().mean() > 0.9
+    assert (p32[same] - p16[same]).abs().max() < 0.05
     common = ["--train-data", sets["train"][0], "--train-ali", sets["train"][1],
               "--dev-data", sets["dev"][0], "--dev-ali", sets["dev"][1], "--test-data",
               sets["test"][0], "--test-ali", sets["test"][1], "--student-context", "1", "1",

@@ -43,7 +43,7 @@ def _frames(fs, alis, context, cfg: TrainConfig, utts=None):
 def soft_targets_stage(members: Sequence[str], data_dir: str | Path, out_dir: str | Path,
                        cfg: SoftTargetConfig, device: str = "cpu", force: bool = False) -> dict:
     """Soft targets of `members` over every frame of `data_dir` (alignments not needed)."""
-    teacher, metas = load_teacher(members, cfg.rule, device)
+    teacher, metas = load_teacher(members, cfg.rule, device, bf16=cfg.bf16)
     # normalised as the members were trained (global CMVN: with their training set's stats)
     fs = same_features([CheckpointMeta.from_dict(m) for m in metas], members).features(data_dir)
     ds = FrameDataset(fs, None, teacher.context)

@@ -15,7 +15,10 @@
 # --gmm-stage tri | tri2 (whose alignments and graph); --tune-dev the dev set the decode scales are
 # tuned on; --recipe-seed S: seed S's runs are the recipe's own exp/student_kd and exp/student_hard
 # with their decodes (stages 6-8 with the same options: done once, not twice); --summary false only
-# trains and decodes (a later run with the whole seed list skips that work and writes SEEDS.md).
+# trains and decodes (a later run with the whole seed list skips that work and writes SEEDS.md);
+# --tune-once true tunes the decode scales on dev for the first seed of the list only and decodes
+# the other seeds with that seed's scales (per system: the distilled student's for the distilled
+# students, the control's for the controls), which saves the tuning grid's decodes.
 #
 # Writes exp/<name>/s<seed>/{student_kd,student_hard}, exp/decode/<name>/<system>_s<seed>_test and
 # exp/<name>/SEEDS.md (name: seeds).
@@ -23,21 +26,25 @@
 seeds="1001 1002 1003"; config=conf/default.yaml; student_config=conf/student.yaml
 data=data; exp=exp; name=seeds; kd_opts=""; common_opts=""; train_data=""; train_ali=""; soft=""
 transfer_data=""; gmm_stage=tri; tune_dev=""; recipe_seed=""; ensemble=ensemble; summary=true
+tune_once=false
 for c in conf/*.yaml; do case "$c" in *student*.yaml|*compare*.yaml) ;; *) config=$c ;; esac; done
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 
 g=$exp/$gmm_stage
+declare -A first_dec
 : "${train_data:=$data/train}" "${train_ali:=$g/ali_train}" "${soft:=$exp/ensemble/soft}"
 : "${tune_dev:=$data/dev}"
 ali_args="--train-data $train_data --train-ali $train_ali --dev-data $data/dev --dev-ali $g/ali_dev"
 test_args="--test-data $data/test --test-ali $g/ali_test"
+first_seed=${seeds%% *}
 for seed in $seeds; do
   for sys in student_kd student_hard; do
     out="$exp/$name/s$seed/$sys"; dec="$exp/decode/$name/${sys}_s${seed}_test"
     if [ "$seed" = "$recipe_seed" ]; then
       out="$exp/$sys"; dec="$exp/decode/${sys}_test"
     fi
+    if [ "$seed" = "$first_seed" ]; then first_dec[$sys]=$dec; fi
     if [ $sys = student_kd ]; then
       teacher="--soft $soft $kd_opts"; [ -n "$transfer_data" ] && teacher="$teacher --transfer-data $transfer_data"
     else
@@ -46,18 +53,23 @@ for seed in $seeds; do
     # shellcheck disable=SC2086
     acoustic-kd distill $teacher $common_opts $ali_args $test_args --student-config "$student_config" \
       --seed "$seed" --out "$out"
+    tune=(--tune-on-dev "$tune_dev")
+    if [ "$tune_once" = true ] && [ "$seed" != "$first_seed" ]; then
+      tune=(--tuned "${first_dec[$sys]}/tune.json")
+    fi
     acoustic-kd decode --graph "$g/graph" --data "$data/test" --model "$out/final.pt" \
-      --config "$config" --ali "$g/ali_test" --out "$dec" --tune-on-dev "$tune_dev"
+      --config "$config" --ali "$g/ali_test" --out "$dec" "${tune[@]}"
   done
 done
 
 [ "$summary" = true ] || exit 0
-python3 - "$exp" "$name" "$kd_opts $common_opts" "$recipe_seed" "$ensemble" $seeds <<'PY'
+python3 - "$exp" "$name" "$kd_opts $common_opts" "$recipe_seed" "$ensemble" "$tune_once" $seeds <<'PY'
 import json, statistics as st, sys
 from pathlib import Path
 from acoustic_kd.decode.score import read_wer_file
-exp, name, opts, recipe_seed, ens_name, seeds = (Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip(),
-                                                 sys.argv[4], sys.argv[5], sys.argv[6:])
+exp, name, opts, recipe_seed, ens_name, tune_once, seeds = (
+    Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip(), sys.argv[4], sys.argv[5],
+    sys.argv[6] == "true", sys.argv[7:])
 def val(d):
     return (float((d / "frame_acc").read_text()), read_wer_file(d / "wer").rate,
             read_wer_file(d / "cer").rate)
@@ -90,6 +102,8 @@ lines += ["", "kept share of the ensemble's gain over the control, per seed "
           f"{' '.join(f'{k:.2f}' for k in kept_wer)} → {ms(kept_wer)}",
           f"training wall time per student (s): distilled {ms(secs['student_kd'])}, "
           f"hard control {ms(secs['student_hard'])}"]
+if tune_once and len(seeds) > 1:
+    lines.append(f"decode scales tuned on dev for seed {seeds[0]} and reused for the other seeds")
 text = "\n".join(lines) + "\n"
 (exp / name).mkdir(parents=True, exist_ok=True)
 (exp / name / "SEEDS.md").write_text(text)

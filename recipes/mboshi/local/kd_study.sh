@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The distillation study of RESULTS.md ("Distillation"), after
+#   ./run.sh --stop-stage 7 --speed-perturb "0.9 1.1"
+# one step after another (one heavy job at a time; every step skips work already done, so a killed
+# study resumes): the bf16 teacher check, the test decodes of the recipe's systems (as stage 8 makes
+# them, so a later stage 8 skips them), more seeds of the default recipe, a quarter-size student,
+# the 3 % experiment with and without the other 97 % as untranscribed transfer data, the naive
+# recipe (T = 2, training set only), the top-k store against dense targets, the networks' CMVN mode.
+# Run from recipes/mboshi:  local/kd_study.sh [--steps "bf16 decode seeds quarter pct transfer naive dense cmvn members"]
+steps="bf16 decode seeds quarter pct transfer naive dense cmvn members"
+seeds="1001 1002 1003"
+. ../common/parse_options.sh "$@"
+set -euo pipefail
+members=$(echo exp/members/m{1,2,3,4,5}/final.pt)
+seeds_opts=(--gmm-stage tri2 --tune-dev data/dev_tune --config conf/mboshi.yaml --tune-once true)
+train_opts=(--train-data data/train --train-ali exp/tri2/ali_train)
+all_opts=(--train-data data/train_all --train-ali exp/tri2/ali_train_all --soft exp/ensemble/soft_all)
+frac="--train-fraction 0.03 --fraction-seed 1"
+log() { echo "$(date '+%F %T') kd_study: $*"; }
+want() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
+dec() {  # dec <system> <decode options> -- <checkpoint>...: the test decode of kd.sh's stage 8
+  local name=$1; shift; local opts=(); while [ "$1" != -- ]; do opts+=("$1"); shift; done; shift
+  local models=(); for m in "$@"; do models+=(--model "$m"); done
+  acoustic-kd decode --graph exp/tri2/graph --data data/test "${models[@]}" --config conf/mboshi.yaml \
+    --ali exp/tri2/ali_test --out "exp/decode/${name}_test" "${opts[@]}"
+}
+if want bf16; then
+  log "bf16 teacher against fp32 on dev"
+  # shellcheck disable=SC2086
+  [ -s exp/ensemble/bf16_teacher_dev.json ] || python3 ../../bench/bf16_teacher.py --members $members \
+    --data data/dev --ali exp/tri2/ali_dev --threads 2 --json exp/ensemble/bf16_teacher_dev.json
+fi
+if want decode; then
+  log "graph and the test decodes of the ensemble, member m1, the student and its control"
+  acoustic-kd mkgraph --lang data/lang --model exp/tri2/final.hmm.json --out exp/tri2/graph \
+    --config conf/mboshi.yaml
+  # shellcheck disable=SC2086
+  dec ensemble --tune-on-dev data/dev_tune -- $members
+  dec m1 --tune-on-dev data/dev_tune -- exp/members/m1/final.pt
+fi
+if want seeds; then
+  log "default recipe: seeds $seeds (the first is the recipe's own exp/student_kd, exp/student_hard)"
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
+    --recipe-seed "${seeds%% *}"
+fi
+if want quarter; then
+  log "quarter-size student (3 x 150) and its control"
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds_quarter \
+    --student-config conf/student_quarter.yaml --seeds "${seeds%% *}" --summary false
+fi
+if want pct; then
+  log "3 % experiment"
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct \
+    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 30 --patience 5" --seeds "$seeds"
+fi
+if want transfer; then
+  log "3 % experiment, the student also sees the other 97 % untranscribed (labelled by the ensemble)"
+  # 3 epochs of 3 % labelled + 97 % transfer frames (≈ 1 epoch of the training set each)
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct_transfer \
+    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 3 --patience 0" \
+    --transfer-data data/train --seeds "${seeds%% *}" --summary false
+fi
+if want naive; then
+  log "naive recipe: T = 2, training set only"
+  # shellcheck disable=SC2086
+  acoustic-kd soft-targets --members $members --data data/train --T 2 --out exp/ensemble/soft_T2 \
+    --config conf/student.yaml
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_naive \
+    --soft exp/ensemble/soft_T2 --kd-opts "--T 2" --seeds "${seeds%% *}" --summary false
+fi
+if want dense; then
+  log "top-k against dense soft targets, on the 3 % subset (same frames, seed and schedule)"
+  python3 - <<'PY'
+from acoustic_kd.ali import read_alignments
+from acoustic_kd.distill.train import fraction_utts
+from acoustic_kd.features.featureset import FeatureSet
+fs, alis = FeatureSet("data/train", cmvn="none"), read_alignments("exp/tri2/ali_train")
+utts = [u for u in fs.utts if u in alis]     # as `distill --train-fraction 0.03 --fraction-seed 1`
+utts = fraction_utts(utts, [fs.num_frames(u) for u in utts], 0.03, 1)
+open("data/train_3pct.list", "w").write("".join(u + "\n" for u in utts))
+PY
+  acoustic-kd data-dir subset data/train data/train_3pct --utt-list data/train_3pct.list
+  # shellcheck disable=SC2086
+  acoustic-kd soft-targets --members $members --data data/train_3pct --dense true \
+    --out exp/ensemble/soft_3pct_dense --config conf/student.yaml
+  for store in soft_all soft_3pct_dense; do
+    acoustic-kd distill --soft "exp/ensemble/$store" --train-data data/train_3pct \
+      --train-ali exp/tri2/ali_train --dev-data data/dev --dev-ali exp/tri2/ali_dev \
+      --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
+      --epochs 30 --patience 5 --seed 1001 --out "exp/dense_vs_topk/$store"
+  done
+fi
+if want cmvn; then
+  log "the networks' CMVN mode on dev: member m1's recipe with per-speaker and per-utterance CMVN"
+  ../common/member_sweep.sh --config conf/mboshi.yaml --ali exp/tri2 --name exp/cmvn_sweep \
+    --variants "speaker:--cmvn speaker|utterance:--cmvn utterance"
+fi
+if want members; then
+  log "test decodes of members m2-m5 with m1's dev-tuned scales"
+  for i in 2 3 4 5; do dec "m$i" --tuned exp/decode/m1_test/tune.json -- "exp/members/m$i/final.pt"; done
+fi
+log "done"
