@@ -182,14 +182,51 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def kept_share(rows: list[SystemRow], sets: list[str]) -> str:
+    """The distilled student's share of the ensemble's gain over the hard-target control, per set:
+    frame accuracy (kd − hard)/(ensemble − hard) and WER (hard − kd)/(hard − ensemble); '' when a
+    system is missing. A share above 1 means the student beat the ensemble."""
+    by = {r.name: r for r in rows}
+    hard, kd = by.get("baseline (hard targets)"), by.get("distilled student")
+    ens = next((r for r in rows if r.name.startswith("ensemble")), None)
+    if not (hard and kd and ens):
+        return ""
+    parts = []
+    for s in sets:
+        for what, get, sign in (("frame accuracy", lambda r: r.frame_acc.get(s), 1),
+                                ("WER", lambda r: r.wer.get(s), -1)):
+            h, k, e = get(hard), get(kd), get(ens)
+            if None in (h, k, e):
+                continue
+            gain = sign * (e - h)
+            share = "n/a (no ensemble gain)" if gain <= 0 else f"{sign * (k - h) / gain:.2f}"
+            parts.append(f"{what} {s} {share} (control {h:.2f}, student {k:.2f}, ensemble {e:.2f})")
+    return ("Kept share of the ensemble's gain over the hard-target control: " + "; ".join(parts) +
+            ".") if parts else ""
+
+
+def seed_summaries(exp_dir: Path) -> str:
+    """The seed studies' summaries (`exp/<name>/SEEDS.md`, recipes/common/student_seeds.sh)."""
+    out = []
+    for p in sorted(Path(exp_dir).glob("*/SEEDS.md")):
+        out.append(f"### {p.parent.name}\n\n{p.read_text().strip()}\n")
+    return "\n".join(out)
+
+
 def write_results(rows: list[SystemRow], sets: list[str], exp_dir: Path, title: str,
                   notes: str = "", curves: dict[str, list[dict]] | None = None) -> str:
-    """Write `exp/RESULTS.md` (+ plots) and return the table text."""
+    """Write `exp/RESULTS.md` (+ plots) and return the table text (with the kept-share line)."""
     table = format_table(rows, sets)
+    share = kept_share(rows, sets)
+    if share:
+        table += "\n" + share + "\n"
     plots = plot_all(rows, curves or {}, sets, exp_dir / "plots")
     body = [f"# {title}\n", table]
     if notes:
         body.append("\n" + notes.strip() + "\n")
+    seeds = seed_summaries(exp_dir)
+    if seeds:
+        body.append("\n## Seeds\n\n" + seeds)
     body.append("\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots) + "\n")
     atomic_write_text(exp_dir / "RESULTS.md", "".join(body))
     return table

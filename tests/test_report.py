@@ -60,3 +60,22 @@ def test_write_results_makes_markdown_and_plots(tmp_path):
         full, blank = (mpimg.imread(tmp_path / d / "plots" / png) for d in ("full", "empty"))
         assert full.shape == blank.shape == (400, 600, 4), (png, full.shape)   # 6x4 in at 100 dpi
         assert np.abs(full - blank).sum() > 100, f"{png}: the data drew nothing"
+
+
+def test_kept_share_and_seed_summaries_in_results(tmp_path):
+    from acoustic_kd.report import kept_share
+
+    rows = [SystemRow("baseline (hard targets)", {"test": 50.0}, {"test": 20.0}),
+            SystemRow("ensemble (5 members)", {"test": 54.0}, {"test": 18.0}),
+            SystemRow("distilled student", {"test": 53.0}, {"test": 17.0})]
+    share = kept_share(rows, ["test"])
+    assert "frame accuracy test 0.75" in share and "WER test 1.50" in share
+    # no gain of the ensemble: no share is made up
+    flat = [rows[0], SystemRow("ensemble (5 members)", {"test": 50.0}, {"test": 21.0}), rows[2]]
+    assert kept_share(flat, ["test"]).count("n/a (no ensemble gain)") == 2
+    assert kept_share(rows[:2], ["test"]) == ""
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "SEEDS.md").write_text("Seeds 1001 1002: mean 53.1\n")
+    table = write_results(rows, ["test"], tmp_path, "T")
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert share in table and "## Seeds" in md and "### seeds" in md and "mean 53.1" in md

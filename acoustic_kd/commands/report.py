@@ -34,7 +34,8 @@ def stage(args: argparse.Namespace) -> Stage:
     models += [exp / "student_hard", exp / "student_kd"]
     inputs = [d / n for d in models for n in ("final.pt", "train_log.jsonl")]
     inputs += [d / n for d in sorted((exp / "decode").glob("*_*")) if d.is_dir()
-               for n in ("wer", "frame_acc", "decode.json")]
+               for n in ("wer", "cer", "frame_acc", "decode.json")]
+    inputs += sorted(exp.glob("*/SEEDS.md"))
     return Stage("report", exp, {"num_members": args.num_members, "sets": list(args.sets),
                                  "title": args.title, "notes": args.notes},
                  inputs=[p for p in inputs if p.exists()], code=["acoustic_kd.report"],
@@ -42,7 +43,7 @@ def stage(args: argparse.Namespace) -> Stage:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import collect_rows, format_table, training_curves, write_results
+    from ..report import collect_rows, format_table, kept_share, training_curves, write_results
     from ..errors import DataError
 
     exp = Path(args.exp)
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         st.finish()
     else:
         table = format_table(rows, args.sets)
+        share = kept_share(rows, args.sets)
+        table += f"\n{share}\n" if share else ""
     print(table, end="")
     print(f"(written to {exp / 'RESULTS.md'})")
     return 0
