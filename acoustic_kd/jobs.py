@@ -9,12 +9,16 @@ Each job's stdout and stderr go to its log file, framed Kaldi-style by a `# comm
 Slurm backend: each job becomes `sbatch --wait --job-name NAME --output LOG --cpus-per-task N
 [slurm_opts] --wrap "THREAD_VARS=N ... CMD"` (see `slurm_command`); `--wait` makes sbatch exit
 with the job's exit code, so the same scheduler loop collects results. sbatch's own messages go to
-`LOG.submit`. The log directory must be on a file system the compute nodes share.
+`LOG.submit` (a job that could not be submitted is explained there). The job runs in the current
+directory with the submitting environment (sbatch's default --export=ALL), so the log directory,
+data and Python environment must be on a file system the compute nodes share. When run_jobs is
+interrupted, the jobs it submitted are cancelled (`scancel`), not left running.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -30,6 +34,7 @@ log = get_logger(__name__)
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ACOUSTIC_KD_THREADS")
 _POLL_S = 0.02
+_SUBMITTED = re.compile(r"Submitted batch job (\d+)")
 
 
 @dataclass
@@ -61,7 +66,8 @@ def slurm_command(job: Job, slurm_opts: str = "", threads: int = 1) -> list[str]
     """The `sbatch --wait ... --wrap CMD` command line that runs `job` on Slurm (not executed here)."""
     env = {**job.env, **thread_env(threads)}
     wrapped = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(job.cmd)
-    return ["sbatch", "--wait", "--job-name", job.name, "--output", str(job.log),
+    # sbatch expands %j, %x, ... in file names; %% is a literal %
+    return ["sbatch", "--wait", "--job-name", job.name, "--output", str(job.log).replace("%", "%%"),
             "--cpus-per-task", str(threads), *shlex.split(slurm_opts), "--wrap", wrapped]
 
 
@@ -96,19 +102,21 @@ def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None
                 rc = proc.poll()
                 if rc is None:
                     continue
-                _finish(jobs[i], fh, rc, time.time() - t0)
+                _finish(jobs[i], fh, rc, time.time() - t0, backend)
                 codes[i] = rc
                 del running[i]
                 bar.update(1)
     finally:
         bar.close()
-        for proc, fh, _ in running.values():  # interrupted: do not leave orphans behind
+        for i, (proc, fh, _) in running.items():  # interrupted: do not leave orphans behind
             proc.kill()
             proc.wait()
             fh.close()
+            if backend == "slurm":  # killing `sbatch --wait` leaves its job queued or running
+                _cancel(jobs[i])
     failed = [(j, c) for j, c in zip(jobs, codes) if c != 0]
     if failed and not allow_failures:
-        lines = "\n  ".join(f"{j.name}: {_status(c)}, see {j.log}" for j, c in failed)
+        lines = "\n  ".join(f"{j.name}: {_status(c)}, see {_logs(j, backend)}" for j, c in failed)
         raise AcousticKDError(f"{len(failed)} of {len(jobs)} job(s) failed:\n  {lines}")
     return [int(c) for c in codes]  # type: ignore[arg-type]
 
@@ -135,9 +143,30 @@ def _status(rc: int) -> str:
     return f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
 
 
-def _finish(job: Job, fh, rc: int, elapsed: float) -> None:
+def _logs(job: Job, backend: str) -> str:
+    return f"{job.log} (sbatch: {job.log}.submit)" if backend == "slurm" else str(job.log)
+
+
+def _cancel(job: Job) -> None:
+    """scancel the Slurm job that `job`'s sbatch reported in LOG.submit (if it got that far)."""
+    try:
+        ids = _SUBMITTED.findall(Path(f"{job.log}.submit").read_text(encoding="utf-8"))
+    except OSError:
+        ids = []
+    if not ids:
+        return
+    try:
+        subprocess.run(["scancel", ids[-1]], stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=30)
+        log.warning("job %s: cancelled Slurm job %s", job.name, ids[-1])
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("job %s: could not cancel Slurm job %s (%s); run `scancel %s`", job.name,
+                    ids[-1], e, ids[-1])
+
+
+def _finish(job: Job, fh, rc: int, elapsed: float, backend: str = "local") -> None:
     fh.write(f"# Accounting: time={elapsed:.1f}\n"
              f"# Ended (code {rc}) at {time.strftime('%c')}, elapsed time {elapsed:.1f} seconds\n")
     fh.close()
     if rc != 0:
-        log.warning("job %s failed (%s); see %s", job.name, _status(rc), job.log)
+        log.warning("job %s failed (%s); see %s", job.name, _status(rc), _logs(job, backend))

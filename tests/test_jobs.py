@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
 
 import pytest
 
+from acoustic_kd import jobs as jobs_module
 from acoustic_kd.errors import AcousticKDError
 from acoustic_kd.jobs import Job, default_threads, run_jobs, slurm_command
 
@@ -83,3 +85,49 @@ def test_bad_arguments(tmp_path):
         run_jobs([Job("x", ["/nonexistent/binary"], tmp_path / "x.log")])
     t = time.time()
     assert run_jobs([]) == [] and time.time() - t < 1
+
+
+def test_slurm_log_path_percent_is_literal(tmp_path):
+    cmd = slurm_command(Job("j", ["true"], tmp_path / "50%x" / "j.log"))
+    assert cmd[cmd.index("--output") + 1] == str(tmp_path / "50%%x" / "j.log")  # not the job name
+
+
+def _fake_slurm(tmp_path, monkeypatch, sbatch: str) -> Path:
+    """sbatch/scancel stand-ins on PATH (unit tests of the runner's side; tests/test_slurm_backend.py
+    runs a real Slurm). scancel appends its arguments to the returned file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scancel.calls"
+    for name, body in (("sbatch", sbatch), ("scancel", f'echo "$@" >> {calls}')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return calls
+
+
+def test_slurm_submit_failure_names_the_submit_log(tmp_path, monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch, 'echo "sbatch: error: invalid partition" >&2; exit 1')
+    with pytest.raises(AcousticKDError) as e:
+        run_jobs([Job("a", ["true"], tmp_path / "a.log")], backend="slurm")
+    assert f"{tmp_path / 'a.log'}.submit" in str(e.value)
+    assert "invalid partition" in (tmp_path / "a.log.submit").read_text()
+
+
+def test_interrupted_slurm_run_cancels_submitted_jobs(tmp_path, monkeypatch):
+    calls = _fake_slurm(tmp_path, monkeypatch, 'echo "Submitted batch job 4242"; exec sleep 60')
+    submit = tmp_path / "a.log.submit"
+
+    class Clock:  # the runner's clock; Ctrl-C arrives once the job is submitted
+        time, strftime = staticmethod(time.time), staticmethod(time.strftime)
+
+        @staticmethod
+        def sleep(s):
+            if "Submitted batch job" in submit.read_text():
+                raise KeyboardInterrupt
+            time.sleep(s)
+
+    monkeypatch.setattr(jobs_module, "time", Clock)
+    t = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs([Job("a", ["sleep", "60"], tmp_path / "a.log")], backend="slurm")
+    assert calls.read_text().split() == ["4242"] and time.time() - t < 30
