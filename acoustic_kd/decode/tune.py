@@ -111,18 +111,22 @@ def _choose(grid: list[dict], axes: dict[str, list[float]], key: str) -> dict:
     return pick_best(inner or ties, key)
 
 
-def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneResult:
-    """Evaluate `evaluate(acwt, penalty) -> dev WER %` (or a dict with 'wer' and optionally 'cer'
-    and counts, all recorded) on the grid, widening it while the best point is on an edge.
-
-    With cfg.transition_scales the grid has a third axis and `evaluate(acwt, penalty, scale)`.
-    """
+def _check_grid(cfg: TuneConfig) -> None:
     if cfg.metric not in ("wer", "cer"):
         raise ConfigError(f"tune metric must be 'wer' or 'cer', got {cfg.metric!r}")
     if not cfg.acwts or not cfg.word_penalties:
         raise ConfigError("empty tuning grid")
     if min(cfg.acwts) <= 0:
         raise ConfigError(f"acoustic scales must be > 0, got {sorted(cfg.acwts)}")
+
+
+def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneResult:
+    """Evaluate `evaluate(acwt, penalty) -> dev WER %` (or a dict with 'wer' and optionally 'cer'
+    and counts, all recorded) on the grid, widening it while the best point is on an edge.
+
+    With cfg.transition_scales the grid has a third axis and `evaluate(acwt, penalty, scale)`.
+    """
+    _check_grid(cfg)
     key = cfg.metric
     scales = sorted(cfg.transition_scales)
     axes = {"acwt": sorted({float(a) for a in cfg.acwts}),
@@ -147,22 +151,13 @@ def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneR
     widened: list[dict] = []
     done: set[tuple[str, int]] = set()        # directions where widening stopped paying
     for step in range(cfg.max_widen + 1):
-        grid = list(points.values())
-        best = _choose(grid, axes, key)
+        best = _choose(list(points.values()), axes, key)
         # every edge an equally good point touches: the optimum may lie beyond it
-        ties = [g for g in grid if g[key] == best[key]]
+        ties = [g for g in points.values() if g[key] == best[key]]
         edges = sorted({e for g in ties for e in _edges(g, axes)} - done)
         if not edges or step == cfg.max_widen:
             break
-        for axis, side in edges:
-            new = _step_out(axes[axis], side, axis)
-            edge = axes[axis][0 if side < 0 else -1]
-            widened.append({"step": step + 1, "axis": axis, "side": "low" if side < 0 else "high",
-                            "edge": edge, "added": new, "best_" + key: best[key]})
-            log.info("tuning: the best dev %s (%.2f%%) is reached at %s %g, the %s edge of the grid; "
-                     "widening it to %g", key.upper(), best[key], axis, edge,
-                     "low" if side < 0 else "high", new)
-            axes[axis] = sorted(axes[axis] + [new])
+        widened += _widen(axes, edges, step + 1, best, key)
         fill()
         for axis, side in edges:
             edge = axes[axis][0 if side < 0 else -1]
@@ -172,6 +167,30 @@ def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneR
     grid = list(points.values())
     best = _choose(grid, axes, key)
     on_edge = _edges(best, axes)
+    _log_choice(best, grid, on_edge, widened, scales, key)
+    return TuneResult(best["acwt"], best["word_penalty"], best["wer"], grid,
+                      best.get("transition_scale"), key, best.get("cer"), not on_edge, widened,
+                      {**axes, **({"transition_scale": scales} if scales else {})})
+
+
+def _widen(axes: dict[str, list[float]], edges, step: int, best: dict, key: str) -> list[dict]:
+    """Add one value beyond each grid edge in `edges` ((axis, side) pairs) to `axes`; returns the
+    records of what was added."""
+    out = []
+    for axis, side in edges:
+        new = _step_out(axes[axis], side, axis)
+        edge = axes[axis][0 if side < 0 else -1]
+        out.append({"step": step, "axis": axis, "side": "low" if side < 0 else "high",
+                    "edge": edge, "added": new, "best_" + key: best[key]})
+        log.info("tuning: the best dev %s (%.2f%%) is reached at %s %g, the %s edge of the grid; "
+                 "widening it to %g", key.upper(), best[key], axis, edge,
+                 "low" if side < 0 else "high", new)
+        axes[axis] = sorted(axes[axis] + [new])
+    return out
+
+
+def _log_choice(best: dict, grid: list[dict], on_edge, widened: list[dict], scales: list[float],
+                key: str) -> None:
     if on_edge:
         log.warning("tuning: the best dev point is still on the grid edge (%s) after %d widening "
                     "step(s); widen the grid (--acwts / --word-penalties) or raise --max-widen",
@@ -183,9 +202,6 @@ def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneR
     if len(scales) > 2 and best.get("transition_scale") in (scales[0], scales[-1]):
         log.info("tuning: the chosen transition scale %g is an end of the ones tried (%s)",
                  best["transition_scale"], " ".join(f"{s:g}" for s in scales))
-    return TuneResult(best["acwt"], best["word_penalty"], best["wer"], grid,
-                      best.get("transition_scale"), key, best.get("cer"), not on_edge, widened,
-                      {**axes, **({"transition_scale": scales} if scales else {})})
 
 
 def format_surface(tune: dict) -> str:

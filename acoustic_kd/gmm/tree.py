@@ -116,26 +116,9 @@ def build_trees(hmm: HmmModel, keys: np.ndarray, n: np.ndarray, s1: np.ndarray, 
 
     def best_split(root: str, idx: int):
         rows = nodes[root][idx]["rows"]
-        phone = root.rsplit("/", 1)[0]
-        if phone in hmm.context_independent or len(rows) < 2:
+        if root.rsplit("/", 1)[0] in hmm.context_independent or len(rows) < 2:
             return None
-        tot_n, tot1, tot2 = n[rows].sum(), s1[rows].sum(0), s2[rows].sum(0)
-        base = gaussian_stats_loglike(tot_n, tot1, tot2, var_floor)
-        best = None
-        for pos, col in ((-1, 0), (1, 2)):
-            ctx = name_of[keys[rows, col]]
-            mask = np.array([[c in q for c in ctx] for q in qsets], dtype=np.float64)  # [Q, r]
-            yn, y1, y2 = mask @ n[rows], matmul(mask, s1[rows]), matmul(mask, s2[rows])
-            ok = (yn >= cfg.min_count) & (tot_n - yn >= cfg.min_count)
-            if not ok.any():
-                continue
-            gain = (gaussian_stats_loglike(yn, y1, y2, var_floor)
-                    + gaussian_stats_loglike(tot_n - yn, tot1 - y1, tot2 - y2, var_floor) - base)
-            gain[~ok] = -np.inf
-            q = int(np.argmax(gain))
-            if best is None or gain[q] > best[0]:
-                best = (float(gain[q]), pos, q, mask[q] > 0)
-        return best
+        return _best_split(rows, keys, n, s1, s2, name_of, qsets, var_floor, cfg)
 
     def push(root: str, idx: int):
         nonlocal tick
@@ -158,7 +141,35 @@ def build_trees(hmm: HmmModel, keys: np.ndarray, n: np.ndarray, s1: np.ndarray, 
         num_leaves += 1
         push(root, len(tree) - 2)
         push(root, len(tree) - 1)
-    # number the leaves root by root (phone order, then state) -> pdf ids
+    return _number_leaves(hmm, nodes, n, s1, s2)
+
+
+def _best_split(rows, keys, n, s1, s2, name_of, qsets, var_floor, cfg: TreeConfig):
+    """The best question on the left or right context for the frames `rows` of one tree node:
+    (gain, position -1|+1, question index, yes-mask over rows), or None if no split has
+    cfg.min_count frames on each side."""
+    tot_n, tot1, tot2 = n[rows].sum(), s1[rows].sum(0), s2[rows].sum(0)
+    base = gaussian_stats_loglike(tot_n, tot1, tot2, var_floor)
+    best = None
+    for pos, col in ((-1, 0), (1, 2)):
+        ctx = name_of[keys[rows, col]]
+        mask = np.array([[c in q for c in ctx] for q in qsets], dtype=np.float64)  # [Q, r]
+        yn, y1, y2 = mask @ n[rows], matmul(mask, s1[rows]), matmul(mask, s2[rows])
+        ok = (yn >= cfg.min_count) & (tot_n - yn >= cfg.min_count)
+        if not ok.any():
+            continue
+        gain = (gaussian_stats_loglike(yn, y1, y2, var_floor)
+                + gaussian_stats_loglike(tot_n - yn, tot1 - y1, tot2 - y2, var_floor) - base)
+        gain[~ok] = -np.inf
+        q = int(np.argmax(gain))
+        if best is None or gain[q] > best[0]:
+            best = (float(gain[q]), pos, q, mask[q] > 0)
+    return best
+
+
+def _number_leaves(hmm: HmmModel, nodes: dict[str, list[dict]], n, s1, s2):
+    """Number the grown trees' leaves root by root (phone order, then state) as pdf ids; returns
+    (triphone HmmModel, leaf counts, leaf sums) as `build_trees`."""
     trees: dict[str, Tree] = {}
     d = s1.shape[1]
     leaf_n, leaf_stats, ls, lf = [], [], [], []
@@ -175,6 +186,6 @@ def build_trees(hmm: HmmModel, keys: np.ndarray, n: np.ndarray, s1: np.ndarray, 
                 ls.append(hmm.log_self[mono_pdf])
                 lf.append(hmm.log_fwd[mono_pdf])
         trees[root] = tree
-    tri = HmmModel(names, hmm.num_states, hmm.context_independent, trees, np.array(ls),
+    tri = HmmModel(hmm.phones, hmm.num_states, hmm.context_independent, trees, np.array(ls),
                    np.array(lf), hmm.silence_phone)
     return tri, np.array(leaf_n), np.stack(leaf_stats)
