@@ -6,8 +6,8 @@
 # them, so a later stage 8 skips them), more seeds of the default recipe, a quarter-size student,
 # the 3 % experiment with and without the other 97 % as untranscribed transfer data, the naive
 # recipe (T = 2, training set only), the top-k store against dense targets, the networks' CMVN mode.
-# Run from recipes/mboshi:  local/kd_study.sh [--steps "bf16 decode seeds quarter pct transfer naive dense cmvn members"]
-steps="bf16 decode seeds quarter pct transfer naive dense cmvn members"
+# Run from recipes/mboshi:  local/kd_study.sh [--steps "bf16 seeds decode dense quarter naive transfer pct cmvn members"]
+steps="bf16 seeds decode dense quarter naive transfer pct cmvn members"
 seeds="1001 1002 1003"
 . ../common/parse_options.sh "$@"
 set -euo pipefail
@@ -28,45 +28,29 @@ if want bf16; then
   log "bf16 teacher against fp32 on dev"
   # shellcheck disable=SC2086
   [ -s exp/ensemble/bf16_teacher_dev.json ] || python3 ../../bench/bf16_teacher.py --members $members \
-    --data data/dev --ali exp/tri2/ali_dev --threads 2 --json exp/ensemble/bf16_teacher_dev.json
+    --data data/dev --ali exp/tri2/ali_dev --threads 2 --json exp/ensemble/bf16_teacher_dev.json \
+    || log "the bf16 check failed (see above); going on"
+fi
+graph() {
+  acoustic-kd mkgraph --lang data/lang --model exp/tri2/final.hmm.json --out exp/tri2/graph \
+    --config conf/mboshi.yaml
+}
+if want seeds; then
+  graph
+  log "default recipe: seeds $seeds (the first is the recipe's own exp/student_kd, exp/student_hard)"
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
+    --recipe-seed "${seeds%% *}" --summary false
 fi
 if want decode; then
   log "graph and the test decodes of the ensemble, member m1, the student and its control"
-  acoustic-kd mkgraph --lang data/lang --model exp/tri2/final.hmm.json --out exp/tri2/graph \
-    --config conf/mboshi.yaml
+  graph
   # shellcheck disable=SC2086
   dec ensemble --tune-on-dev data/dev_tune -- $members
   dec m1 --tune-on-dev data/dev_tune -- exp/members/m1/final.pt
-fi
-if want seeds; then
-  log "default recipe: seeds $seeds (the first is the recipe's own exp/student_kd, exp/student_hard)"
-  ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
-    --recipe-seed "${seeds%% *}"
-fi
-if want quarter; then
-  log "quarter-size student (3 x 150) and its control"
-  ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds_quarter \
-    --student-config conf/student_quarter.yaml --seeds "${seeds%% *}" --summary false
-fi
-if want pct; then
-  log "3 % experiment"
-  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct \
-    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 30 --patience 5" --seeds "$seeds"
-fi
-if want transfer; then
-  log "3 % experiment, the student also sees the other 97 % untranscribed (labelled by the ensemble)"
-  # 3 epochs of 3 % labelled + 97 % transfer frames (≈ 1 epoch of the training set each)
-  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct_transfer \
-    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 3 --patience 0" \
-    --transfer-data data/train --seeds "${seeds%% *}" --summary false
-fi
-if want naive; then
-  log "naive recipe: T = 2, training set only"
-  # shellcheck disable=SC2086
-  acoustic-kd soft-targets --members $members --data data/train --T 2 --out exp/ensemble/soft_T2 \
-    --config conf/student.yaml
-  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_naive \
-    --soft exp/ensemble/soft_T2 --kd-opts "--T 2" --seeds "${seeds%% *}" --summary false
+  if want seeds; then   # the seeds' summary (SEEDS.md) needs the ensemble's decode
+    ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
+      --recipe-seed "${seeds%% *}"
+  fi
 fi
 if want dense; then
   log "top-k against dense soft targets, on the 3 % subset (same frames, seed and schedule)"
@@ -89,6 +73,31 @@ PY
       --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
       --epochs 30 --patience 5 --seed 1001 --out "exp/dense_vs_topk/$store"
   done
+fi
+if want quarter; then
+  log "quarter-size student (3 x 150) and its control"
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds_quarter \
+    --student-config conf/student_quarter.yaml --seeds "${seeds%% *}" --summary false
+fi
+if want naive; then
+  log "naive recipe: T = 2, training set only"
+  # shellcheck disable=SC2086
+  acoustic-kd soft-targets --members $members --data data/train --T 2 --out exp/ensemble/soft_T2 \
+    --config conf/student.yaml
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_naive \
+    --soft exp/ensemble/soft_T2 --kd-opts "--T 2" --seeds "${seeds%% *}" --summary false
+fi
+if want transfer; then
+  log "3 % experiment, the student also sees the other 97 % untranscribed (labelled by the ensemble)"
+  # 3 epochs of 3 % labelled + 97 % transfer frames (≈ 1 epoch of the training set each)
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct_transfer \
+    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 3 --patience 0" \
+    --transfer-data data/train --seeds "${seeds%% *}" --summary false
+fi
+if want pct; then
+  log "3 % experiment"
+  ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct \
+    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 30 --patience 5" --seeds "$seeds"
 fi
 if want cmvn; then
   log "the networks' CMVN mode on dev: member m1's recipe with per-speaker and per-utterance CMVN"
