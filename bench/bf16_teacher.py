@@ -2,7 +2,8 @@
 
 Runs the same ensemble (the members' checkpoints, combined by --rule) over every frame of a data
 dir twice, in float32 and under bfloat16 autocast, and prints the wall time of each, the frame
-accuracy of both against the alignments (if --ali is given), the mean KL(fp32 || bf16) of the
+accuracy of both tempered combinations' argmax against the alignments (if --ali is given; for the
+arithmetic rule this differs from the T = 1 ensemble's), the mean KL(fp32 || bf16) of the
 temperature-T targets, the share of frames whose top-k pdf ids are the same set, and the
 probability mass the top-k keeps (what a top-k store leaves to the uniform remainder).
 Usage: python bench/bf16_teacher.py --members exp/members/m*/final.pt --data data/dev
@@ -25,7 +26,7 @@ from acoustic_kd.nnet.data import FrameDataset
 
 
 def run_teacher(teacher, ds, T: float, batch: int = 4096):
-    """(probs at T [N, P] float32, log-probs at T=1 argmax [N], seconds)."""
+    """(combined probs at T [N, P] float32, their argmax [N], seconds)."""
     probs, argmax = [], []
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -33,7 +34,8 @@ def run_teacher(teacher, ds, T: float, batch: int = 4096):
             x = ds.batch(torch.arange(b, min(ds.num_frames, b + batch)))["x"]
             p = teacher(x, T)
             probs.append(p)
-            argmax.append(p.argmax(dim=1))    # the argmax does not depend on T for either rule
+            argmax.append(p.argmax(dim=1))    # of the tempered combination (the arithmetic mean's
+            #                                   argmax at T differs from its argmax at T = 1)
     return torch.cat(probs), torch.cat(argmax), time.perf_counter() - t0
 
 
