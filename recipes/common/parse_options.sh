@@ -1,12 +1,12 @@
-# Parse `--name value` options into shell variables of the same name (dashes -> underscores).
-# Only variables already defined by the caller are accepted, so typos fail loudly.
+# Parse `--name value` options into shell variables of the same name (dashes -> underscores), for
+# the helper scripts run from a recipe dir (ali_compare.sh, member_sweep.sh, student_seeds.sh; kd.sh
+# and run.sh declare theirs with options.sh). Only variables already defined by the caller are
+# accepted, so typos fail loudly.
 # `--help` prints the caller's header comment (its lines starting with '#', up to the first blank).
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
-      sed -n '2,/^$/p' "$(basename "$0")" | sed 's/^# \{0,1\}//'
-      echo "Shared stages (recipes/common/kd.sh):"
-      sed -n '/^#   1 lang/,/^#  10 report/p' ../common/kd.sh | sed 's/^#//'; exit 0 ;;
+      sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*=*) _po_name="${1%%=*}"; _po_value="${1#*=}"; shift ;;
     --*) _po_name="$1"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
          _po_value="$2"; shift 2 ;;

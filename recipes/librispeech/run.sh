@@ -6,21 +6,19 @@
 # Then the shared distillation stages.
 #
 # Usage: ./run.sh --src DIR [--train-sets "S ..."] [--dev-sets "S ..."] [--test-sets "S ..."]
-#                 [--stage N] [--stop-stage M] [--nj J] [--config conf/librispeech.yaml] [--train-seed S] [--lm FILE]
-#   --src: directory holding the set folders (or LibriSpeech/ as unpacked); required for stages -1, 0
+#                 [options of ../common/kd.sh]
 #   stage -1 (only when asked: --stage -1) downloads and unpacks the missing sets into --src;
-#   --lm FILE: an ARPA LM to decode with (its words must be in the lexicon); default: a trigram
-#              estimated from the training transcripts (Witten-Bell, by the lang stage)
-#   stage 0 prepares data/{train,dev,test}; stages 1-10 are recipes/common/kd.sh's.
+#   stage 0 prepares data/{train,dev,test}; stages 1-10 are ../common/kd.sh's. Without --lm, G is
+#   a trigram estimated from the training transcripts (Witten-Bell, by the lang stage).
 
 cd "$(dirname "$0")"
-stage=0; stop_stage=10; nj=2; members_nj=2; num_members=5; train_seed=1
-src=; train_sets=train-clean-5; dev_sets=dev-clean-2; test_sets=; lm=
-config=conf/librispeech.yaml; student_config=conf/student.yaml; distill_mode=cached
-data=data; exp=exp; speed_perturb=""   # e.g. "0.9 1.1": students train on the training set + copies (kd.sh)
-. ../common/parse_options.sh "$@"
 set -euo pipefail
-recipe_title="librispeech $train_sets (training seed $train_seed)"
+. ../common/options.sh
+opt src "" "the directory holding the set folders (or LibriSpeech/ as unpacked); needed by stages -1 and 0"
+opt train_sets train-clean-5 "training sets (space- or comma-separated)"
+opt dev_sets dev-clean-2 "dev sets"
+opt test_sets "" "test sets; default: carved from the dev sets by speaker"
+recipe_options "$@"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge -1 ]; then
   [ -n "$src" ] || { echo "$0: --src DIR is required (see --help)" >&2; exit 1; }
@@ -52,5 +50,4 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   acoustic-kd prepare librispeech --src "$src" --out "$data" \
     --opt "train_sets=$train_sets" --opt "dev_sets=$dev_sets" "${test_opt[@]}"
 fi
-stage=$(( stage > 1 ? stage : 1 ))
-. ../common/kd.sh
+../common/kd.sh --recipe-title "librispeech $train_sets (training seed $train_seed)" "${kd_args[@]}"
