@@ -50,8 +50,9 @@ def yesno_run(tmp_path_factory):
     stdout = run_recipe("yesno", work, [
         "--src", str(src), "--data", str(work / "data"), "--exp", str(work / "exp"),
         "--num-members", "2", "--config", str(work / "conf.yaml"),
-        "--student-config", str(work / "student.yaml")])
-    return work, stdout
+        "--student-config", str(work / "student.yaml"),
+        "--speed-perturb", ""])   # the students on the training set only (the bounds' run);
+    return work, stdout           # test_speed_perturbed_students runs the default
 
 
 def test_every_stage_learned(yesno_run):

@@ -19,8 +19,8 @@
 #   9 export      exp/export: TorchScript / ONNX / int8; transcribe the test set with int8
 #  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
 #
-# --speed-perturb "0.9 1.1" trains the distilled student and its control on the training set plus
-# speed-perturbed copies of it (data/train_all; the members never see the copies), so the soft
+# --speed-perturb "0.9 1.1" (the default; "" turns it off) trains the distilled student and its
+# control on the training set plus speed-perturbed copies of it (data/train_all; the members never see the copies), so the soft
 # targets cover speech the members have not memorised (recipes/*/RESULTS.md: the kept share of the
 # ensemble's gain rose from 0.19-0.53 to 0.86-1.07). Stage 2 makes the copies and their features,
 # stage 3 aligns them with the finished GMM, stage 5 stores soft targets for all of them.
@@ -57,7 +57,7 @@ opt train_seed 1 "seed of the first member (stage 4); the students' seed is this
 opt lm "" "an ARPA file to use as G (its words must be in the lexicon); default: estimated by stage 1"
 opt gmm_stage tri "the GMM stage whose alignments, tree and HMM the networks use: tri | tri2 (LDA+MLLT)"
 opt tune_dev_every 1 "decode scales are tuned on every N-th dev utterance (data/dev_tune if N > 1)"
-opt speed_perturb "" "speed factors, e.g. \"0.9 1.1\": the students train on the training set + copies at these speeds"
+opt speed_perturb "0.9 1.1" "speed factors: the students train on the training set + copies at these speeds (\"\" = the training set only)"
 opt recipe_title "acoustic_kd results" "the title of exp/RESULTS.md (stage 10)"
 opt lang_args "" "more options of stage 1's acoustic-kd lang"
 opt features_args "" "more options of stage 2's acoustic-kd features (every data set)"

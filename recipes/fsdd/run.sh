@@ -4,7 +4,7 @@
 # indices 0-4 = test; 5-9 = dev; 10-49 = train. Then the shared distillation stages.
 #
 # Usage: ./run.sh [--src DIR] [options of ../common/kd.sh]
-#   e.g. ./run.sh --stage 4 --stop-stage 4 --num-members 10; ./run.sh --speed-perturb "0.9 1.1"
+#   e.g. ./run.sh --stage 4 --stop-stage 4 --num-members 10; ./run.sh --speed-perturb ""
 # Stage 0 prepares data/{train,dev,test}; stages 1-10 are ../common/kd.sh's.
 
 cd "$(dirname "$0")"

@@ -5,7 +5,7 @@
 # LM estimated on the training text only: see RESULTS.md). Then the shared distillation stages.
 #
 # Usage: ./run.sh [--src DIR] [--lexicon FILE] [options of ../common/kd.sh]
-#   e.g. ./run.sh --speed-perturb "0.9 1.1"; ./run.sh --lm my.arpa --stage 1
+#   e.g. ./run.sh --speed-perturb ""; ./run.sh --lm my.arpa --stage 1
 # Stage 0 prepares data/{train,dev,test}; stages 1-10 are ../common/kd.sh's.
 
 cd "$(dirname "$0")"

@@ -6,7 +6,7 @@
 #
 # Usage: ./run.sh [--seed S] [--num-train N --num-dev N --num-test N] [--synth-opts "..."]
 #                 [options of ../common/kd.sh]
-#   e.g. ./run.sh --synth-opts "snr_min_db=10 clean_prob=0.3" --speed-perturb "0.9 1.1"
+#   e.g. ./run.sh --synth-opts "snr_min_db=10 clean_prob=0.3" --speed-perturb ""
 # Stage 0 synthesizes data/{train,dev,test} (with --nj jobs); stages 1-10 are ../common/kd.sh's.
 # Outputs: data/ and exp/ here; the table lands in exp/RESULTS.md.
 

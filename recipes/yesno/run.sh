@@ -3,7 +3,7 @@
 # Files 0_* train (the last 6 held out as dev), 1_* test. Then the shared distillation stages.
 #
 # Usage: ./run.sh [--src DIR] [--lexicon NAME] [options of ../common/kd.sh]
-#   e.g. ./run.sh --stage 4 --stop-stage 4 --num-members 10; ./run.sh --speed-perturb "0.9 1.1"
+#   e.g. ./run.sh --stage 4 --stop-stage 4 --num-members 10; ./run.sh --speed-perturb ""
 # Stage 0 prepares data/{train,dev,test}; stages 1-10 are ../common/kd.sh's.
 
 cd "$(dirname "$0")"
