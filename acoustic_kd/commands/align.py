@@ -1,6 +1,7 @@
 """Train GMM-HMMs (flat-start monophones, then tree-tied triphones) and force-align data sets.
 
-Writes exp/mono, exp/tri and with `--through tri2` exp/tri2 (final.hmm.json, final.gmm.npz,
+Writes exp/mono, exp/tri, with `--through tri2` exp/tri2 (LDA+MLLT) and with `--through tri3`
+exp/tri3 (speaker-adaptive training with per-speaker fMLLR) (final.hmm.json, final.gmm.npz,
 log.jsonl, ali_<set>/ ...).
 Example: acoustic-kd align --data data/train --lang data/lang --exp exp --align-sets data/dev data/test
 Import Kaldi alignments instead: acoustic-kd align --import-kaldi ali.txt --num-pdfs N --out exp/ali_ext
@@ -24,11 +25,13 @@ HELP = "GMM-HMM training and forced alignment (or DNN realignment, or import Kal
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="training data dir (with features)")
     p.add_argument("--lang", help="lang dir from `acoustic-kd lang`")
-    p.add_argument("--exp", help="experiment dir (gets mono/, tri/ and with --through tri2, tri2/)")
+    p.add_argument("--exp", help="experiment dir (gets mono/, tri/ and with --through tri2 / tri3, "
+                   "tri2/ / tri3/)")
     p.add_argument("--align-sets", nargs="*", default=[], help="more data dirs to align (dev, test)")
     p.add_argument("--stage", choices=list(STAGES), help="run only this stage")
     p.add_argument("--through", choices=list(STAGES), default="tri",
-                   help="last GMM stage to train: tri (Δ triphones, default) or tri2 (LDA+MLLT)")
+                   help="last GMM stage to train: tri (Δ triphones, default), tri2 (LDA+MLLT) or "
+                        "tri3 (LDA+MLLT+SAT: per-speaker fMLLR)")
     p.add_argument("--config", help="recipe YAML (section 'align')")
     p.add_argument("--force", action="store_true", help="redo finished stages")
     p.add_argument("--import-kaldi", metavar="FILE", help="Kaldi ali-to-pdf output (ark/scp/text)")

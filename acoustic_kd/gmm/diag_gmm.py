@@ -137,6 +137,10 @@ class DiagGmm:
         tot = np.add.reduceat(np.exp(ll - np.repeat(mx, counts, axis=1)), starts, axis=1)
         return mx + np.log(tot)
 
+    def pdf_components(self, p: int) -> np.ndarray:
+        """Component ids of pdf `p` [m]."""
+        return self._pad[p][self._pad[p] >= 0]
+
     # ------------------------------------------------------------ EM
     def posteriors(self, x: np.ndarray, pdf: np.ndarray
                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -146,7 +150,7 @@ class DiagGmm:
         bounds = np.searchsorted(pdf[order], np.arange(self.num_pdfs + 1))
         for p in np.nonzero(np.diff(bounds))[0]:
             xp = x[order[bounds[p]:bounds[p + 1]]].astype(np.float64)
-            comps = self._pad[p][self._pad[p] >= 0]
+            comps = self.pdf_components(p)
             ll = self.component_loglikes(xp, comps).astype(np.float64)  # [n, m]
             mx = ll.max(1, keepdims=True)
             lse = mx + np.log(np.exp(ll - mx).sum(1, keepdims=True))

@@ -1,6 +1,6 @@
 """The three modes of `acoustic-kd align`, the options each takes, and one run function each.
 
-- GMM training (`--data --lang --exp`): train mono, tri (and tri2) and align the sets
+- GMM training (`--data --lang --exp`): train mono, tri (and tri2, tri3) and align the sets
   (`gmm.run.run_align`);
 - import (`--import-kaldi FILE --num-pdfs N --out DIR`): Kaldi ali-to-pdf output as an alignment
   dir (`ali.import_kaldi_alignments`);

@@ -2,17 +2,19 @@
 
 Stages, each trained from the final alignment of the one before: `exp/mono` (flat-start
 monophones), `exp/tri` (tree-tied triphones on cepstra + deltas) and, when asked for
-(`--through tri2`), `exp/tri2` (triphones on LDA+MLLT-transformed spliced cepstra, a new tree).
-Layout of each:
+(`--through tri2`), `exp/tri2` (triphones on LDA+MLLT-transformed spliced cepstra, a new tree)
+and (`--through tri3`) `exp/tri3` (speaker-adaptive training: tri2's features through per-speaker
+fMLLR transforms, a new tree; gmm/sat.py). Layout of each:
 
 - `final.hmm.json`  HmmModel (phones, topology, trees, per-pdf transitions)
 - `final.gmm.npz`   DiagGmm (means, vars, log_weights, comp_pdf, num_pdfs)
-- `final.mat.npy`   (tri2 only) the LDA+MLLT transform [dim, C(2k+1) + 1] of the spliced cepstra
+- `final.mat.npy`   (tri2, tri3) the LDA+MLLT transform [dim, C(2k+1) + 1] of the spliced cepstra
 - `log.jsonl`       one record per EM iteration (avg log-likelihood per frame, Gaussians, ...)
 - `summary.json`    pdfs, Gaussians, failed counts, alignment speed, final log-likelihood
 - `info.json`       resolved config, command line, versions, git revision
 - `ali_<set>/`      alignment dirs (ali.py format: ali.scp/ark, num_pdfs, priors.txt, failed.txt)
-                    plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name
+                    plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name;
+                    for tri3 also `trans.npz`, the set's fMLLR transform per speaker (fmllr.py)
 - `final.states.npz` the final graph-state paths the next stage starts from, so a run killed
                     between stages resumes to the same result
 - `.done`           marker with the stage signature (acoustic_kd.stage): a re-run skips a stage
@@ -39,7 +41,10 @@ from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted
 from .align import AlignResult, align, compile_graphs
 from .diag_gmm import DiagGmm
 from .feats import gmm_features
+from .fmllr import load_transforms
 from .lda_mllt import transform_features
+from .sat import (FMLLR_FILE, align_sat, read_utt2spk, save_sat_alignment, train_sat,
+                  transform_set)
 from .train import AlignConfig, train_lda_mllt, train_mono, train_tri
 
 log = get_logger(__name__)
@@ -168,7 +173,7 @@ def _load_states(path: Path, graphs: dict) -> AlignResult | None:
 _CODE = ["acoustic_kd.gmm.run", "acoustic_kd.gmm.train", "acoustic_kd.gmm.align",
          "acoustic_kd.gmm.diag_gmm", "acoustic_kd.gmm.tree", "acoustic_kd.gmm.feats",
          "acoustic_kd.gmm.flatstart", "acoustic_kd.gmm.lda_mllt", "acoustic_kd.gmm.graph",
-         "acoustic_kd.hmm"]
+         "acoustic_kd.gmm.fmllr", "acoustic_kd.gmm.sat", "acoustic_kd.hmm"]
 _MODEL_FILES = ("final.hmm.json", "final.gmm.npz")
 
 
@@ -178,29 +183,48 @@ def gmm_stage(d: Path, cfg: AlignConfig, data_dir: Path, lang_dir, after: Path |
     inputs = [*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir)]
     if after is not None:
         inputs += [after / n for n in (*_MODEL_FILES, STATES_FILE)]
+        if d.name in SI_STAGE:
+            inputs.append(after / TRANSFORM_FILE)
     return Stage(d.name, d, {"align": vars(cfg)}, inputs=inputs, code=_CODE, outputs=[d], marker="")
 
 
 def ali_stage(d: Path, data_dir: Path, lang_dir, cfg: AlignConfig) -> Stage:
     """The contract of aligning another data set with a finished stage `d`'s model."""
     ali_dir = d / f"ali_{data_dir.name}"
-    return Stage("align", ali_dir, {"align": vars(cfg)},
-                 inputs=[*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir),
-                         *(d / n for n in _MODEL_FILES)], code=_CODE, outputs=[ali_dir], marker="")
+    inputs = [*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir), *(d / n for n in _MODEL_FILES)]
+    if d.name in SI_STAGE:   # the speaker-independent first pass and the features' transform
+        inputs += [*(d.parent / SI_STAGE[d.name] / n for n in _MODEL_FILES), d / TRANSFORM_FILE]
+    return Stage("align", ali_dir, {"align": vars(cfg)}, inputs=inputs, code=_CODE,
+                 outputs=[ali_dir], marker="")
 
 
 def _stage_dir_ok(d: Path) -> bool:
     return is_done(d) and (d / "final.hmm.json").exists() and (d / "final.gmm.npz").exists()
 
 
-STAGES = ("mono", "tri", "tri2")      # each trains on the alignment of the one before
-TRANSFORM_FILE = "final.mat.npy"      # tri2: the LDA+MLLT transform of the spliced cepstra
+STAGES = ("mono", "tri", "tri2", "tri3")   # each trains on the alignment of the one before
+TRANSFORM_FILE = "final.mat.npy"      # tri2, tri3: the LDA+MLLT transform of the spliced cepstra
+SI_STAGE = {"tri3": "tri2"}           # speaker-adaptive stage -> its speaker-independent stage
 
 
 def stage_features(d: Path, data_dir, cfg: AlignConfig | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The GMM features of a data dir as the (finished or running) stage `d` was trained on:
-    cepstra + deltas, or for an LDA+MLLT stage the spliced cepstra through its transform."""
+    cepstra + deltas, for an LDA+MLLT stage the spliced cepstra through its transform, and for a
+    SAT stage those through the set's fMLLR transforms (made when the stage aligned the set)."""
+    if d.name not in SI_STAGE:
+        return si_features(d, data_dir, cfg)
+    path = d / f"ali_{Path(data_dir).name}" / FMLLR_FILE
+    if not path.exists():
+        raise DataError(path, "no fMLLR transforms for this data set",
+                        f"align it first: acoustic-kd align --through {d.name} --align-sets {data_dir}")
+    feats, texts = si_features(d, data_dir, cfg)
+    return transform_set(feats, read_utt2spk(data_dir), load_transforms(path)), texts
+
+
+def si_features(d: Path, data_dir, cfg: AlignConfig | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """`stage_features` without speaker adaptation (a SAT stage's speaker-independent features)."""
     fe = front_end(d, cfg)
     if not (d / TRANSFORM_FILE).exists():
         return load_set(data_dir, **fe)
@@ -236,8 +260,9 @@ def _previous_states(prev_dir: Path, lang: Lang, feats, texts, cfg: AlignConfig)
 
 def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align_sets=(),
               stage: str | None = None, force: bool = False, through: str = "tri") -> dict:
-    """Train the GMM stages mono, tri (Δ triphones) and, with through="tri2", tri2 (LDA+MLLT),
-    each from the alignment of the one before, on `data_dir`; align it and `align_sets`.
+    """Train the GMM stages mono, tri (Δ triphones) and, with through="tri2" / "tri3", tri2
+    (LDA+MLLT) / tri3 (+ SAT), each from the alignment of the one before, on `data_dir`; align it
+    and `align_sets`.
 
     stage: None = every stage up to `through`; a name = that stage only (the one before must be
     finished). A stage whose `.done` signature matches (config, data, lang, the stage before it,
@@ -251,7 +276,6 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     lang = load_lang(lang_dir)
     feats, texts = load_set(data_dir, **front_end(cfg=cfg))
-    set_name = data_dir.name
     extra = [Path(s) for s in align_sets]
     out: dict = {}
     prev_res = None
@@ -265,61 +289,97 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
         if not st.begin(force):
             prev_res = None
             continue
+        in_feats = feats
         if prev_dir is not None:
             _check_front_end(prev_dir, cfg)
+            if name in SI_STAGE:   # trained on the features of the stage before
+                in_feats = si_features(prev_dir, data_dir, cfg)[0]
             if prev_res is None:  # resuming: the earlier stage's final state alignment
-                prev_res = _previous_states(prev_dir, lang, feats, texts, cfg)
+                prev_res = _previous_states(prev_dir, lang, in_feats, texts, cfg)
         d.mkdir(parents=True, exist_ok=True)
         (d / TRANSFORM_FILE).unlink(missing_ok=True)
         write_exp_info(d, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
         (d / "log.jsonl").unlink(missing_ok=True)
         t0 = time.time()
-        stage_feats = feats
-        if name == "mono":
-            hmm, gmm, res, hist = train_mono(feats, texts, lang, cfg, d / "log.jsonl")
-        elif name == "tri":
-            mono = HmmModel.load(prev_dir / "final.hmm.json")
-            hmm, gmm, res, hist = train_tri(feats, lang, mono, prev_res, cfg, d / "log.jsonl")
-        else:
-            ceps, _ = load_set(data_dir, **{**front_end(cfg=cfg), "delta_order": 0})
-            mono = HmmModel.load(exp_dir / "mono" / "final.hmm.json")
-            tri = HmmModel.load(prev_dir / "final.hmm.json")
-            hmm, gmm, res, hist, mat = train_lda_mllt(ceps, lang, mono, tri, prev_res, cfg,
-                                                      d / "log.jsonl")
-            with atomic_path(d / TRANSFORM_FILE) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, mat)
-            stage_feats = transform_features(ceps, mat, cfg.lda_context)
-        out[name] = _finish(d, hmm, gmm, res, hist, stage_feats, set_name, time.time() - t0)
+        hmm, gmm, res, hist, stage_feats, sat = _train(name, d, prev_dir, data_dir, lang, in_feats,
+                                                       texts, prev_res, cfg)
+        out[name] = _finish(d, hmm, gmm, res, hist, stage_feats, data_dir, time.time() - t0, sat)
         st.finish({"num_pdfs": hmm.num_pdfs})
         prev_res = res
     for name in todo:
         d = exp_dir / name
         if _stage_dir_ok(d):
-            out[name] = _align_extra(d, lang, lang_dir, [s for s in extra if s.name != set_name], cfg)
+            out[name] = _align_extra(d, lang, lang_dir, [s for s in extra if s.name != data_dir.name],
+                                     cfg)
     return out
+
+
+def _train(name: str, d: Path, prev_dir: Path | None, data_dir: Path, lang: Lang, feats, texts,
+           prev_res: AlignResult | None, cfg: AlignConfig) -> tuple:
+    """Train stage `name` into `d` on `feats` (for tri3: tri2's features) from `prev_res` ->
+    (model, GMM, final alignment, log records, the stage's training features, SAT extras or None)."""
+    log_path = d / "log.jsonl"
+    if name == "mono":
+        return (*train_mono(feats, texts, lang, cfg, log_path), feats, None)
+    mono = HmmModel.load(d.parent / "mono" / "final.hmm.json")
+    if name == "tri":
+        return (*train_tri(feats, lang, mono, prev_res, cfg, log_path), feats, None)
+    prev_hmm = HmmModel.load(prev_dir / "final.hmm.json")
+    if name == "tri2":
+        ceps, _ = load_set(data_dir, **{**front_end(cfg=cfg), "delta_order": 0})
+        hmm, gmm, res, hist, mat = train_lda_mllt(ceps, lang, mono, prev_hmm, prev_res, cfg, log_path)
+        _save_npy(d / TRANSFORM_FILE, mat)
+        return hmm, gmm, res, hist, transform_features(ceps, mat, cfg.lda_context), None
+    context = json.loads((prev_dir / "info.json").read_text())["config"]["align"].get("lda_context")
+    if context not in (None, cfg.lda_context):
+        raise ConfigError(f"{prev_dir} spliced +-{context} frames (now lda_context={cfg.lda_context})"
+                          f"; train {name} with the options {prev_dir.name} was trained with")
+    utt2spk = read_utt2spk(data_dir)
+    hmm, gmm, res, hist, trans, reports = train_sat(
+        feats, utt2spk, lang, mono, prev_hmm, DiagGmm.load(prev_dir / "final.gmm.npz"), prev_res,
+        cfg, log_path)
+    _save_npy(d / TRANSFORM_FILE, np.load(prev_dir / TRANSFORM_FILE))
+    sat = {"trans": trans, "utt2spk": utt2spk, "fmllr": reports}
+    return hmm, gmm, res, hist, transform_set(feats, utt2spk, trans), sat
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
 
 
 def _align_extra(d: Path, lang: Lang, lang_dir, extra: list[Path], cfg: AlignConfig) -> dict:
     """Align each set of `extra` whose alignment by a finished stage `d` is missing or out of date
     (its own stage contract) with the stage's final model, e.g. a speed-perturbed copy of the
-    training set; updates summary.json and returns it."""
+    training set; updates summary.json and returns it. A SAT stage first aligns the set with its
+    speaker-independent stage and estimates the speakers' fMLLR transforms from that."""
     summary_path = d / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     todo = [(s, st) for s in extra for st in [ali_stage(d, s, lang_dir, cfg)] if st.begin()]
     if todo:
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
         for s, st in todo:
-            f, t = stage_features(d, s, cfg)
-            _, summary[f"ali_{s.name}"] = align_set(hmm, gmm, lang, f, t, cfg, d / f"ali_{s.name}",
-                                                    label=f"{d.name} {s.name}")
+            ali_dir, label = d / f"ali_{s.name}", f"{d.name} {s.name}"
+            if d.name not in SI_STAGE:
+                f, t = stage_features(d, s, cfg)
+                _, summary[ali_dir.name] = align_set(hmm, gmm, lang, f, t, cfg, ali_dir, label=label)
+            else:
+                si_dir = d.parent / SI_STAGE[d.name]
+                si, t = si_features(d, s, cfg)
+                u2s = read_utt2spk(s)
+                trans, rep, f = align_sat(HmmModel.load(si_dir / "final.hmm.json"),
+                                          DiagGmm.load(si_dir / "final.gmm.npz"), hmm, gmm, lang,
+                                          si, t, u2s, cfg, label)
+                res, _ = align_set(hmm, gmm, lang, f, t, cfg, ali_dir, label=label)
+                summary[ali_dir.name] = save_sat_alignment(ali_dir, res, trans, u2s, rep)
             st.finish()
         atomic_write_json(summary_path, summary)
     return summary
 
 
 def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], feats,
-            set_name: str, train_s: float) -> dict:
+            data_dir: Path, train_s: float, sat: dict | None = None) -> dict:
     """Save a trained stage: model files, training-set alignment and summary (the caller's stage
     contract writes the marker; other sets are aligned afterwards by `_align_extra`)."""
     hmm.save(d / "final.hmm.json")
@@ -327,6 +387,12 @@ def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[d
     _save_states(d / STATES_FILE, res)
     summary = {"num_pdfs": hmm.num_pdfs, "num_gauss": gmm.num_gauss, "train_seconds": round(train_s, 1),
                "loglike_per_iter": [round(h["avg_loglike"], 4) for h in hist]}
-    summary[f"ali_{set_name}"] = write_result(res, hmm, feats, d / f"ali_{set_name}")
+    ali_dir = d / f"ali_{data_dir.name}"
+    summary[ali_dir.name] = write_result(res, hmm, feats, ali_dir)
+    if sat is not None:
+        summary["loglike_with_logdet_per_iter"] = [round(h["avg_loglike"] + h["avg_logdet"], 4)
+                                                   for h in hist]
+        summary[ali_dir.name] = save_sat_alignment(ali_dir, res, sat["trans"], sat["utt2spk"],
+                                                    sat["fmllr"])
     atomic_write_json(d / "summary.json", summary)
     return summary

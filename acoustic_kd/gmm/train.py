@@ -70,6 +70,24 @@ class AlignConfig:
     tri2_iters: int = field(default=35, metadata={"help": "tri2 EM iterations"})
     tri2_realign_iters: list[int] = field(default_factory=lambda: [10, 20, 30],
                                           metadata={"help": "tri2 realignment iterations"})
+    tri3_leaves: int = field(default=0, metadata={
+        "help": "tied states of the speaker-adaptive (fMLLR) stage (tri3; `align --through tri3`); "
+                "0 = tri2_leaves"})
+    tri3_gauss: int = field(default=0, metadata={"help": "total Gaussians of tri3; 0 = tri2_gauss"})
+    tri3_iters: int = field(default=35, metadata={"help": "tri3 EM iterations"})
+    tri3_realign_iters: list[int] = field(default_factory=lambda: [10, 20, 30],
+                                          metadata={"help": "tri3 realignment iterations"})
+    fmllr_iters: list[int] = field(default_factory=lambda: [2, 4, 6, 12], metadata={
+        "help": "tri3 iterations that re-estimate the per-speaker fMLLR transforms"})
+    fmllr_em_iters: int = field(default=2, metadata={
+        "help": "fMLLR estimation: times the Gaussian posteriors are recomputed under the current "
+                "transform, each followed by row-by-row updates"})
+    fmllr_passes: int = field(default=10, metadata={
+        "help": "fMLLR estimation: row-by-row sweeps over the statistics per posterior pass"})
+    fmllr_min_frames: float = field(default=500.0, metadata={
+        "help": "speakers with fewer (weighted) frames keep the identity transform"})
+    fmllr_silence_weight: float = field(default=0.0, metadata={
+        "help": "weight of silence frames in fMLLR estimation (0 = left out)"})
     lda_context: int = field(default=3, metadata={
         "help": "frames spliced on each side of the cepstra before LDA (tri2)"})
     lda_dim: int = field(default=40, metadata={"help": "LDA output dimension (tri2)"})
@@ -252,6 +270,16 @@ def train_tri(feats: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, mono_
     """Tree-tied word-internal triphones from the state alignment of an earlier stage (`mono_res`:
     monophones, or the Δ triphones for the LDA+MLLT stage) on `feats`; `mono` gives the phone set
     and topology. `hook`: see `viterbi_em`."""
+    tri, gmm, data, res = init_tri(feats, mono, mono_res, cfg)
+    res, hist = viterbi_em(tri, gmm, data, res, cfg, cfg.tri_iters, cfg.tri_realign_iters,
+                           cfg.tri_gauss, stage, log_path, hook=hook)
+    return tri, gmm, res, hist
+
+
+def init_tri(feats: Mapping[str, np.ndarray], mono: HmmModel, mono_res: AlignResult,
+             cfg: AlignConfig) -> tuple[HmmModel, DiagGmm, _Data, AlignResult]:
+    """A new tree (`cfg.tri_leaves`) and one Gaussian per leaf from the contexts and frames of the
+    state alignment `mono_res` -> (model, GMM, training data, the alignment re-targeted to it)."""
     data = _Data(feats, sorted(mono_res.graphs))
     infos = {u: mono_res.graphs[u].info[s] for u, s in mono_res.states.items()}
     us = [u for u in data.utts if u in infos]
@@ -264,16 +292,14 @@ def train_tri(feats: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, mono_
                                       TreeConfig(cfg.tri_leaves, cfg.tree_min_count, cfg.tree_min_gain))
     gmm = DiagGmm.from_stats(leaf_n, leaf_s[:, 0], leaf_s[:, 1], floor, mean, var)
     log.info("triphones: %d tied states from %d seen contexts", tri.num_pdfs, len(keys))
-    graphs = {u: _retarget(tri, g) for u, g in mono_res.graphs.items()}
+    graphs = {u: retarget_graph(tri, g) for u, g in mono_res.graphs.items()}
     res = AlignResult(graphs=graphs, states=dict(mono_res.states), failed=dict(mono_res.failed))
-    res, hist = viterbi_em(tri, gmm, data, res, cfg, cfg.tri_iters, cfg.tri_realign_iters,
-                           cfg.tri_gauss, stage, log_path, hook=hook)
-    return tri, gmm, res, hist
+    return tri, gmm, data, res
 
 
-def _retarget(tri: HmmModel, g: UttGraph) -> UttGraph:
-    """The same graph with triphone pdfs: graph structure and state order do not depend on the
-    model, only each state's pdf does (looked up from its stored context)."""
+def retarget_graph(tri: HmmModel, g: UttGraph) -> UttGraph:
+    """The same graph with another model's pdfs: graph structure and state order do not depend on
+    the model, only each state's pdf does (looked up from its stored context)."""
     names = tri.phones
     pdf = np.array([tri.pdf(names[lc] if lc else BOUNDARY, names[p], names[rc] if rc else BOUNDARY,
                             int(s)) for lc, p, rc, s in g.info], dtype=np.int64)
