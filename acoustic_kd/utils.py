@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -192,3 +193,46 @@ def set_num_threads(n: int | None) -> None:
         torch.set_num_threads(n)
     except ImportError:
         pass
+
+
+_BF16_WARNED: set = set()
+
+
+def native_bf16(device_type: str = "cpu") -> bool:
+    """Whether bfloat16 matrix work is native on this device (else autocast emulates it, slowly).
+
+    CUDA: `torch.cuda.is_bf16_supported()`. CPU: the `avx512_bf16` / `amx_bf16` flags (x86) or `bf16`
+    (Arm) of /proc/cpuinfo; where that file cannot be read, assumed native. Without them bf16
+    autocast runs ~25x slower than fp32 (measured on an AVX2-only CPU: 2.4 s vs 0.09 s per
+    512-frame step of a 3x512 MLP). `ACOUSTIC_KD_BF16=on|off` overrides the check.
+    """
+    forced = os.environ.get("ACOUSTIC_KD_BF16", "auto").lower()
+    if forced in ("on", "off"):
+        return forced == "on"
+    return _native_bf16(device_type)
+
+
+@functools.lru_cache(maxsize=None)
+def _native_bf16(device_type: str) -> bool:
+    if device_type == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return True
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_bf16(requested: bool, device_type: str = "cpu", what: str = "training") -> bool:
+    """`requested` unless the device lacks native bf16: then fp32, with one warning per `what`."""
+    if not requested or native_bf16(device_type):
+        return bool(requested)
+    if what not in _BF16_WARNED:
+        _BF16_WARNED.add(what)
+        get_logger("utils").warning(
+            "%s: bf16 was asked for, but this %s has no native bfloat16 (no avx512_bf16 / amx_bf16 "
+            "flag): running fp32, which is much faster here (set ACOUSTIC_KD_BF16=on to force bf16)",
+            what, device_type.upper())
+    return False

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..utils import resolve_bf16
 from .combine import check_rule, combine, combine_logits
 
 Context = tuple[int, int]
@@ -84,7 +85,8 @@ class TeacherEnsemble(nn.Module):
     @torch.no_grad()
     def member_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x [B, W, D] (window = self.context) -> K logits [B, P] (float32)."""
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16,
+                            enabled=resolve_bf16(self.bf16, x.device.type, "teacher")):
             return [m(crop_window(x, self.context, c)).float()
                     for m, c in zip(self.members, self.member_contexts)]
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..config import to_dict
 from ..errors import ConfigError
-from ..utils import get_logger, is_done, mark_done, set_num_threads
+from ..utils import get_logger, is_done, mark_done, resolve_bf16, set_num_threads
 from .checkpoint import checkpoint_dict, read_checkpoint, unwrap, write_checkpoint_dict
 from .distributed import Dist, setup_distributed
 from .infer import frame_metrics
@@ -66,7 +66,8 @@ class TrainConfig:
     seed: int = field(default=1, metadata={"help": "seed of initialisation, dropout and data order"})
     data_seed: int | None = field(default=None, metadata={
         "help": "separate seed of the frame order (default: seed)"})
-    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (CPU or GPU)"})
+    bf16: bool = field(default=False, metadata={
+        "help": "bfloat16 autocast (CPU or GPU) where the device has it natively, else fp32 with a warning"})
     grad_clip: float = field(default=0.0, metadata={"help": "max gradient norm (0 = off)"})
     save_every_steps: int = field(default=0, metadata={
         "help": "also checkpoint mid-epoch every N steps (latest.pt; 0 = epoch ends only)"})
@@ -232,6 +233,7 @@ def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hoo
     run.net.train()
     t0, frames0 = time.time(), st.acc[2]
     steps = train_ds.num_batches(cfg.batch_size)
+    bf16 = resolve_bf16(cfg.bf16, d.device.type)
     bar = tqdm(total=steps, initial=st.step_in_epoch, disable=None if run.is_main else True,
                desc=f"epoch {epoch + 1}", leave=False)
     for batch in train_ds.iter_batches(cfg.batch_size, shuffle=True, seed=data_seed, epoch=epoch,
@@ -241,7 +243,7 @@ def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hoo
             batch = augment(batch)
         lr = run.opt.param_groups[0]["lr"]
         n_local = len(batch["idx"])
-        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, logits = (objective(run.net, batch) if n_local else _empty_step(run.net, batch))
         y = batch["y"]
         lv = float(loss.detach()) * n_local
@@ -274,7 +276,7 @@ def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hoo
             "train_loss": loss_sum / max(frames, 1), "train_acc": correct / max(frames, 1),
             "lr": cfg.lr * lr_factor(cfg, max(st.global_step - 1, 0), run.total_steps,
                                      st.plateau_scale),
-            "frames_per_s": (frames - frames0) / max(time.time() - t0, 1e-9)}
+            "frames_per_s": (frames - frames0) / max(time.time() - t0, 1e-9), "bf16": bf16}
 
 
 def evaluate(run: _Run, dev_ds, rec: dict) -> float:
