@@ -198,22 +198,15 @@ def set_num_threads(n: int | None) -> None:
 _BF16_WARNED: set = set()
 
 
+@functools.lru_cache(maxsize=None)
 def native_bf16(device_type: str = "cpu") -> bool:
     """Whether bfloat16 matrix work is native on this device (else autocast emulates it, slowly).
 
     CUDA: `torch.cuda.is_bf16_supported()`. CPU: the `avx512_bf16` / `amx_bf16` flags (x86) or `bf16`
     (Arm) of /proc/cpuinfo; where that file cannot be read, assumed native. Without them bf16
-    autocast runs ~25x slower than fp32 (measured on an AVX2-only CPU: 2.4 s vs 0.09 s per
-    512-frame step of a 3x512 MLP). `ACOUSTIC_KD_BF16=on|off` overrides the check.
+    autocast trains a 3x512 member at 0.06 of its fp32 speed (bench/bench_train.py on an AVX2-only
+    CPU: 661 vs 11446 frames/s).
     """
-    forced = os.environ.get("ACOUSTIC_KD_BF16", "auto").lower()
-    if forced in ("on", "off"):
-        return forced == "on"
-    return _native_bf16(device_type)
-
-
-@functools.lru_cache(maxsize=None)
-def _native_bf16(device_type: str) -> bool:
     if device_type == "cuda":
         import torch
 
@@ -226,7 +219,11 @@ def _native_bf16(device_type: str) -> bool:
 
 
 def resolve_bf16(requested: bool, device_type: str = "cpu", what: str = "training") -> bool:
-    """`requested` unless the device lacks native bf16: then fp32, with one warning per `what`."""
+    """`requested` unless the device lacks native bf16: then fp32, with one warning per `what`.
+    `ACOUSTIC_KD_BF16=on|off` overrides the check (on: bf16 wherever requested; off: never)."""
+    forced = os.environ.get("ACOUSTIC_KD_BF16", "auto").lower()
+    if forced in ("on", "off"):
+        return bool(requested) and forced == "on"
     if not requested or native_bf16(device_type):
         return bool(requested)
     if what not in _BF16_WARNED:

@@ -8,6 +8,8 @@ shared machine's other load does not distort it) and also by wall clock (best st
 Writes bench/results/train.json.
 
 Usage: python bench/bench_train.py [--frames 60000] [--threads N] [--num-pdfs 512]
+On a CPU without native bf16 the trainer runs its bf16 runs in fp32 (`utils.resolve_bf16`):
+`ACOUSTIC_KD_BF16=on` measures the emulated bf16 instead.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from acoustic_kd.nnet import FrameDataset, ModelConfig, TrainConfig, build_model, train
 from acoustic_kd.nnet.data import make_synthetic
 from acoustic_kd.nnet.models import count_params, macs_per_frame
-from acoustic_kd.utils import get_logger
+from acoustic_kd.utils import get_logger, native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train.json"
 
@@ -106,7 +108,8 @@ def measure(member: ModelConfig, tcfg: TrainConfig, ds: FrameDataset, num_pdfs: 
     def speedup(name: str, key: str) -> float:
         return runs[f"{name}_bf16"][key] / runs[f"{name}_fp32"][key]
 
-    res = {"threads": torch.get_num_threads(), "fp32_matmul_peak": peak,
+    res = {"threads": torch.get_num_threads(), "bf16_native": native_bf16("cpu"),
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "fp32_matmul_peak": peak,
            "bf16_matmul_peak": peak_bf16, "num_pdfs": num_pdfs, "runs": runs,
            "bf16_speedup": {n: {"per_cpu_s": speedup(n, "train_flops_per_cpu_s"),
                                 "wall": speedup(n, "frames_per_s")}
@@ -118,7 +121,8 @@ def report(res: dict) -> None:
     """Print one thread setting's results."""
     peak, peak_bf16 = res["fp32_matmul_peak"], res["bf16_matmul_peak"]
     print(f"fp32 matmul peak {peak['wall'] / 1e9:.1f} GFLOP/s wall, {peak['per_cpu_s'] / 1e9:.1f} "
-          f"GFLOP per CPU-s; bf16 {peak_bf16['wall'] / 1e9:.1f} GFLOP/s ({res['threads']} threads)")
+          f"GFLOP per CPU-s; bf16 {peak_bf16['wall'] / 1e9:.1f} GFLOP/s ({res['threads']} threads; "
+          f"{res['cpu_capability']}, native bf16: {res['bf16_native']})")
     for name, r in res["runs"].items():
         print(f"{name:<22} {r['params']:>8} params {r['frames_per_s']:>8.0f} frames/s "
               f"{r['train_flops_per_cpu_s'] / 1e9:6.1f} GFLOP/CPU-s = {r['fraction_of_fp32_peak']:.2f}"
