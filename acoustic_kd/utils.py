@@ -229,7 +229,7 @@ def resolve_bf16(requested: bool, device_type: str = "cpu", what: str = "trainin
     if what not in _BF16_WARNED:
         _BF16_WARNED.add(what)
         get_logger("utils").warning(
-            "%s: bf16 was asked for, but this %s has no native bfloat16 (no avx512_bf16 / amx_bf16 "
-            "flag): running fp32, which is much faster here (set ACOUSTIC_KD_BF16=on to force bf16)",
+            "%s: bf16 was asked for, but this %s has no native bfloat16 (see utils.native_bf16): "
+            "running fp32, which is much faster here (set ACOUSTIC_KD_BF16=on to force bf16)",
             what, device_type.upper())
     return False
