@@ -5,10 +5,12 @@
 # study resumes): the bf16 teacher check, the test decodes of the recipe's systems (as stage 8 makes
 # them, so a later stage 8 skips them), more seeds of the default recipe, a quarter-size student,
 # the 3 % experiment with and without the other 97 % as untranscribed transfer data, the naive
-# recipe (T = 2, training set only), the top-k store against dense targets, the networks' CMVN mode.
-# Run from recipes/mboshi:  local/kd_study.sh [--steps "bf16 seeds decode dense quarter naive transfer pct cmvn members"]
-steps="bf16 seeds decode dense quarter naive transfer pct cmvn members"
+# recipe (T = 2, training set only), the top-k store against dense targets, the networks' CMVN mode;
+# first (epochs), the student's length on dev: the recipe's student (conf/student.yaml) against 3 epochs.
+# Run from recipes/mboshi:  local/kd_study.sh [--steps "epochs bf16 seeds decode dense quarter naive transfer pct cmvn members"]
+steps="epochs bf16 seeds decode dense quarter naive transfer pct cmvn members"
 seeds="1001 1002 1003"
+threads=""   # --threads N: every training of the study uses N torch threads (e.g. 1 beside another job)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 members=$(echo exp/members/m{1,2,3,4,5}/final.pt)
@@ -16,6 +18,7 @@ seeds_opts=(--gmm-stage tri2 --tune-dev data/dev_tune --config conf/mboshi.yaml 
 train_opts=(--train-data data/train --train-ali exp/tri2/ali_train)
 all_opts=(--train-data data/train_all --train-ali exp/tri2/ali_train_all --soft exp/ensemble/soft_all)
 frac="--train-fraction 0.03 --fraction-seed 1"
+thr=""; [ -n "$threads" ] && thr="--num-threads $threads"
 log() { echo "$(date '+%F %T') kd_study: $*"; }
 want() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
 dec() {  # dec <system> <decode options> -- <checkpoint>...: the test decode of kd.sh's stage 8
@@ -24,6 +27,13 @@ dec() {  # dec <system> <decode options> -- <checkpoint>...: the test decode of 
   acoustic-kd decode --graph exp/tri2/graph --data data/test "${models[@]}" --config conf/mboshi.yaml \
     --ali exp/tri2/ali_test --out "exp/decode/${name}_test" "${opts[@]}"
 }
+if want epochs; then
+  log "the distilled student with 3 epochs, against the recipe's (exp/student_kd), on dev"
+  acoustic-kd distill --soft exp/ensemble/soft_all --train-data data/train_all \
+    --train-ali exp/tri2/ali_train_all --dev-data data/dev --dev-ali exp/tri2/ali_dev \
+    --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
+    --epochs 3 --seed 1001 --out exp/epochs/student_kd_ep3 $thr
+fi
 if want bf16; then
   log "bf16 teacher against fp32 on dev"
   # shellcheck disable=SC2086
@@ -39,7 +49,7 @@ if want seeds; then
   graph
   log "default recipe: seeds $seeds (the first is the recipe's own exp/student_kd, exp/student_hard)"
   ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
-    --recipe-seed "${seeds%% *}" --summary false
+    --recipe-seed "${seeds%% *}" --summary false --common-opts "$thr"
 fi
 if want decode; then
   log "the test decode of the ensemble"
@@ -48,7 +58,7 @@ if want decode; then
   dec ensemble --tune-on-dev data/dev_tune -- $members
   if want seeds; then   # the seeds' summary (SEEDS.md) needs the ensemble's decode
     ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
-      --recipe-seed "${seeds%% *}"
+      --recipe-seed "${seeds%% *}" --common-opts "$thr"
   fi
 fi
 if want dense; then
@@ -70,13 +80,13 @@ PY
     acoustic-kd distill --soft "exp/ensemble/$store" --train-data data/train_3pct \
       --train-ali exp/tri2/ali_train --dev-data data/dev --dev-ali exp/tri2/ali_dev \
       --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
-      --epochs 30 --patience 5 --seed 1001 --out "exp/dense_vs_topk/$store"
+      --epochs 30 --patience 5 --seed 1001 --out "exp/dense_vs_topk/$store" $thr
   done
 fi
 if want quarter; then
   log "quarter-size student (3 x 150) and its control"
   ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds_quarter \
-    --student-config conf/student_quarter.yaml --seeds "${seeds%% *}" --summary false
+    --student-config conf/student_quarter.yaml --seeds "${seeds%% *}" --summary false --common-opts "$thr"
 fi
 if want naive; then
   log "naive recipe: T = 2, training set only"
@@ -84,19 +94,19 @@ if want naive; then
   acoustic-kd soft-targets --members $members --data data/train --T 2 --out exp/ensemble/soft_T2 \
     --config conf/student.yaml
   ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_naive \
-    --soft exp/ensemble/soft_T2 --kd-opts "--T 2" --seeds "${seeds%% *}" --summary false
+    --soft exp/ensemble/soft_T2 --kd-opts "--T 2" --seeds "${seeds%% *}" --summary false --common-opts "$thr"
 fi
 if want transfer; then
   log "3 % experiment, the student also sees the other 97 % untranscribed (labelled by the ensemble)"
   # 3 epochs of 3 % labelled + 97 % transfer frames (≈ 1 epoch of the training set each)
   ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct_transfer \
-    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 3 --patience 0" \
+    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 3 --patience 0 $thr" \
     --transfer-data data/train --seeds "${seeds%% *}" --summary false
 fi
 if want pct; then
   log "3 % experiment"
   ../common/student_seeds.sh "${seeds_opts[@]}" "${train_opts[@]}" --name seeds_3pct \
-    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 30 --patience 5" --seeds "$seeds"
+    --soft exp/ensemble/soft_all --common-opts "$frac --epochs 30 --patience 5 $thr" --seeds "$seeds"
 fi
 if want cmvn; then
   log "the networks' CMVN mode on dev: member m1's recipe with per-speaker and per-utterance CMVN"
