@@ -29,8 +29,8 @@ dec() {  # dec <system> <decode options> -- <checkpoint>...: the test decode of 
 }
 if want epochs; then
   log "the distilled student with 3 epochs, against the recipe's (exp/student_kd), on dev"
-  acoustic-kd distill --soft exp/ensemble/soft_all --train-data data/train_all \
-    --train-ali exp/tri2/ali_train_all --dev-data data/dev --dev-ali exp/tri2/ali_dev \
+  # shellcheck disable=SC2086
+  acoustic-kd distill "${all_opts[@]}" --dev-data data/dev --dev-ali exp/tri2/ali_dev \
     --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
     --epochs 3 --seed 1001 --out exp/epochs/student_kd_ep3 $thr
 fi
@@ -109,9 +109,9 @@ if want pct; then
     --soft exp/ensemble/soft_all --common-opts "$frac --epochs 30 --patience 5 $thr" --seeds "$seeds"
 fi
 if want cmvn; then
-  log "the networks' CMVN mode on dev: member m1's recipe with per-speaker and per-utterance CMVN"
+  log "the networks' CMVN mode on dev: member m1's recipe (per-utterance CMVN) with global and per-speaker CMVN"
   ../common/member_sweep.sh --config conf/mboshi.yaml --ali exp/tri2 --name exp/cmvn_sweep \
-    --variants "speaker:--cmvn speaker|utterance:--cmvn utterance"
+    --variants "global:--cmvn global|speaker:--cmvn speaker"
 fi
 if want members; then
   log "test decodes of the members (m2-m5 with m1's dev-tuned scales)"
