@@ -89,6 +89,20 @@ def test_fp32_exports_equal_checkpoint_on_speech(random_export, speech):
     assert worst["int8"] < 0.5 and min(agree) > 0.8, (worst, agree)
 
 
+def test_chunked_scores_equal_whole_forward(random_export):
+    """Chunks forwarded with the model's context frames at their edges (±4/3 frames, random
+    weights, speech) give the whole-utterance scores, up to float32 rounding: a missing or
+    shifted context frame changes them far beyond the tolerance."""
+    out, _, stats, raw = random_export
+    for fmt in ("onnx", "torchscript"):
+        em = load_exported(out, fmt)
+        for feats in raw.values():
+            feats = apply_cmvn(feats, stats, norm_vars=True)
+            for chunk in (1, 5, 37):
+                np.testing.assert_allclose(np.concatenate(list(em.chunk_scores(feats, chunk))),
+                                           em.scores(feats), rtol=1e-5, atol=1e-5)
+
+
 def test_resampled_input_matches_training_resampling(random_export, speech):
     out, _, stats, _ = random_export
     em = load_exported(out, "onnx")

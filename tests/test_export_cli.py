@@ -135,12 +135,17 @@ def test_transcribe_nbest_with_confidences(exported, tmp_path, capsys):
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_chunked_forward_and_search_equal_whole_utterance(exported, fmt):
     """Long audio is forwarded and searched in chunks (each with the context frames the network
-    needs at its edges): scores bit-identical to one whole-utterance forward, the same hypothesis."""
+    needs at its edges): scores equal to one whole-utterance forward up to float32 rounding (the
+    GEMM kernel a CPU picks can depend on the row count, so bits may differ), the same hypothesis.
+    (The tone model looks at its centre frame only: test_export.py checks the chunks' context.)"""
     model = load_exported(exported / "export", fmt)
     x, truth = tone_audio(["HIGH", "LOW"] * 12, seed=3)
     feats = model.features(x, SR)
     whole = model.scores(feats)
     for chunk in (7, 50, len(feats) - 1, len(feats) + 10):
-        assert np.array_equal(np.concatenate(list(model.chunk_scores(feats, chunk))), whole)
-        assert model.decode_features(feats, chunk).to_dict() == model.decoder.decode(whole).to_dict()
+        np.testing.assert_allclose(np.concatenate(list(model.chunk_scores(feats, chunk))), whole,
+                                   rtol=1e-5, atol=1e-5)
+        hyp, ref = model.decode_features(feats, chunk).to_dict(), model.decoder.decode(whole).to_dict()
+        assert hyp.pop("cost") == pytest.approx(ref.pop("cost"), rel=1e-6)
+        assert hyp == ref   # words, times, finality
     assert model.decode_features(feats, 50).words == [w for w, _, _ in truth]
