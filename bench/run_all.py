@@ -27,6 +27,7 @@ BENCHES = {
     "features": ("bench_features.py", []),
     "soft_targets": ("bench_soft_targets.py", []),
     "train": ("bench_train.py", []),
+    "optim": ("bench_optim.py", []),
     "decode": ("bench_decode.py", []),
     "graph": ("bench_graph.py", []),
     "deploy": ("bench_deploy.py", []),
@@ -94,6 +95,13 @@ def _h_train(d: dict) -> tuple[str, str]:
                      f"{runs['student_quarter_fp32']['fraction_of_fp32_peak']:.2f} of fp32 matmul peak, "
                      f"bf16 x{r['bf16_speedup']['member']['per_cpu_s']:.2f}")
     return "; ".join(parts), ""
+
+
+def _h_optim(d: dict) -> tuple[str, str]:
+    fb, st = d["forward_backward_ms"], d["adamw_step_ms"]
+    return (f"{d['num_pdfs']} pdfs: AdamW step / forward+backward per tensor {st['per_tensor'] / fb:.2f}, "
+            f"foreach {st['foreach'] / fb:.2f}, fused {st['fused'] / fb:.2f}; step x"
+            f"{(fb + st['per_tensor']) / (fb + st['fused']):.2f} fused vs per tensor"), ""
 
 
 def _h_decode(d: dict) -> tuple[str, str]:
@@ -209,8 +217,8 @@ DETAILS = {"soft_targets": _d_soft_targets, "train": _d_train, "deploy": _d_depl
 
 
 HEADLINES = {"features": _h_features, "soft_targets": _h_soft_targets, "train": _h_train,
-             "decode": _h_decode, "graph": _h_graph, "deploy": _h_deploy, "memory": _h_memory,
-             "scaling": _h_scaling}
+             "optim": _h_optim, "decode": _h_decode, "graph": _h_graph, "deploy": _h_deploy,
+             "memory": _h_memory, "scaling": _h_scaling}
 
 
 def _headline(name: str, data: dict) -> tuple[str, str]:

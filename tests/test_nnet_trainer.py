@@ -158,3 +158,24 @@ def test_bf16_falls_back_to_fp32_without_native_support(task, tmp_path, monkeypa
     monkeypatch.setattr(utils, "native_bf16", lambda device_type: False)
     res = train(_model(), task[0], task[1], _cfg(epochs=1, bf16=True), tmp_path)
     assert res["history"][0]["bf16"] is False
+
+
+def test_fused_adamw_takes_the_per_tensor_steps():
+    """make_optimizer's fused AdamW (with its weight decay) follows torch's per-tensor AdamW."""
+    from acoustic_kd.nnet.trainer import make_optimizer
+
+    cfg = _cfg(lr=1e-2, weight_decay=0.1)
+    a, b = _model(3), _model(3)
+    opt_a = make_optimizer(a.parameters(), cfg)
+    opt_b = torch.optim.AdamW(b.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    assert opt_a.defaults["fused"] and not opt_b.defaults["fused"]
+    x, y = torch.randn(32, sum(CTX) + 1, 8), torch.randint(0, 6, (32,))
+    for _ in range(5):
+        for m, o in ((a, opt_a), (b, opt_b)):
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+    moved = [float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), _model(3).parameters())]
+    assert min(moved) > 1e-3                          # the steps did change every tensor
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -160,8 +160,15 @@ class _Run:
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW runs fused (one kernel over all parameters) where the parameters allow it: for a 3x512
+    member at 2500 pdfs its step takes 2.9 ms against 16.5 ms per tensor, beside a 27 ms forward +
+    backward (bench/bench_optim.py, bench/RESULTS.md)."""
+    params = list(params)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                                     for p in params)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 fused=fused or None)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
