@@ -124,6 +124,27 @@ def read_train_log(path: Path) -> list[dict]:
     return out
 
 
+def plot_curves(curves: dict[str, list[dict]], path: Path, title: str = "training curves") -> Path:
+    """PNG of dev frame accuracy per epoch, one line per model ({name: epoch records})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, recs in curves.items():
+        pts = [(r["epoch"], r["dev_acc"]) for r in recs if "epoch" in r and r.get("dev_acc") is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev frame accuracy")
+    ax.set_title(title)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot_all(rows: list[SystemRow], curves: dict[str, list[dict]], sets: list[str], out_dir: Path) -> list[Path]:
     """PNG plots: training curves, frame accuracy vs parameters, WER per system."""
     import matplotlib
@@ -132,19 +153,7 @@ def plot_all(rows: list[SystemRow], curves: dict[str, list[dict]], sets: list[st
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, recs in curves.items():
-        pts = [(r["epoch"], r["dev_acc"]) for r in recs if "epoch" in r and r.get("dev_acc") is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker=".", label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev frame accuracy")
-    ax.set_title("training curves")
-    if ax.lines:
-        ax.legend(fontsize=7)
-    written.append(_save(fig, out_dir / "training_curves.png"))
+    written = [plot_curves(curves, out_dir / "training_curves.png")]
 
     test = sets[-1]
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -7,9 +7,11 @@
 # the 3 % experiment with and without the other 97 % as untranscribed transfer data, the naive
 # recipe (T = 2, training set only), the top-k store against dense targets, the networks' CMVN mode;
 # first (epochs), the student's length on dev: the recipe's student (conf/student.yaml) against 3 epochs.
-# Run from recipes/mboshi:  local/kd_study.sh [--steps "epochs bf16 seeds decode dense quarter naive transfer pct cmvn members"]
-steps="epochs bf16 seeds decode dense quarter naive transfer pct cmvn members"
+# Last (curves), a plot of dev frame accuracy per epoch of the members and every student trained.
+# Run from recipes/mboshi:  local/kd_study.sh [--steps "epochs bf16 seeds decode dense quarter naive transfer pct cmvn members curves"]
+steps="epochs bf16 seeds decode dense quarter naive transfer pct cmvn members curves"
 seeds="1001 1002 1003"
+recipe_seed=1001   # the seed of the recipe's own exp/student_kd, exp/student_hard (stages 6-7)
 threads=""   # --threads N: every training of the study uses N torch threads (e.g. 1 beside another job)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
@@ -47,9 +49,9 @@ graph() {
 }
 if want seeds; then
   graph
-  log "default recipe: seeds $seeds (the first is the recipe's own exp/student_kd, exp/student_hard)"
+  log "default recipe: seeds $seeds (seed $recipe_seed is the recipe's own exp/student_kd, exp/student_hard)"
   ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
-    --recipe-seed "${seeds%% *}" --summary false --common-opts "$thr"
+    --recipe-seed "$recipe_seed" --summary false --common-opts "$thr"
 fi
 if want decode; then
   log "the test decode of the ensemble"
@@ -58,7 +60,7 @@ if want decode; then
   dec ensemble --tune-on-dev data/dev_tune -- $members
   if want seeds; then   # the seeds' summary (SEEDS.md) needs the ensemble's decode
     ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
-      --recipe-seed "${seeds%% *}" --common-opts "$thr"
+      --recipe-seed "$recipe_seed" --common-opts "$thr"
   fi
 fi
 if want dense; then
@@ -117,5 +119,22 @@ if want members; then
   log "test decodes of the members (m2-m5 with m1's dev-tuned scales)"
   dec m1 --tune-on-dev data/dev_tune -- exp/members/m1/final.pt
   for i in 2 3 4 5; do dec "m$i" --tuned exp/decode/m1_test/tune.json -- "exp/members/m$i/final.pt"; done
+fi
+if want curves; then
+  log "dev frame accuracy per epoch: exp/plots/dev_curves.png"
+  python3 - <<'PY'
+from pathlib import Path
+from acoustic_kd.report import plot_curves, read_train_log
+dirs = {f"member m{i}": Path(f"exp/members/m{i}") for i in range(1, 6)}
+dirs.update({"student (seed 1001)": Path("exp/student_kd"), "control (seed 1001)": Path("exp/student_hard")})
+for d in sorted(Path("exp/seeds").glob("s*")):
+    dirs.update({f"student (seed {d.name[1:]})": d / "student_kd",
+                 f"control (seed {d.name[1:]})": d / "student_hard"})
+curves = {n: [r for r in read_train_log(d / "train_log.jsonl") if r.get("type") == "epoch"]
+          for n, d in dirs.items()}
+curves = {n: c for n, c in curves.items() if c}
+print(plot_curves(curves, Path("exp/plots/dev_curves.png"), "Mboshi dev frame accuracy per epoch"),
+      "-", ", ".join(curves))
+PY
 fi
 log "done"
