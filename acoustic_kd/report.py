@@ -124,8 +124,11 @@ def read_train_log(path: Path) -> list[dict]:
     return out
 
 
-def plot_curves(curves: dict[str, list[dict]], path: Path, title: str = "training curves") -> Path:
-    """PNG of dev frame accuracy per epoch, one line per model ({name: epoch records})."""
+def plot_curves(curves: dict[str, list[dict]], path: Path, title: str = "training curves",
+                styles: dict[str, dict] | None = None, levels: dict[str, float] | None = None) -> Path:
+    """PNG of dev frame accuracy per epoch, one line per model ({name: epoch records});
+    styles: {name: matplotlib line options} (e.g. one colour per kind of model); levels: {name: dev
+    accuracy} drawn as horizontal dotted lines (e.g. the ensemble's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,7 +139,9 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str = "trainin
     for name, recs in curves.items():
         pts = [(r["epoch"], r["dev_acc"]) for r in recs if "epoch" in r and r.get("dev_acc") is not None]
         if pts:
-            ax.plot(*zip(*pts), marker=".", label=name)
+            ax.plot(*zip(*pts), **{"marker": ".", **(styles or {}).get(name, {})}, label=name)
+    for i, (name, acc) in enumerate((levels or {}).items()):
+        ax.axhline(acc, color=f"C{2 + i}", ls=":", label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("dev frame accuracy")
     ax.set_title(title)

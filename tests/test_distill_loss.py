@@ -64,21 +64,60 @@ def test_mask_and_unlabelled_frames():
     assert kd_loss(z2, p, y, 2.0, 0.3, mask).item() == pytest.approx(full.item(), abs=1e-6)
 
 
+def test_topk_remainder_as_one_class():
+    """tail="rest": the KL over the k stored classes plus one merged remainder class."""
+    torch.manual_seed(0)
+    T, k = 3.0, 4
+    p = torch.softmax(torch.randn(6, 12) * 2, -1)
+    z = torch.randn(6, 12) * 3
+    idx, pk = topk_targets(p, k)
+    q = torch.softmax(z / T, -1)
+    qk = q.gather(-1, idx.long())
+    r, qr = 1 - pk.sum(-1), 1 - qk.sum(-1)
+    ref = ((pk * (pk / qk).log()).sum(-1) + r * (r / qr).log()).mean()
+    assert soft_kl(z, (idx, pk), T, tail="rest").item() == pytest.approx(ref.item(), abs=1e-5)
+    # a student with the teacher's top-k probabilities and the right remainder mass, whatever the
+    # shape of its tail, has KL 0 (the uniform tail would charge it for the shape)
+    zs = torch.log(p) * T
+    zs_tail = zs.clone().scatter(-1, idx.long(), float("inf"))   # the non-top-k entries
+    shuffled = zs.clone()
+    for i in range(6):                                            # permute the tail classes
+        tail_ix = torch.nonzero(zs_tail[i] != float("inf")).flatten()
+        shuffled[i, tail_ix] = zs[i, tail_ix[torch.randperm(len(tail_ix))]]
+    assert soft_kl(shuffled, (idx, pk), T, tail="rest").item() == pytest.approx(0, abs=1e-5)
+    assert soft_kl(shuffled, (idx, pk), T, tail="uniform").item() > 1e-3
+    # its gradient leaves the student's tail shape alone: d/dz_c ∝ q_c within the tail
+    zg = z.clone().requires_grad_(True)
+    (T * T * soft_kl(zg, (idx, pk), T, tail="rest")).backward()
+    g = zg.grad.scatter(-1, idx.long(), 0.0)
+    ratio = g / q.scatter(-1, idx.long(), 1.0)
+    tail_mask = torch.ones_like(q, dtype=torch.bool).scatter(-1, idx.long(), False)
+    for i in range(6):
+        vals = ratio[i][tail_mask[i]]
+        assert torch.allclose(vals, vals[0].expand_as(vals), rtol=1e-4, atol=1e-6)
+    # k = P: the dense loss; a bad name is an error
+    assert soft_kl(z, topk_targets(p, 12), T, tail="rest").item() == pytest.approx(
+        soft_kl(z, p, T).item(), abs=1e-5)
+    with pytest.raises(ValueError, match="tail"):
+        soft_kl(z, (idx, pk), T, tail="flat")
+
+
 def test_topk_remainder_spread_uniformly():
     p = torch.tensor([[0.5, 0.3, 0.1, 0.1]])        # the tail really is uniform: top-2 is exact
     z = torch.randn(1, 4)
     t = topk_targets(p, 2)
-    assert soft_kl(z, t, 2.0).item() == pytest.approx(soft_kl(z, p, 2.0).item(), abs=1e-6)
+    assert soft_kl(z, t, 2.0, tail="uniform").item() == pytest.approx(soft_kl(z, p, 2.0).item(),
+                                                                      abs=1e-6)
     assert torch.allclose(densify(*t, num_pdfs=4), p)
     # a non-uniform tail: top-k equals the dense loss on the uniform-tail distribution
     p = torch.softmax(torch.randn(6, 9) * 2, -1)
     z = torch.randn(6, 9)
     t = topk_targets(p, 3)
-    assert soft_kl(z, t, 1.5).item() == pytest.approx(soft_kl(z, densify(*t, 9), 1.5).item(),
-                                                      abs=1e-5)
+    assert soft_kl(z, t, 1.5, tail="uniform").item() == pytest.approx(
+        soft_kl(z, densify(*t, 9), 1.5).item(), abs=1e-5)
     # k = P is the dense loss
     t = topk_targets(p, 9)
-    assert soft_kl(z, t, 1.5).item() == pytest.approx(soft_kl(z, p, 1.5).item(), abs=1e-5)
+    assert soft_kl(z, t, 1.5, tail="uniform").item() == pytest.approx(soft_kl(z, p, 1.5).item(), abs=1e-5)
 
 
 def test_bad_arguments():

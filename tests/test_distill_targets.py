@@ -75,7 +75,8 @@ def test_store_round_trip_dense_equality_and_resume(tmp_path):
     cfg = SoftTargetConfig(T=2.0, k=3, shard_frames=17, batch_size=8)
     meta = compute_soft_targets(teacher, ds, cfg, tmp_path / "soft", members=["a.pt", "b.pt"],
                                 transfer_set="data/x")
-    assert meta["bytes_per_frame"] == 3 * 6 and meta["dense_bytes_per_frame"] == 4 * P
+    assert meta["bytes_per_frame"] == 3 * 4 and meta["dense_bytes_per_frame"] == 4 * P
+    assert np.load(tmp_path / "soft" / "shard-00000.idx.npy").dtype == np.uint16   # 16-bit ids
     st = SoftTargetStore(tmp_path / "soft")
     st.check_frames(ds.utts, ds.offsets)
     idx = torch.tensor([0, 16, 17, ds.num_frames - 1, 5])
@@ -91,11 +92,11 @@ def test_store_round_trip_dense_equality_and_resume(tmp_path):
     assert dense["ratio"] == 1.0
     pd = SoftTargetStore(tmp_path / "dense").lookup(idx)
     assert torch.allclose(pd, want, atol=1e-6)
-    # top-k that would be no smaller than dense (6·k >= 4·P) is stored dense, exactly
-    for k, is_dense in ((P, True), (5, True), (4, False)):        # P = 7: 42, 30 >= 28 > 24 bytes
+    # top-k that would be no smaller than dense (4·k >= 4·P) is stored dense, exactly
+    for k, is_dense in ((P + 2, True), (P, True), (P - 1, False)):   # P = 7: 36, 28 >= 28 > 24 bytes
         m = compute_soft_targets(teacher, ds, SoftTargetConfig(T=2.0, k=k, shard_frames=17),
                                  tmp_path / f"k{k}")
-        assert m["dense"] == is_dense and m["bytes_per_frame"] == (4 * P if is_dense else 6 * k)
+        assert m["dense"] == is_dense and m["bytes_per_frame"] == (4 * P if is_dense else 4 * k)
         got = SoftTargetStore(tmp_path / f"k{k}").lookup(idx)
         if is_dense:
             assert m["k"] == P and torch.allclose(got, want, atol=1e-6)
@@ -128,8 +129,10 @@ def test_store_rejects_other_frames(tmp_path):
 
 def test_storage_formula():
     s = storage_bytes_per_frame(20, 1000)
-    assert s["bytes_per_frame"] == 120 and s["ratio"] == pytest.approx(0.03)
-    assert storage_bytes_per_frame(13, 1000)["ratio"] < 0.02
+    assert s["bytes_per_frame"] == 80 and s["ratio"] == pytest.approx(0.02)
+    assert storage_bytes_per_frame(50, 2500)["ratio"] == pytest.approx(0.02)   # Mboshi's store
+    big = storage_bytes_per_frame(20, 70000)          # beyond 16-bit ids: int32
+    assert big["bytes_per_frame"] == 120
 
 
 def test_store_frame_map_for_a_subset_of_utterances(tmp_path):

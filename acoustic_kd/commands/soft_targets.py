@@ -2,8 +2,8 @@
 
 The transfer set is any data dir with features (labelled or not). Members are combined by the
 arithmetic mean of their tempered probabilities or the normalised geometric mean (softmax of the
-mean logits / T); the k largest probabilities per frame are stored as int32 ids + float16 probs
-(k·6 bytes per frame vs 4·P dense), in resumable shards, with metadata (T, k, rule, members).
+mean logits / T); the k largest probabilities per frame are stored as uint16 ids + float16 probs
+(k·4 bytes per frame vs 4·P dense), in resumable shards, with metadata (T, k, rule, members).
 
 Example:  acoustic-kd soft-targets --members exp/members/m*/final.pt --data data/train \\
               --T 2 --k 20 --rule arithmetic --out exp/ensemble/soft

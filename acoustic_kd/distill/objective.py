@@ -17,7 +17,7 @@ from torch import nn
 
 from ..ensemble.runner import Context, TeacherEnsemble, crop_window
 from ..errors import ConfigError
-from .loss import hard_ce, soft_kl
+from .loss import check_tail, hard_ce, soft_kl
 from .store import SoftTargetStore
 
 
@@ -61,12 +61,14 @@ class KDObjective:
 
     schedule: α/T schedule; steps_per_epoch: optimiser steps per epoch (for progress);
     window: the context of the batch windows; student_context: the student's crop of them;
-    frame_map: int64 [N_train] store frame id of each training frame (cached mode; None = identity).
+    frame_map: int64 [N_train] store frame id of each training frame (cached mode; None = identity);
+    tail: how a top-k store's remainder mass is matched (`loss.soft_kl`).
     """
 
     def __init__(self, schedule: Schedule, steps_per_epoch: int, window: Context,
                  student_context: Context, teacher: TeacherEnsemble | None = None,
-                 store: SoftTargetStore | None = None, frame_map: torch.Tensor | None = None):
+                 store: SoftTargetStore | None = None, frame_map: torch.Tensor | None = None,
+                 tail: str = "uniform"):
         if teacher is not None and store is not None:
             raise ConfigError("give either an online teacher or a soft-target store, not both")
         if not schedule.hard_only and teacher is None and store is None:
@@ -77,6 +79,7 @@ class KDObjective:
         self.schedule, self.steps_per_epoch = schedule, max(1, int(steps_per_epoch))
         self.window, self.student_context = tuple(window), tuple(student_context)
         self.teacher, self.store, self.frame_map = teacher, store, frame_map
+        self.tail = check_tail(tail)
         self.step = 0
 
     # the trainer calls this after every optimiser step
@@ -124,6 +127,7 @@ class KDObjective:
                 ce = lam * hard_ce(logits, y) + (1 - lam) * hard_ce(logits, y[perm])
             loss = loss + alpha * ce
         if alpha < 1:
-            kl = sum(w * soft_kl(logits, t, T) for w, t in self.teacher_targets(batch, T, perm))
+            kl = sum(w * soft_kl(logits, t, T, tail=self.tail)
+                     for w, t in self.teacher_targets(batch, T, perm))
             loss = loss + (1 - alpha) * T * T * kl
         return loss, logits

@@ -33,8 +33,8 @@ class SoftTargetConfig:
     T: float = field(default=5.0, metadata={
         "help": "temperature applied to every member's logits (5: see acoustic_kd.distill)"})
     k: int = field(default=20, metadata={
-        "help": "probabilities kept per frame (top-k; the remainder is spread uniformly in the loss; "
-                "dense is stored instead when it is no larger, i.e. 4·P <= 6·k)"})
+        "help": "probabilities kept per frame (top-k; the loss matches the remainder as distill.tail; "
+                "dense is stored instead when it is no larger, i.e. P <= k)"})
     rule: str = field(default="arithmetic", metadata={"help": "arithmetic | geometric combination"})
     dense: bool = field(default=False, metadata={"help": "store the full float32 distribution"})
     shard_frames: int = field(default=200_000, metadata={"help": "frames per shard file"})
@@ -63,11 +63,12 @@ def compute_soft_targets(teacher: TeacherEnsemble, dataset, cfg: SoftTargetConfi
         raise ConfigError(f"transfer set window {tuple(dataset.context)} != teacher window "
                           f"{tuple(teacher.context)}; build the dataset with the teacher's context")
     P = teacher.num_pdfs
-    # top-k costs k·(4+2) bytes a frame, dense 4·P: with few pdfs dense is smaller (and exact)
-    dense = cfg.dense or storage_bytes_per_frame(cfg.k, P)["ratio"] >= 1.0
+    # top-k costs k·(2+2) bytes a frame, dense 4·P: with few pdfs dense is smaller (and exact)
+    size = storage_bytes_per_frame(cfg.k, P)
+    dense = cfg.dense or size["ratio"] >= 1.0
     if dense and not cfg.dense:
         log.info("%d pdfs: dense targets (%d B/frame) are no larger than top-%d (%d B); storing dense",
-                 P, 4 * P, cfg.k, 6 * min(cfg.k, P))
+                 P, 4 * P, cfg.k, size["bytes_per_frame"])
     k = P if dense else min(cfg.k, P)
     settings = {"T": cfg.T, "k": k, "rule": cfg.rule, "dense": dense,
                 "shard_frames": cfg.shard_frames, "members": [str(m) for m in members],
@@ -77,7 +78,7 @@ def compute_soft_targets(teacher: TeacherEnsemble, dataset, cfg: SoftTargetConfi
         SoftTargetWriter(out_dir, settings)  # raises ConfigError if made with other settings
         log.info("%s: soft targets already done (use --force to recompute)", out_dir)
         return json.loads((out_dir / "meta.json").read_text())
-    writer = SoftTargetWriter(out_dir, settings, force=force)
+    writer = SoftTargetWriter(out_dir, settings, force=force, num_pdfs=P)
     n = int(dataset.num_frames)
     n_shards = (n + cfg.shard_frames - 1) // cfg.shard_frames
     t0 = time.time()

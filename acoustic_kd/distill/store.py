@@ -4,7 +4,8 @@ Directory layout (`exp/ensemble/soft/`):
   meta.json                T, k, rule, dense, num_pdfs, num_frames, shard_frames, members (checkpoint
                            paths), transfer_set, context, utts + offsets (FrameDataset global order),
                            bytes per frame (stored vs dense float32)
-  shard-00000.idx.npy      int32   [n, k]   pdf ids of the k most probable classes (top-k only)
+  shard-00000.idx.npy      uint16  [n, k]   pdf ids of the k most probable classes (top-k only;
+                                            int32 beyond 65536 pdfs; older stores: int32)
   shard-00000.prob.npy     float16 [n, k]   their probabilities at temperature T (top-k), or
                            float32 [n, P]   the full distribution (dense, for checks)
   .shard-00000.done        shard complete (a killed run resumes at the first missing shard)
@@ -23,7 +24,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..utils import atomic_path, atomic_write_json, is_done, mark_done
-from .targets import storage_bytes_per_frame
+from .targets import id_dtype, storage_bytes_per_frame
 
 
 def shard_name(i: int) -> str:
@@ -33,8 +34,10 @@ def shard_name(i: int) -> str:
 class SoftTargetWriter:
     """Write shards for frames in order; resumable (`done(i)`), atomic per shard."""
 
-    def __init__(self, out_dir: str | Path, settings: dict, force: bool = False):
+    def __init__(self, out_dir: str | Path, settings: dict, force: bool = False,
+                 num_pdfs: int = 65536):
         self.out = Path(out_dir)
+        self.id_dtype = id_dtype(num_pdfs)
         self.out.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         cfg_path = self.out / ".config.json"
@@ -55,12 +58,13 @@ class SoftTargetWriter:
         return is_done(self.out, shard_name(i))
 
     def write(self, i: int, probs_or_idx: np.ndarray, probs: np.ndarray | None = None) -> None:
-        """Shard i: (idx int32 [n, k], probs [n, k]) for top-k, or (probs [n, P], None) for dense."""
+        """Shard i: (idx [n, k], probs [n, k]) for top-k, or (probs [n, P], None) for dense; the ids
+        are stored as `targets.id_dtype(num_pdfs)`."""
         name = shard_name(i)
         if probs is None:
             arrays = {"prob": np.asarray(probs_or_idx, dtype=np.float32)}
         else:
-            arrays = {"idx": np.asarray(probs_or_idx, dtype=np.int32),
+            arrays = {"idx": np.asarray(probs_or_idx).astype(self.id_dtype),
                       "prob": np.asarray(probs, dtype=np.float16)}
         for kind, arr in arrays.items():
             with atomic_path(self.out / f"{name}.{kind}.npy") as tmp:

@@ -25,6 +25,7 @@ from ..nnet.data import FrameDataset, epoch_permutation, split_for_rank
 from ..nnet.trainer import TrainConfig, train
 from ..utils import atomic_write_json, get_logger, is_done
 from ..nnet.augment import AugmentConfig, Augmenter
+from .loss import TAILS
 from .objective import KDObjective, Schedule
 from .store import SoftTargetStore
 
@@ -53,6 +54,9 @@ class DistillConfig:
     anneal_epochs: float = field(default=0.0, metadata={
         "help": "epochs of cosine annealing alpha -> alpha_final (0 = switch at once)"})
     rule: str = field(default="arithmetic", metadata={"help": "arithmetic | geometric (online)"})
+    tail: str = field(default="uniform", metadata={
+        "help": "a top-k store's remainder mass: rest (one merged class) | uniform (spread over "
+                "the classes not stored); see acoustic_kd.distill.loss"})
     teacher: str = field(default="cached", metadata={
         "help": "cached (soft-target store) | online (members run on every augmented batch)"})
     teacher_bf16: bool = field(default=False, metadata={
@@ -65,6 +69,8 @@ class DistillConfig:
 
     def __post_init__(self):
         check_rule(self.rule)
+        if self.tail not in TAILS:
+            raise ConfigError(f"distill.tail must be one of {', '.join(TAILS)}, got {self.tail!r}")
         if self.teacher not in ("cached", "online"):
             raise ConfigError(f"distill.teacher must be cached or online, got {self.teacher!r}")
         if not 0 < self.train_fraction <= 1:
@@ -209,7 +215,7 @@ def train_student(student: nn.Module, train_ds, dev_ds, train_cfg: TrainConfig,
     if kd_cfg.init_from:
         init_student(student, kd_cfg.init_from)
     objective = KDObjective(schedule, train_ds.num_batches(train_cfg.batch_size), window, s_ctx,
-                            teacher=teacher, store=store, frame_map=frame_map)
+                            teacher=teacher, store=store, frame_map=frame_map, tail=kd_cfg.tail)
     objective.step_hook(resume_step(out_dir))
     augment = Augmenter(aug_cfg) if aug_cfg.enabled else None
     info = {"distill": to_dict(kd_cfg), "augment": to_dict(aug_cfg),

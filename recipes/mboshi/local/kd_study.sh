@@ -5,11 +5,12 @@
 # study resumes): the bf16 teacher check, the test decodes of the recipe's systems (as stage 8 makes
 # them, so a later stage 8 skips them), more seeds of the default recipe, a quarter-size student,
 # the 3 % experiment with and without the other 97 % as untranscribed transfer data, the naive
-# recipe (T = 2, training set only), the top-k store against dense targets, the networks' CMVN mode;
+# recipe (T = 2, training set only), the top-k store against dense targets (dense) and what it loses
+# (store: larger k, other remainder models), the networks' CMVN mode;
 # first (epochs), the student's length on dev: the recipe's student (conf/student.yaml) against 3 epochs.
 # Last (curves), a plot of dev frame accuracy per epoch of the members and every student trained.
-# Run from recipes/mboshi:  local/kd_study.sh [--steps "epochs bf16 seeds decode dense quarter naive transfer pct cmvn members curves"]
-steps="epochs bf16 seeds decode dense quarter naive transfer pct cmvn members curves"
+# Run from recipes/mboshi:  local/kd_study.sh [--steps "epochs bf16 seeds decode dense store quarter naive transfer pct cmvn members curves"]
+steps="epochs bf16 seeds decode dense store quarter naive transfer pct cmvn members curves"
 seeds="1001 1002 1003"
 recipe_seed=1001   # the seed of the recipe's own exp/student_kd, exp/student_hard (stages 6-7)
 threads=""   # --threads N: every training of the study uses N torch threads (e.g. 1 beside another job)
@@ -85,6 +86,20 @@ PY
       --epochs 30 --patience 5 --seed 1001 --out "exp/dense_vs_topk/$store" $thr
   done
 fi
+if want store; then
+  log "what the top-k store loses, on the 3 % subset (after --steps dense): more k, the remainder as one class, a neighbour-mixture tail"
+  python3 ../../bench/topk_tail.py --dense exp/ensemble/soft_3pct_dense --profile exp/ensemble/soft_all \
+    --k 20 50 100 --json exp/dense_vs_topk/tail_kl.json --write 50:uniform 100:uniform 20:mix:0.5
+  for store in soft_3pct_dense_top50 soft_3pct_dense_top100 soft_3pct_dense_top20_mix0.5 soft_all:rest; do
+    tail_opt=""; case $store in *:rest) tail_opt="--tail rest"; store=${store%:rest} ;; esac
+    out=exp/dense_vs_topk/$store${tail_opt:+_rest}
+    # shellcheck disable=SC2086
+    acoustic-kd distill --soft "exp/ensemble/$store" $tail_opt --train-data data/train_3pct \
+      --train-ali exp/tri2/ali_train --dev-data data/dev --dev-ali exp/tri2/ali_dev \
+      --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
+      --epochs 30 --patience 5 --seed 1001 --out "$out" $thr
+  done
+fi
 if want quarter; then
   log "quarter-size student (3 x 150) and its control"
   ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds_quarter \
@@ -124,6 +139,7 @@ if want curves; then
   log "dev frame accuracy per epoch: exp/plots/dev_curves.png"
   python3 - <<'PY'
 from pathlib import Path
+import json
 from acoustic_kd.report import plot_curves, read_train_log
 dirs = {f"member m{i}": Path(f"exp/members/m{i}") for i in range(1, 6)}
 dirs.update({"student (seed 1001)": Path("exp/student_kd"), "control (seed 1001)": Path("exp/student_hard")})
@@ -133,7 +149,16 @@ for d in sorted(Path("exp/seeds").glob("s*")):
 curves = {n: [r for r in read_train_log(d / "train_log.jsonl") if r.get("type") == "epoch"]
           for n, d in dirs.items()}
 curves = {n: c for n, c in curves.items() if c}
-print(plot_curves(curves, Path("exp/plots/dev_curves.png"), "Mboshi dev frame accuracy per epoch"),
+kinds = {"member": dict(color="0.55", lw=1), "student": dict(color="C0"),
+         "control": dict(color="C1", ls="--")}
+markers = {}
+styles = {n: {**kinds[n.split()[0]], "marker": markers.setdefault(n.split("seed")[-1], "o^sv"[len(markers) % 4])}
+          if n.split()[0] != "member" else kinds["member"] for n in curves}
+ev = Path("exp/members/eval.json")   # the ensemble's dev accuracy (stage 4's evaluation)
+ens = json.loads(ev.read_text())["sets"]["dev"]["ensemble"]["arithmetic"]["acc"] if ev.exists() else None
+levels = {"ensemble (5 members)": ens} if ens is not None else {}
+print(plot_curves(curves, Path("exp/plots/dev_curves.png"), "Mboshi dev frame accuracy per epoch", styles,
+                  levels),
       "-", ", ".join(curves))
 PY
 fi
