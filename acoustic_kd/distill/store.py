@@ -35,9 +35,9 @@ class SoftTargetWriter:
     """Write shards for frames in order; resumable (`done(i)`), atomic per shard."""
 
     def __init__(self, out_dir: str | Path, settings: dict, force: bool = False,
-                 num_pdfs: int = 65536):
+                 num_pdfs: int | None = None):
         self.out = Path(out_dir)
-        self.id_dtype = id_dtype(num_pdfs)
+        self.id_dtype = id_dtype(num_pdfs) if num_pdfs is not None else np.dtype(np.int32)
         self.out.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         cfg_path = self.out / ".config.json"
@@ -59,7 +59,7 @@ class SoftTargetWriter:
 
     def write(self, i: int, probs_or_idx: np.ndarray, probs: np.ndarray | None = None) -> None:
         """Shard i: (idx [n, k], probs [n, k]) for top-k, or (probs [n, P], None) for dense; the ids
-        are stored as `targets.id_dtype(num_pdfs)`."""
+        are stored as `targets.id_dtype(num_pdfs)` (int32 when the writer was not told num_pdfs)."""
         name = shard_name(i)
         if probs is None:
             arrays = {"prob": np.asarray(probs_or_idx, dtype=np.float32)}

@@ -30,6 +30,14 @@ dec() {  # dec <system> <decode options> -- <checkpoint>...: the test decode of 
   acoustic-kd decode --graph exp/tri2/graph --data data/test "${models[@]}" --config conf/mboshi.yaml \
     --ali exp/tri2/ali_test --out "exp/decode/${name}_test" "${opts[@]}"
 }
+pct_student() {  # pct_student <store under exp/ensemble> <out> [distill options]: a 3 % student, seed 1001
+  local store=$1 out=$2; shift 2
+  # shellcheck disable=SC2086
+  acoustic-kd distill --soft "exp/ensemble/$store" "$@" --train-data data/train_3pct \
+    --train-ali exp/tri2/ali_train --dev-data data/dev --dev-ali exp/tri2/ali_dev \
+    --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
+    --epochs 30 --patience 5 --seed 1001 --out "$out" $thr
+}
 if want epochs; then
   log "the distilled student with 3 epochs, against the recipe's (exp/student_kd), on dev"
   # shellcheck disable=SC2086
@@ -79,26 +87,16 @@ PY
   # shellcheck disable=SC2086
   acoustic-kd soft-targets --members $members --data data/train_3pct --dense true \
     --out exp/ensemble/soft_3pct_dense --config conf/student.yaml
-  for store in soft_all soft_3pct_dense; do
-    acoustic-kd distill --soft "exp/ensemble/$store" --train-data data/train_3pct \
-      --train-ali exp/tri2/ali_train --dev-data data/dev --dev-ali exp/tri2/ali_dev \
-      --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
-      --epochs 30 --patience 5 --seed 1001 --out "exp/dense_vs_topk/$store" $thr
-  done
+  for store in soft_all soft_3pct_dense; do pct_student $store "exp/dense_vs_topk/$store"; done
 fi
 if want store; then
   log "what the top-k store loses, on the 3 % subset (after --steps dense): more k, the remainder as one class, a neighbour-mixture tail"
   python3 ../../bench/topk_tail.py --dense exp/ensemble/soft_3pct_dense --profile exp/ensemble/soft_all \
     --k 20 50 100 --json exp/dense_vs_topk/tail_kl.json --write 50:uniform 100:uniform 20:mix:0.5
-  for store in soft_3pct_dense_top50 soft_3pct_dense_top100 soft_3pct_dense_top20_mix0.5 soft_all:rest; do
-    tail_opt=""; case $store in *:rest) tail_opt="--tail rest"; store=${store%:rest} ;; esac
-    out=exp/dense_vs_topk/$store${tail_opt:+_rest}
-    # shellcheck disable=SC2086
-    acoustic-kd distill --soft "exp/ensemble/$store" $tail_opt --train-data data/train_3pct \
-      --train-ali exp/tri2/ali_train --dev-data data/dev --dev-ali exp/tri2/ali_dev \
-      --test-data data/test --test-ali exp/tri2/ali_test --student-config conf/student.yaml \
-      --epochs 30 --patience 5 --seed 1001 --out "$out" $thr
+  for store in soft_3pct_dense_top50 soft_3pct_dense_top100 soft_3pct_dense_top20_mix0.5; do
+    pct_student $store "exp/dense_vs_topk/$store"
   done
+  pct_student soft_all exp/dense_vs_topk/soft_all_rest --tail rest
 fi
 if want quarter; then
   log "quarter-size student (3 x 150) and its control"
