@@ -99,9 +99,13 @@ if want store; then
   pct_student soft_all exp/dense_vs_topk/soft_all_rest --tail rest
 fi
 if want quarter; then
-  log "quarter-size student (3 x 150) and its control"
-  ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds_quarter \
-    --student-config conf/student_quarter.yaml --seeds "${seeds%% *}" --summary false --common-opts "$thr"
+  log "quarter-size student (3 x 150) on a T = 2 store (conf/student_quarter.yaml) and its control, seeds $seeds"
+  # shellcheck disable=SC2086
+  acoustic-kd soft-targets --members $members --data data/train_all --T 2 --out exp/ensemble/soft_all_T2 \
+    --config conf/student.yaml
+  ../common/student_seeds.sh "${seeds_opts[@]}" --train-data data/train_all --train-ali exp/tri2/ali_train_all \
+    --soft exp/ensemble/soft_all_T2 --name seeds_quarter --student-config conf/student_quarter.yaml \
+    --seeds "$seeds" --common-opts "$thr"
 fi
 if want naive; then
   log "naive recipe: T = 2, training set only"
