@@ -2,8 +2,9 @@
 
 A stage's `.done` marker holds its *signature*: the resolved config (without paths), a fingerprint
 of every input it reads (keyed by its path relative to the stage's output dir, so a whole
-data/ + exp/ tree can be moved or copied without re-running anything) and a hash of the source of
-the modules that compute it. A re-run compares:
+data/ + exp/ tree can be moved or copied without re-running anything) and the hash of the source of
+every acoustic_kd module that the stage's entry module imports, transitively (computed by
+`acoustic_kd.codesig`, never listed by hand). A re-run compares:
 
 - signature equal                   -> skip (logged "up to date")
 - config, an input or the code differ -> log what changed, delete the stage's old outputs, re-run
@@ -16,7 +17,7 @@ size + modification time; a directory stands for the files under it (hidden file
 and temporary siblings, excluded); a missing input is recorded as missing.
 
     st = Stage("lang", out, config={"lang": to_dict(cfg)}, inputs=[text, lexicon],
-               code=["acoustic_kd.lang.langdir"], outputs=[out])
+               code=prepare_lang, outputs=[out])   # the function (or module) doing the work
     if st.begin(force=args.force):       # False: up to date, nothing to do
         ...  (st.fresh: the old result was discarded, so resume state must not be used)
         st.finish({"words": n})
@@ -25,13 +26,12 @@ and temporary siblings, excluded); a missing input is recorded as missing.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from .codesig import code_signature, entry_modules
 from .utils import done_marker, get_logger, mark_done, remove_path
 
 log = get_logger("stage")
@@ -85,15 +85,6 @@ def fingerprints(paths: Iterable, relative_to: Path, by_content: bool = True) ->
     return out
 
 
-@lru_cache(maxsize=None)
-def module_hash(module: str) -> str:
-    """Short SHA-256 of a module's source file ('missing' when it cannot be found)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return "missing"
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16]
-
-
 def _jsonable(obj) -> object:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
@@ -141,21 +132,22 @@ class Stage:
     name: the stage's marker is `out_dir/.<name>.done` (`marker` overrides the name; "" = `.done`).
     config: JSON-able resolved settings (no paths: those belong in `inputs`).
     inputs: files/dirs read; audio: files fingerprinted by size+mtime only (never hashed).
-    code: module names whose source defines the result.
+    code: the entry of the stage's work (a module name, a module or the function itself), or
+    several: the signature hashes every acoustic_kd module they import, transitively.
     outputs: files/dirs deleted before a re-run, so the old result is left nowhere.
     resumable: the stage's code resumes interrupted work, so the settings of a started run are
     recorded (`.<name>.started`); stages that write their result atomically in one go do not.
     """
 
     def __init__(self, name: str, out_dir, config: dict | None = None, inputs: Iterable = (),
-                 code: Iterable[str] = (), outputs: Iterable = (), marker: str | None = None,
+                 code=(), outputs: Iterable = (), marker: str | None = None,
                  audio: Iterable = (), resumable: bool = True):
         self.name = name
         self.dir = Path(out_dir)
         self.config = _jsonable(config or {})
         self.inputs = [p if isinstance(p, tuple) else Path(p) for p in inputs if p is not None]
         self.audio = [p if isinstance(p, tuple) else Path(p) for p in audio if p is not None]
-        self.code = sorted(set(code))
+        self.code = entry_modules(code)
         self.outputs = [Path(p) for p in outputs if p is not None]
         self.marker = done_marker(self.dir, name if marker is None else marker)
         self.started = self.marker.with_name(self.marker.name[:-len(".done")] + ".started")
@@ -170,7 +162,7 @@ class Stage:
             inputs = fingerprints(self.inputs, self.dir)
             inputs.update(fingerprints(self.audio, self.dir, by_content=False))
             self._sig = {"config": self.config, "inputs": inputs,
-                         "code": {m: module_hash(m) for m in self.code}}
+                         "code": code_signature(self.code)}
         return self._sig
 
     def recorded(self) -> dict | None:

@@ -1,54 +1,27 @@
-"""Package layout: no import cycles (function-level imports included), and every module a stage
-names as its code is a module that exists (a stale name would hash as 'missing')."""
+"""Package layout: no import cycles (function-level imports included), and no stage names its code
+by hand: a `code=` given to a Stage is an entry (a module or the function doing the work), whose
+transitive imports `acoustic_kd.codesig` computes."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 from pathlib import Path
+
+from acoustic_kd.codesig import direct_imports
 
 PKG = Path(__file__).resolve().parents[1] / "acoustic_kd"
 
 
-def _modules() -> dict[str, tuple[Path, bool]]:
+def _modules() -> dict[str, Path]:
     out = {}
     for p in PKG.rglob("*.py"):
         parts = list(p.relative_to(PKG.parent).with_suffix("").parts)
-        is_pkg = parts[-1] == "__init__"
-        out[".".join(parts[:-1] if is_pkg else parts)] = (p, is_pkg)
-    return out
-
-
-def _imports(mod: str, path: Path, is_pkg: bool, mods: dict) -> set[str]:
-    """acoustic_kd modules `mod` imports anywhere in its source (module level or in a function),
-    with the packages an import runs on the way; its own parent packages are left out (they are
-    always imported first, so they cannot close a cycle)."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = mod.split(".")[:None if is_pkg else -1]
-                base = base[:len(base) - node.level + 1]
-                full = ".".join(base + ([node.module] if node.module else []))
-            else:
-                full = node.module or ""
-            targets = [full] + [f"{full}.{a.name}" for a in node.names if f"{full}.{a.name}" in mods]
-        else:
-            continue
-        for t in targets:
-            parts = t.split(".")
-            for i in range(1, len(parts) + 1):
-                q = ".".join(parts[:i])
-                if q in mods and q != mod and not mod.startswith(q + "."):
-                    out.add(q)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
     return out
 
 
 def test_no_import_cycles_even_through_function_level_imports():
-    mods = _modules()
-    graph = {m: _imports(m, p, is_pkg, mods) for m, (p, is_pkg) in mods.items()}
+    graph = {m: direct_imports(m, PKG.parent, with_packages=True) for m in _modules()}
     state: dict[str, int] = {}   # 1 = on the current path, 2 = done
     cycles = []
 
@@ -67,29 +40,17 @@ def test_no_import_cycles_even_through_function_level_imports():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-def _code_names() -> list[tuple[str, str]]:
-    """(file, module name) for every string in a stage's `code=[...]` or a `*_CODE` list."""
-    out = []
+def test_no_stage_lists_its_code_by_hand():
+    """Every `code=` keyword names functions or modules (`__name__`), never module names written as
+    strings, and no module keeps a `*_CODE` list."""
+    bad = []
     for p in PKG.rglob("*.py"):
+        where = str(p.relative_to(PKG.parent))
         for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-            lists = []
-            if isinstance(node, ast.keyword) and node.arg == "code":
-                lists.append(node.value)
+            if isinstance(node, ast.keyword) and node.arg == "code" and \
+                    any(isinstance(c, ast.Constant) for c in ast.walk(node.value)):
+                bad.append(f"{where}:{node.value.lineno} code={ast.unparse(node.value)}")
             elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.endswith("_CODE")
                                                       for t in node.targets):
-                lists.append(node.value)
-            for v in lists:
-                out += [(str(p.relative_to(PKG.parent)), c.value) for c in ast.walk(v)
-                        if isinstance(c, ast.Constant) and isinstance(c.value, str)]
-    return out
-
-
-def test_stage_code_names_are_existing_modules():
-    names = _code_names()
-    assert len(names) > 30   # the lists were found
-    bad = []
-    for where, name in names:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.origin or spec.submodule_search_locations is not None:
-            bad.append(f"{where}: {name}")   # missing, or a package (only its __init__ is hashed)
-    assert not bad, "stage code names that are not modules: " + ", ".join(bad)
+                bad.append(f"{where}:{node.lineno} {ast.unparse(node.targets[0])}")
+    assert not bad, "code named by hand (pass the entry function or module): " + ", ".join(bad)

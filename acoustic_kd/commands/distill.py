@@ -26,7 +26,7 @@ from ..distill.stage import distill_stage
 from ..distill.train import DistillConfig
 from ..errors import ConfigError
 from ..nnet.models import ModelConfig
-from ..nnet.stage import TRAIN_CODE, output_paths
+from ..nnet.stage import output_paths
 from ..nnet.trainer import TrainConfig
 from ..stage import Stage, ali_inputs, feature_inputs
 
@@ -66,12 +66,6 @@ def configs(args: argparse.Namespace):
             load_config(AugmentConfig, y, "augment", overrides_from_args(args, AugmentConfig)))
 
 
-DISTILL_CODE = [*TRAIN_CODE, "acoustic_kd.distill.train", "acoustic_kd.distill.loss",
-                "acoustic_kd.distill.objective", "acoustic_kd.nnet.augment",
-                "acoustic_kd.distill.stage", "acoustic_kd.ensemble.runner", "acoustic_kd.distill.store",
-                "acoustic_kd.nnet.infer", "acoustic_kd.ensemble.combine", "acoustic_kd.distill.targets"]
-
-
 def stage(args: argparse.Namespace) -> Stage:
     """The distill stage: the teacher (soft-target store or members), features and alignments in;
     OUT's checkpoints, log, distill.json and `.train.done` out."""
@@ -87,7 +81,7 @@ def stage(args: argparse.Namespace) -> Stage:
               "augment": to_dict(aug),
               "sets": [bool(x) for x in (args.train_ali, args.transfer_data, args.dev_data,
                                          args.test_data and args.test_ali)]}
-    return Stage("train", args.out, config, inputs=inputs, code=DISTILL_CODE,
+    return Stage("train", args.out, config, inputs=inputs, code=distill_stage,
                  outputs=output_paths(args.out))
 
 

@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
     st = Stage("ensemble", out, {"rules": list(args.rules), "sets": list(sets)},
                inputs=[*ckpts, *(p for d, a in sets.values()
                                  for p in [*feature_inputs(d, "utt2spk"), *ali_inputs(a)])],
-               code=["acoustic_kd.ensemble.evaluate", "acoustic_kd.ensemble.combine",
-                     "acoustic_kd.ensemble.runner"], outputs=[out / "eval.json", out / "eval.txt"])
+               code=evaluate, outputs=[out / "eval.json", out / "eval.txt"])
     if st.begin(args.force):
         res = evaluate(ckpts, sets, args.out, rules=args.rules)
         st.finish()

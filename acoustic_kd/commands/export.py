@@ -68,6 +68,8 @@ def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, flo
 def stage(args: argparse.Namespace, graph: str, settings: dict) -> Stage:
     """The export stage: checkpoint, graph, HMM, words, priors, CMVN data and the tuned decoding
     settings in; OUT out."""
+    from ..export.writer import export
+
     g = Path(graph)
     info = json.loads((g / "graph.json").read_text()) if (g / "graph.json").exists() else {}
     acwt_file = args.acwt if Path(args.acwt).is_file() else None   # a tune.json / decode.json
@@ -81,9 +83,7 @@ def stage(args: argparse.Namespace, graph: str, settings: dict) -> Stage:
     return Stage("export", args.out, {**settings, "beam": args.beam, "max_active": args.max_active,
                                       "cmvn_data": bool(args.data), "priors": bool(args.priors)},
                  inputs=inputs,
-                 code=["acoustic_kd.export.writer", "acoustic_kd.export.frontend",
-                       "acoustic_kd.export.runtime", "acoustic_kd.decode.search",
-                       "acoustic_kd.export.metadata", "acoustic_kd.export.readme", __name__],
+                 code=[export, __name__],
                  outputs=[Path(args.out)], marker="", resumable=False)
 
 

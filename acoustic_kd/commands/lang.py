@@ -59,8 +59,7 @@ def stage(args: argparse.Namespace, cfg: LangConfig) -> Stage:
     return Stage("lang", out, {"lang": to_dict(cfg), "cmudict": lexicon is None,
                                "vocab_sets": len(args.vocab_data), "arpa": bool(args.arpa)},
                  inputs=[*texts, lexicon, args.arpa],
-                 code=["acoustic_kd.lang.lexicon", "acoustic_kd.lang.arpa", "acoustic_kd.lang.langdir",
-                       __name__],
+                 code=[prepare_lang, __name__],
                  outputs=[out], marker="", resumable=False)
 
 

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
-from ..decode.graph import GRAPH_CODE, GraphConfig, build_graph
+from ..decode.graph import GraphConfig, build_graph
 from ..stage import Stage
 
 HELP = "build the decoding graph (HMM∘lexicon∘grammar) for a lang dir and an HMM model"
@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(GraphConfig, args.config, "mkgraph", overrides_from_args(args, GraphConfig))
     out = Path(args.out) if args.out else Path(args.model).parent / "graph"
     st = Stage("mkgraph", out, {"mkgraph": to_dict(cfg)}, inputs=[args.lang, args.model],
-               code=[*GRAPH_CODE, "acoustic_kd.hmm", "acoustic_kd.lang.lexicon",
-                     "acoustic_kd.lang.arpa", "acoustic_kd.lang.langdir"],
+               code=build_graph,
                outputs=[out], marker="", resumable=False)
     if st.begin(args.force):
         build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=True, hmm_path=args.model)

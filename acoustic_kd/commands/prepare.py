@@ -61,8 +61,7 @@ def stage(corpus: str, opts: dict) -> Stage:
         config["lexicon"] = "file"
     src = opts.get("src_dir")
     return Stage("prepare", out, config, inputs=inputs, audio=[src] if src else [],
-                 code=[CORPORA[corpus].__module__, "acoustic_kd.corpora.kaldi", "acoustic_kd.data.datadir",
-                       "acoustic_kd.data.ops", "acoustic_kd.lang.lexicon"])
+                 code=CORPORA[corpus])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def stage(args: argparse.Namespace) -> Stage:
     """The report stage: every system's checkpoint, training log and decode results in;
     RESULTS.md and plots/ out."""
+    from ..report import write_results
+
     exp = Path(args.exp)
     models = [exp / "members" / f"m{i}" for i in range(1, args.num_members + 1)]
     models += [exp / "student_hard", exp / "student_kd"]
@@ -38,7 +40,7 @@ def stage(args: argparse.Namespace) -> Stage:
     inputs += sorted(exp.glob("*/SEEDS.md"))
     return Stage("report", exp, {"num_members": args.num_members, "sets": list(args.sets),
                                  "title": args.title, "notes": args.notes},
-                 inputs=[p for p in inputs if p.exists()], code=["acoustic_kd.report"],
+                 inputs=[p for p in inputs if p.exists()], code=write_results,
                  outputs=[exp / "RESULTS.md", exp / "plots"], resumable=False)
 
 

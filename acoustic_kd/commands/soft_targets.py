@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     st = Stage("soft-targets", out, {"soft_targets": to_dict(cfg)},
                inputs=[*args.members, *feature_inputs(args.data, "utt2spk")],
-               code=["acoustic_kd.distill.soft_targets", "acoustic_kd.ensemble.runner",
-                     "acoustic_kd.distill.store", "acoustic_kd.distill.stage", "acoustic_kd.ensemble.combine",
-                     "acoustic_kd.distill.targets"],
+               code=soft_targets_stage,
                outputs=[out], marker="")
     if st.begin(args.force):
         meta = soft_targets_stage(args.members, args.data, args.out, cfg, device=args.device,

@@ -18,7 +18,7 @@ from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..errors import ConfigError
 from ..nnet.augment import AugmentConfig
 from ..nnet.models import ModelConfig
-from ..nnet.stage import TRAIN_CODE, output_paths, run_train_stage
+from ..nnet.stage import output_paths, run_train_stage
 from ..nnet.trainer import TrainConfig
 from ..stage import Stage, ali_inputs, feature_inputs
 
@@ -57,7 +57,7 @@ def stage(args: argparse.Namespace) -> Stage:
     if aug_cfg.enabled:  # (absent when off: signatures of runs without augmentation unchanged)
         cfg["augment"] = to_dict(aug_cfg)
     return Stage("train", args.out, cfg,
-                 inputs=inputs, code=TRAIN_CODE, outputs=output_paths(args.out))
+                 inputs=inputs, code=run_train_stage, outputs=output_paths(args.out))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,11 +46,6 @@ from .lexicon_fst import HmmChain, HmmLike, fst_size, make_hl, num_arcs
 
 log = get_logger(__name__)
 
-# the modules whose source defines a graph (the signature's code of stages that build one)
-GRAPH_CODE = ["acoustic_kd.decode.graph", "acoustic_kd.decode.lexicon_fst",
-              "acoustic_kd.decode.grammar_fst", "acoustic_kd.decode.hclg"]
-
-
 @dataclass
 class GraphConfig:
     """Options of `acoustic-kd mkgraph`."""

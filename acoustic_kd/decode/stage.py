@@ -33,16 +33,12 @@ from ..model_meta import CheckpointMeta, log_priors
 from ..stage import Stage, ali_inputs, feature_inputs, scp_archives
 from ..utils import atomic_write_json, atomic_write_text, c_sorted, write_exp_info
 from .decoder import ChunkedLogPost, DecodeConfig, Graph, decode_to_dir, nnet_log_posteriors
-from .graph import GRAPH_CODE, graph_variant
+from .graph import graph_variant
 from .lattice import LatticeConfig, write_lattice_dir
 from .score import read_text
 from .tune import TuneConfig, format_surface, tune_on_dev
 
 Source = tuple[Callable[[str], np.ndarray], list[str], dict]   # (utt -> log_post, utts, meta)
-# the modules whose source defines a decode's outputs (its stage signature's code)
-DECODE_CODE = [__name__, "acoustic_kd.decode.decoder", "acoustic_kd.decode.search",
-               "acoustic_kd.decode.lattice", "acoustic_kd.decode.score", "acoustic_kd.decode.tune",
-               *GRAPH_CODE, "acoustic_kd.ensemble.combine", "acoustic_kd.ensemble.runner"]
 
 
 @dataclass
@@ -198,7 +194,7 @@ def decode_stage(job: DecodeJob, cfg: DecodeConfig, tcfg: TuneConfig, lcfg: Latt
               "models": len(job.model), "tuned": bool(job.tuned), "ali": bool(job.ali),
               "lattice": to_dict(lcfg) if job.lattice else None}
     return Stage("decode", job.out, config, inputs=inputs, outputs=[Path(job.out)], marker="",
-                 resumable=False, code=DECODE_CODE)
+                 resumable=False, code=__name__)
 
 
 def tune(job: DecodeJob, graph: Graph, log_priors: np.ndarray, cfg: DecodeConfig,

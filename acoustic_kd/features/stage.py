@@ -172,8 +172,7 @@ def features_stage(data: DataDir, cfg: FbankConfig) -> Stage:
             audio.append((d / "wav.scp", rec, p))
     outputs = [d / n for n in ("feats.scp", "cmvn.scp", "utt2num_frames", "fbank.json", FAILED_FILE)]
     return Stage(DONE_NAME, d, {"features": cfg.to_dict()}, inputs=[t for t in tables if t.exists()],
-                 audio=audio, code=[__name__, "acoustic_kd.features.fbank", "acoustic_kd.data.audio",
-                                    "acoustic_kd.features.cmvn"],
+                 audio=audio, code=__name__,
                  outputs=[*outputs, d / "data"])
 
 

@@ -218,9 +218,7 @@ def run_nnet_align(nnet_paths: Sequence[str | Path], hmm_dir: str | Path, lang_d
         # atomically); the marker, dropped first and left last, says it is complete
         st = Stage(name, out_dir, settings, inputs=[*paths, hmm_path, Path(lang_dir), priors,
                                                     *feature_inputs(s, "text")],
-                   code=[__name__, "acoustic_kd.gmm.align", "acoustic_kd.gmm.run",
-                         "acoustic_kd.decode.decoder", "acoustic_kd.ensemble.combine",
-                         "acoustic_kd.ensemble.runner"], outputs=[ali_dir])
+                   code=__name__, outputs=[ali_dir])
         if not st.begin(force):
             out[s.name] = {"skipped": True}
             continue

@@ -170,10 +170,6 @@ def _load_states(path: Path, graphs: dict) -> AlignResult | None:
                        loglike=float(z["loglike"]), frames=int(z["frames"]))
 
 
-_CODE = ["acoustic_kd.gmm.run", "acoustic_kd.gmm.train", "acoustic_kd.gmm.align",
-         "acoustic_kd.gmm.diag_gmm", "acoustic_kd.gmm.tree", "acoustic_kd.gmm.feats",
-         "acoustic_kd.gmm.flatstart", "acoustic_kd.gmm.lda_mllt", "acoustic_kd.gmm.graph",
-         "acoustic_kd.gmm.fmllr", "acoustic_kd.gmm.sat", "acoustic_kd.hmm"]
 _MODEL_FILES = ("final.hmm.json", "final.gmm.npz")
 
 
@@ -185,7 +181,7 @@ def gmm_stage(d: Path, cfg: AlignConfig, data_dir: Path, lang_dir, after: Path |
         inputs += [after / n for n in (*_MODEL_FILES, STATES_FILE)]
         if d.name in SI_STAGE:
             inputs.append(after / TRANSFORM_FILE)
-    return Stage(d.name, d, {"align": vars(cfg)}, inputs=inputs, code=_CODE, outputs=[d], marker="")
+    return Stage(d.name, d, {"align": vars(cfg)}, inputs=inputs, code=__name__, outputs=[d], marker="")
 
 
 def ali_stage(d: Path, data_dir: Path, lang_dir, cfg: AlignConfig) -> Stage:
@@ -194,7 +190,7 @@ def ali_stage(d: Path, data_dir: Path, lang_dir, cfg: AlignConfig) -> Stage:
     inputs = [*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir), *(d / n for n in _MODEL_FILES)]
     if d.name in SI_STAGE:   # the speaker-independent first pass and the features' transform
         inputs += [*(d.parent / SI_STAGE[d.name] / n for n in _MODEL_FILES), d / TRANSFORM_FILE]
-    return Stage("align", ali_dir, {"align": vars(cfg)}, inputs=inputs, code=_CODE,
+    return Stage("align", ali_dir, {"align": vars(cfg)}, inputs=inputs, code=__name__,
                  outputs=[ali_dir], marker="")
 
 

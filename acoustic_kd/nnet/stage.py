@@ -21,11 +21,6 @@ log = get_logger("nnet.stage")
 
 _OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done", "info.json",
             "distill.json")
-# the modules whose source defines a trained model (its stage signature's code)
-TRAIN_CODE = ["acoustic_kd.nnet.trainer", "acoustic_kd.nnet.models", "acoustic_kd.nnet.data",
-              "acoustic_kd.nnet.stage", "acoustic_kd.nnet.stream", "acoustic_kd.nnet.checkpoint",
-              "acoustic_kd.nnet.augment", "acoustic_kd.nnet.distributed", "acoustic_kd.nnet.resume",
-              "acoustic_kd.features.fbank", "acoustic_kd.features.featureset"]
 
 
 def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple[int, int],
