@@ -99,3 +99,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls, prefix: str = "") -> N
 
 def overrides_from_args(args: argparse.Namespace, cls, prefix: str = "") -> dict:
     return {f.name: getattr(args, prefix + f.name, None) for f in dataclasses.fields(cls)}
+
+
+def job_from_args(cls, args: argparse.Namespace, **extra):
+    """A Job dataclass from the namespace values of its field names (`extra` given explicitly)."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in extra and hasattr(args, f.name)]
+    return cls(**{n: getattr(args, n) for n in names}, **extra)

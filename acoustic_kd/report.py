@@ -6,7 +6,9 @@ Reads what earlier stages left in an experiment dir:
   (`rtf`, ...);
 - `exp/<system dir>/final.pt` for parameters and MACs per frame;
 - `train_log.jsonl` of each trained model for the training-curve plot.
-Writes `exp/RESULTS.md` and `exp/plots/*.png`.
+Writes `exp/RESULTS.md` and `exp/plots/*.png`. `ReportJob` is one `acoustic-kd report` run: its
+stage contract (every system's checkpoint, training log and decode results in; RESULTS.md and
+plots/ out) and `run()`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .decode.score import read_wer_file
+from .errors import DataError
+from .stage import Stage
 from .utils import atomic_write_text, get_logger
 
 log = get_logger(__name__)
@@ -297,3 +301,46 @@ def training_curves(exp_dir: Path, num_members: int) -> dict[str, list[dict]]:
         if recs:
             curves[name] = recs
     return curves
+
+
+@dataclass
+class ReportJob:
+    """One report of an experiment dir: the options of `acoustic-kd report` by name."""
+
+    exp: str
+    num_members: int = 5
+    sets: list[str] = field(default_factory=lambda: ["dev", "test"])
+    title: str = "acoustic_kd results"
+    notes: str = ""
+    force: bool = False
+
+    def stage(self) -> Stage:
+        """The report stage: every system's checkpoint, training log and decode results in;
+        RESULTS.md and plots/ out."""
+        exp = Path(self.exp)
+        models = [exp / "members" / f"m{i}" for i in range(1, self.num_members + 1)]
+        models += [exp / "student_hard", exp / "student_kd"]
+        inputs = [d / n for d in models for n in ("final.pt", "train_log.jsonl")]
+        inputs += [d / n for d in sorted((exp / "decode").glob("*_*")) if d.is_dir()
+                   for n in ("wer", "cer", "frame_acc", "decode.json")]
+        inputs += sorted(exp.glob("*/SEEDS.md"))
+        return Stage("report", exp, {"num_members": self.num_members, "sets": list(self.sets),
+                                     "title": self.title, "notes": self.notes},
+                     inputs=[p for p in inputs if p.exists()], code=__name__,
+                     outputs=[exp / "RESULTS.md", exp / "plots"], resumable=False)
+
+    def run(self) -> str:
+        """Write RESULTS.md and the plots (or keep them when up to date); the table text."""
+        exp = Path(self.exp)
+        rows = collect_rows(exp, self.num_members, self.sets)
+        if not rows:
+            raise DataError(exp, "no trained or decoded systems found",
+                            "run the recipe's training and decoding stages first")
+        st = self.stage()
+        if st.begin(self.force):
+            table = write_results(rows, self.sets, exp, self.title, self.notes,
+                                  training_curves(exp, self.num_members))
+            st.finish()
+            return table
+        share = kept_share(rows, self.sets)
+        return format_table(rows, self.sets) + (f"\n{share}\n" if share else "")

@@ -59,11 +59,11 @@ def test_an_edit_deep_in_the_chain_changes_the_train_signature_an_unrelated_one_
 
 
 _RUN_STAGE = """
-import sys
+import json, sys
 import acoustic_kd
-from acoustic_kd.stage import Stage
-assert acoustic_kd.__file__.startswith(sys.argv[3]), acoustic_kd.__file__
-st = Stage("train", sys.argv[1], {"lr": 0.1}, code=sys.argv[2])
+from acoustic_kd.nnet.stage import TrainJob
+assert acoustic_kd.__file__.startswith(sys.argv[2]), acoustic_kd.__file__
+st = TrainJob(train_data="data/train", train_ali="exp/tri/ali_train", out=sys.argv[1]).stage()
 ran = st.begin()
 if ran:
     st.finish()
@@ -72,9 +72,10 @@ print(json.dumps({"ran": ran, "reason": st.reason}))
 
 
 def _stage_run(root: Path, out: Path) -> dict:
-    """Begin (and finish) the train stage in `out` in a process that imports the package at `root`."""
+    """Begin (and finish) a member's train stage (`TrainJob.stage()`) in `out`, in a process that
+    imports the package at `root`."""
     env = dict(os.environ, PYTHONPATH=str(root))
-    res = subprocess.run([sys.executable, "-c", "import json" + _RUN_STAGE, str(out), TRAIN, str(root)],
+    res = subprocess.run([sys.executable, "-c", _RUN_STAGE, str(out), str(root)],
                          env=env, cwd=root, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout.splitlines()[-1])

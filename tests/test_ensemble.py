@@ -12,7 +12,8 @@ import torch
 
 from acoustic_kd.ali import write_alignments
 from acoustic_kd.cli import main
-from acoustic_kd.ensemble import combine, evaluate_set, format_table, member_commands
+from acoustic_kd.ensemble import combine, evaluate_set, format_table, member_jobs
+from acoustic_kd.nnet.stage import TrainJob
 from acoustic_kd.errors import ConfigError
 from acoustic_kd.nnet import ModelConfig, build_model, load_checkpoint
 from acoustic_kd.nnet.data import ArraySource, make_synthetic
@@ -65,14 +66,15 @@ def test_evaluate_set_scores_members_and_combinations():
     assert "ensemble-geometric" in table and len(table.splitlines()) == 5
 
 
-def test_member_commands_vary_seed_arch_and_order(tmp_path):
-    cmds = member_commands(tmp_path, 3, ["--train-data", "d"], base_seed=7, archs=["mlp", "tdnn"],
-                           data_order="fixed")
-    assert [c[0] for c in cmds] == ["m1", "m2", "m3"]
-    seeds = [c[1][c[1].index("--seed") + 1] for c in cmds]
-    assert seeds == ["7", "8", "9"]
-    assert [c[1][c[1].index("--arch") + 1] for c in cmds] == ["mlp", "tdnn", "mlp"]
-    assert all(c[1][c[1].index("--data-seed") + 1] == "7" for c in cmds)
+def test_member_jobs_vary_seed_arch_and_order(tmp_path):
+    base = TrainJob(train_data="d", train_ali="a", out=str(tmp_path),
+                    options={"train": {"lr": 0.01, "seed": 99}})
+    jobs = member_jobs(base, tmp_path, 3, base_seed=7, archs=["mlp", "tdnn"], data_order="fixed")
+    assert [j.out for j in jobs] == [str(tmp_path / f"m{i}") for i in (1, 2, 3)]
+    assert [j.configs()[1].seed for j in jobs] == [7, 8, 9]         # the member's seed wins
+    assert [j.configs()[0].arch for j in jobs] == ["mlp", "tdnn", "mlp"]
+    assert all(j.configs()[1].data_seed == 7 and j.configs()[1].lr == 0.01 for j in jobs)
+    assert base.options == {"train": {"lr": 0.01, "seed": 99}}      # the shared job is unchanged
 
 
 def _data_dir(root, name, seed, utts=12):

@@ -54,3 +54,51 @@ def test_no_stage_lists_its_code_by_hand():
                                                       for t in node.targets):
                 bad.append(f"{where}:{node.lineno} {ast.unparse(node.targets[0])}")
     assert not bad, "code named by hand (pass the entry function or module): " + ", ".join(bad)
+
+
+def _commands_building_stages(pkg: Path) -> list[str]:
+    """commands/*.py that build a Stage or import the stage contract (each step package owns its
+    Job, whose stage() does that)."""
+    bad = []
+    for p in sorted((pkg / "commands").glob("*.py")):
+        mod = f"{pkg.name}.commands.{p.stem}"
+        calls = [n.lineno for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                 if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None))
+                 == "Stage"]
+        if calls or f"{pkg.name}.stage" in direct_imports(mod, pkg.parent):
+            bad.append(f"{p.name}:{calls[0] if calls else 1}")
+    return bad
+
+
+def _wrong_way_imports(pkg: Path) -> list[str]:
+    """A command importing another command, or a package module importing the CLI or a command
+    (packages ask each other through their Jobs and cores)."""
+    bad = []
+    cli, cmds = f"{pkg.name}.cli", f"{pkg.name}.commands"
+    for m in _modules_under(pkg):
+        is_cmd = m.startswith(cmds + ".")
+        for n in sorted(direct_imports(m, pkg.parent)):
+            if is_cmd and n.startswith(cmds + "."):
+                bad.append(f"{m} -> {n}")
+            elif not is_cmd and m not in (cli, cmds) and (n in (cli, cmds) or n.startswith(cmds + ".")):
+                bad.append(f"{m} -> {n}")
+    return bad
+
+
+def _modules_under(pkg: Path) -> list[str]:
+    out = []
+    for p in pkg.rglob("*.py"):
+        parts = list(p.relative_to(pkg.parent).with_suffix("").parts)
+        out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return sorted(out)
+
+
+def test_commands_only_turn_options_into_a_job():
+    bad = _commands_building_stages(PKG)
+    assert not bad, "commands that build a Stage themselves (move it into the step's Job): " + \
+        ", ".join(bad)
+
+
+def test_no_command_imports_another_and_no_package_imports_the_cli():
+    bad = _wrong_way_imports(PKG)
+    assert not bad, "imports the wrong way (ask the step's Job instead): " + ", ".join(bad)

@@ -17,18 +17,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from ..config import add_config_args, load_config, overrides_from_args, to_dict
-from ..nnet.augment import AugmentConfig
-from ..distill.stage import distill_stage
-from ..distill.train import DistillConfig
-from ..errors import ConfigError
-from ..nnet.models import ModelConfig
-from ..nnet.stage import output_paths
-from ..nnet.trainer import TrainConfig
-from ..stage import Stage, ali_inputs, feature_inputs
+from ..config import add_config_args, job_from_args
+from ..distill.stage import SECTIONS, DistillJob, section_options
 
 HELP = "distill the ensemble into a student (cached or online teacher); --alpha 1 = hard control"
 
@@ -51,61 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="retrain from scratch")
     parser.add_argument("--online", dest="teacher", action="store_const", const="online",
                         help="shorthand for --teacher online")
-    add_config_args(parser, DistillConfig)
-    add_config_args(parser, AugmentConfig)
-    add_config_args(parser, TrainConfig)
-    add_config_args(parser, ModelConfig, prefix="student-")
-
-
-def configs(args: argparse.Namespace):
-    """(student ModelConfig, TrainConfig, DistillConfig, AugmentConfig): defaults < YAML < CLI."""
-    y = args.student_config
-    return (load_config(ModelConfig, y, "student", overrides_from_args(args, ModelConfig, "student-")),
-            load_config(TrainConfig, y, "train", overrides_from_args(args, TrainConfig)),
-            load_config(DistillConfig, y, "distill", overrides_from_args(args, DistillConfig)),
-            load_config(AugmentConfig, y, "augment", overrides_from_args(args, AugmentConfig)))
-
-
-def stage(args: argparse.Namespace) -> Stage:
-    """The distill stage: the teacher (soft-target store or members), features and alignments in;
-    OUT's checkpoints, log, distill.json and `.train.done` out."""
-    student, train_cfg, kd, aug = configs(args)
-    inputs = [args.soft, *args.members, kd.init_from or None]
-    for data, ali in ((args.train_data, args.train_ali), (args.transfer_data, None),
-                      (args.dev_data, args.dev_ali), (args.test_data, args.test_ali)):
-        if data:
-            inputs += feature_inputs(data, "utt2spk")
-        if ali:
-            inputs += ali_inputs(ali)
-    config = {"student": to_dict(student), "train": to_dict(train_cfg), "distill": to_dict(kd),
-              "augment": to_dict(aug),
-              "sets": [bool(x) for x in (args.train_ali, args.transfer_data, args.dev_data,
-                                         args.test_data and args.test_ali)]}
-    return Stage("train", args.out, config, inputs=inputs, code=distill_stage,
-                 outputs=output_paths(args.out))
+    for section in ("distill", "augment", "train", "student"):
+        cls, prefix = SECTIONS[section]
+        add_config_args(parser, cls, prefix=prefix)
 
 
 def run(args: argparse.Namespace) -> int:
-    student, train_cfg, kd, aug = configs(args)
-    if bool(args.dev_data) != bool(args.dev_ali):
-        raise ConfigError("--dev-data and --dev-ali go together")
-    hard_only = kd.schedule(train_cfg.epochs).hard_only
-    if kd.teacher == "online" and not args.members and not hard_only:
-        raise ConfigError("--online needs --members exp/members/m*/final.pt")
-    st = stage(args)
-    record = Path(args.out) / "distill.json"
-    if st.begin(args.force) or not record.exists():
-        res = distill_stage(student, train_cfg, kd, aug, args.train_data, args.train_ali,
-                            args.dev_data, args.dev_ali, args.out, soft=args.soft,
-                            members=args.members, transfer_data=args.transfer_data,
-                            test_data=args.test_data, test_ali=args.test_ali, force=st.fresh)
-        st.finish()
-    else:
-        res = json.loads(record.read_text())
-    best = res["best"]
-    acc = f", dev frame acc {100 * best['dev_acc']:.2f}%" if best.get("dev_acc") is not None else ""
-    test = f", test {100 * res['test']['acc']:.2f}%" if "test" in res else ""
-    kind = "hard-target control" if kd.alpha >= 1 and kd.alpha_final in (None, 1.0) else "student"
-    print(f"{args.out}: {kind}, {res['params']} params, best epoch {best['epoch']}{acc}{test}, "
-          f"{res['seconds']:.0f} s -> {res['final']}")
+    job = job_from_args(DistillJob, args, options=section_options(args))
+    print(job.summary(job.run()))
     return 0

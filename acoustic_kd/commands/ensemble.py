@@ -16,14 +16,13 @@ Example:  acoustic-kd ensemble --num-members 5 --nj 2 --train-data data/train \\
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
+from ..config import add_config_args, job_from_args
 from ..ensemble.combine import RULES
-from ..ensemble.evaluate import evaluate, format_table
-from ..ensemble.members import member_dirs, train_members
+from ..ensemble.evaluate import format_table
+from ..ensemble.stage import EnsembleJob
 from ..errors import ConfigError
-from ..stage import Stage, ali_inputs, feature_inputs
+from ..nnet.stage import SECTIONS, section_options
 
 HELP = "train K DNN members as parallel jobs, combine and evaluate them"
 
@@ -51,40 +50,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")
     parser.add_argument("--slurm-opts", default="", help="extra sbatch options")
     parser.add_argument("train_options", nargs=argparse.REMAINDER,
-                        help="after `--`: options passed to every `acoustic-kd train` job")
+                        help="after `--`: model/train/augment options of every member (as "
+                             "`acoustic-kd train` takes them)")
+
+
+def member_options(argv: list[str]) -> dict:
+    """The members' model/train/augment options given after `--`, as `TrainJob.options`."""
+    p = argparse.ArgumentParser(prog="acoustic-kd ensemble ... --", add_help=False)
+    for cls in SECTIONS.values():
+        add_config_args(p, cls)
+    ns, rest = p.parse_known_args([a for a in argv if a != "--"])
+    if rest:
+        raise ConfigError(f"after `--`: {' '.join(rest)} are not model/train/augment options")
+    return section_options(ns)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.eval_only:
-        if not (args.train_data and args.train_ali):
-            raise ConfigError("--train-data and --train-ali are needed unless --eval-only")
-        shared = ["--train-data", args.train_data, "--train-ali", args.train_ali,
-                  "--dev-data", args.dev_data, "--dev-ali", args.dev_ali]
-        if args.config:
-            shared += ["--config", args.config]
-        shared += [a for a in args.train_options if a != "--"]
-        if args.force:
-            shared.append("--force")
-        train_members(args.out, args.num_members, shared, nj=args.nj, base_seed=args.seed,
-                      archs=args.archs, data_order=args.data_order, backend=args.backend,
-                      slurm_opts=args.slurm_opts)
-    ckpts = [d / "final.pt" for d in member_dirs(args.out, args.num_members)]
-    missing = [str(c) for c in ckpts if not c.exists()]
-    if missing:
-        raise ConfigError(f"members not trained: {', '.join(missing)} (run without --eval-only)")
-    sets = {"dev": (args.dev_data, args.dev_ali)}
-    if args.test_data and args.test_ali:
-        sets["test"] = (args.test_data, args.test_ali)
-    out = Path(args.out)
-    st = Stage("ensemble", out, {"rules": list(args.rules), "sets": list(sets)},
-               inputs=[*ckpts, *(p for d, a in sets.values()
-                                 for p in [*feature_inputs(d, "utt2spk"), *ali_inputs(a)])],
-               code=evaluate, outputs=[out / "eval.json", out / "eval.txt"])
-    if st.begin(args.force):
-        res = evaluate(ckpts, sets, args.out, rules=args.rules)
-        st.finish()
-    else:
-        res = json.loads((out / "eval.json").read_text())
-    print(format_table(res), end="")
+    job = job_from_args(EnsembleJob, args, train_options=member_options(args.train_options))
+    print(format_table(job.run()), end="")
     print(f"-> {args.out}/eval.json")
     return 0

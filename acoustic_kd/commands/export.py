@@ -15,14 +15,10 @@ A finished OUT is skipped unless --force or a changed input, setting or code (ac
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
-
-from ..decode.graph import graph_variant
-from ..errors import ConfigError
-from ..stage import Stage, feature_inputs
+from ..config import job_from_args
+from ..export.stage import ExportJob
 
 HELP = "export a checkpoint to TorchScript / ONNX / int8 ONNX with all decoding metadata inside"
 
@@ -46,68 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-export a finished OUT")
 
 
-def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, float, float | None]:
-    """(acwt, word penalty, transition scale or None) from a number or a decode-stage JSON
-    (tune.json or decode.json); the transition scale is there when it was tuned on dev."""
-    try:
-        return float(acwt), (word_penalty or 0.0), None
-    except ValueError:
-        pass
-    path = Path(acwt)
-    if not path.is_file():
-        raise ConfigError(f"--acwt {acwt!r} is neither a number nor a file")
-    d = json.loads(path.read_text())
-    d = d.get("tune") or d.get("config") or d  # decode.json nests its settings
-    if "acwt" not in d:
-        raise ConfigError(f"{path}: no 'acwt' key (expected a tune.json or decode.json)")
-    pen = d.get("word_penalty", 0.0) if word_penalty is None else word_penalty
-    scale = d.get("transition_scale")
-    return float(d["acwt"]), float(pen), None if scale is None else float(scale)
-
-
-def stage(args: argparse.Namespace, graph: str, settings: dict) -> Stage:
-    """The export stage: checkpoint, graph, HMM, words, priors, CMVN data and the tuned decoding
-    settings in; OUT out."""
-    from ..export.writer import export
-
-    g = Path(graph)
-    info = json.loads((g / "graph.json").read_text()) if (g / "graph.json").exists() else {}
-    acwt_file = args.acwt if Path(args.acwt).is_file() else None   # a tune.json / decode.json
-    inputs = [args.checkpoint, *(g / n for n in ("HCLG.fst", "words.txt", "graph.json")),
-              args.hmm, args.words, args.priors, acwt_file]
-    inputs = [p for p in inputs if p is not None and Path(p).exists()]
-    if not args.hmm and info.get("hmm"):   # the HMM the graph records (by the path written there)
-        inputs.append((g / "graph.json", "hmm", Path(info["hmm"])))
-    if args.data:
-        inputs += feature_inputs(args.data, "utt2spk")
-    return Stage("export", args.out, {**settings, "beam": args.beam, "max_active": args.max_active,
-                                      "cmvn_data": bool(args.data), "priors": bool(args.priors)},
-                 inputs=inputs,
-                 code=[export, __name__],
-                 outputs=[Path(args.out)], marker="", resumable=False)
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..export.writer import export
-
-    acwt, penalty, scale = decoding_settings(args.acwt, args.word_penalty)
-    graph = args.graph if scale is None else str(graph_variant(args.graph, scale))
-    st = stage(args, graph, {"acwt": acwt, "word_penalty": penalty, "transition_scale": scale})
-    if not st.begin(args.force):
+    if not job_from_args(ExportJob, args).run():
         print(f"{args.out}: already exported (use --force to redo)")
         return 0
-    stats = check = None
-    if args.data:
-        from ..features.featureset import FeatureSet
-
-        feats = FeatureSet(args.data, cmvn="global")
-        stats = feats.global_cmvn_stats()
-        check = np.concatenate([feats[u] for u in feats.utts[:5]])  # compare on real features
-    priors = np.loadtxt(args.priors, dtype=np.float64, ndmin=1) if args.priors else None
-    summary = export(args.checkpoint, args.out, graph, args.words, stats, acwt, args.beam,
-                     args.hmm, {"cmvn_data": args.data, "priors_file": args.priors},
-                     word_penalty=penalty, max_active=args.max_active, priors=priors,
-                     check_feats=check)
-    st.finish()
     print(Path(args.out, "README.txt").read_text().split("\nProvenance")[0].rstrip())
     return 0

@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import add_config_args, load_config, overrides_from_args, to_dict
-from ..lang.langdir import LangConfig, prepare_lang
-from ..stage import Stage
-from ..utils import read_table
+from ..config import add_config_args, job_from_args, overrides_from_args
+from ..lang.langdir import LangConfig
+from ..lang.stage import LangJob
 
 HELP = "phones, lexicon, HMM topology and grammar (G.arpa) -> data/lang"
 
@@ -29,56 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_args(p, LangConfig)
 
 
-def _texts(d: str) -> dict[str, str]:
-    return {k: v for k, v, _ in read_table(Path(d) / "text", min_fields=1)}
-
-
-def _install_arpa(src: Path, out: Path, words: set[str]) -> None:
-    """Validate a user's ARPA LM against the vocabulary and install it as out/G.arpa."""
-    from ..errors import DataError
-    from ..lang.arpa import read_arpa
-    from ..utils import atomic_write_text
-
-    if not src.exists():
-        raise DataError(src, "ARPA file does not exist", "check the --arpa path")
-    probs, _ = read_arpa(src)
-    if not probs or not probs[0]:
-        raise DataError(src, "no 1-grams found", "give an ARPA file (\\data\\, \\1-grams:, ...)")
-    unknown = sorted({w for ng in probs[0] for w in ng} - words - {"<s>", "</s>", "<unk>"})
-    if unknown:
-        raise DataError(src, f"{len(unknown)} LM word(s) not in the lexicon, e.g. {unknown[:5]}",
-                        "add them to the lexicon or prune them from the LM")
-    atomic_write_text(out / "G.arpa", src.read_text(encoding="utf-8"))
-
-
-def stage(args: argparse.Namespace, cfg: LangConfig) -> Stage:
-    """The lang stage: the transcripts, the lexicon and the ARPA file in, the lang dir out."""
-    out = Path(args.out)
-    lexicon = None if args.lexicon == "cmudict" else args.lexicon
-    texts = [Path(d) / "text" for d in (args.data, *args.vocab_data)]
-    return Stage("lang", out, {"lang": to_dict(cfg), "cmudict": lexicon is None,
-                               "vocab_sets": len(args.vocab_data), "arpa": bool(args.arpa)},
-                 inputs=[*texts, lexicon, args.arpa],
-                 code=[prepare_lang, __name__],
-                 outputs=[out], marker="", resumable=False)
-
-
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    cfg = load_config(LangConfig, args.config, "lang", overrides_from_args(args, LangConfig))
-    st = stage(args, cfg)
-    if not st.begin(args.force):
-        print(f"{out}: already done (use --force to rebuild)")
+    job = job_from_args(LangJob, args, options=overrides_from_args(args, LangConfig))
+    lang = job.run()
+    if lang is None:
+        print(f"{args.out}: already done (use --force to rebuild)")
         return 0
-    extra: dict[str, str] = {}
-    for d in args.vocab_data:
-        extra.update(_texts(d))
-    lang = prepare_lang(_texts(args.data), args.lexicon, out, cfg, extra_texts=extra)
-    if args.arpa:
-        _install_arpa(Path(args.arpa), out, set(lang.words))
-    st.finish()
-    oov = (out / "oov.txt").read_text().splitlines()
-    print(f"{out}: {len(lang.phones) - 1} phones, {len(lang.words) - 1} words, "
+    oov = (Path(args.out) / "oov.txt").read_text().splitlines()
+    cfg = job.configs()
+    print(f"{args.out}: {len(lang.phones) - 1} phones, {len(lang.words) - 1} words, "
           f"{sum(len(p) for p in lang.lexicon.values())} pronunciations, {len(oov)} OOV word types "
           f"(policy {cfg.oov_policy}), G.arpa order {cfg.lm_order}")
     return 0

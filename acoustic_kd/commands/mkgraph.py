@@ -14,12 +14,9 @@ peak memory); a re-run reuses the graph when the lang dir, the HMM and the optio
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from ..config import add_config_args, load_config, overrides_from_args, to_dict
-from ..decode.graph import GraphConfig, build_graph
-from ..stage import Stage
+from ..config import add_config_args, job_from_args, overrides_from_args
+from ..decode.graph import GraphConfig, GraphJob
 
 HELP = "build the decoding graph (HMM∘lexicon∘grammar) for a lang dir and an HMM model"
 
@@ -34,19 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hmm import HmmModel
-
-    cfg = load_config(GraphConfig, args.config, "mkgraph", overrides_from_args(args, GraphConfig))
-    out = Path(args.out) if args.out else Path(args.model).parent / "graph"
-    st = Stage("mkgraph", out, {"mkgraph": to_dict(cfg)}, inputs=[args.lang, args.model],
-               code=build_graph,
-               outputs=[out], marker="", resumable=False)
-    if st.begin(args.force):
-        build_graph(args.lang, HmmModel.load(args.model), out, cfg, force=True, hmm_path=args.model)
-        st.finish()
-    path = out / "HCLG.fst"
-    info = json.loads((out / "graph.json").read_text())
-    print(f"{path}: {info['num_states']} states, {info['num_arcs']} arcs, {info['num_pdfs']} pdfs")
+    job = job_from_args(GraphJob, args, options=overrides_from_args(args, GraphConfig))
+    info = job.run()
+    print(f"{job.out_dir() / 'HCLG.fst'}: {info['num_states']} states, {info['num_arcs']} arcs, "
+          f"{info['num_pdfs']} pdfs")
     sizes = info.get("sizes") or {}
     if "LG" in sizes:
         print("  " + ", ".join(f"{k} {v[0]} states / {v[1]} arcs" for k, v in sizes.items()

@@ -11,16 +11,14 @@ A finished preparation is skipped on re-run unless --force, a changed option, so
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import time
-from pathlib import Path
 
 import yaml
 
+from ..config import job_from_args
 from ..corpora import CORPORA
+from ..corpora.stage import PrepareJob
 from ..errors import ConfigError
-from ..stage import Stage
 
 HELP = "prepare a corpus as Kaldi data dirs (train/dev/test)"
 
@@ -37,52 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="redo even if already prepared")
 
 
-def _options(args: argparse.Namespace) -> dict:
-    opts = {"out_dir": args.out, "src_dir": args.src, "seed": args.seed, "lexicon": args.lexicon,
-            "nj": args.nj, "force": args.force or None}
-    for item in args.opt:
+def extra_options(items: list[str]) -> dict:
+    """{key: value} of `--opt KEY=VALUE` options (values parsed as YAML scalars)."""
+    opts = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--opt expects KEY=VALUE, got {item!r}")
         opts[key.replace("-", "_")] = yaml.safe_load(value)
-    return {k: v for k, v in opts.items() if v is not None}
-
-
-def stage(corpus: str, opts: dict) -> Stage:
-    """The prepare stage: the corpus download (audio by size and modification time), a lexicon
-    file and the options in; the data dirs the corpus function returns out (recorded in the marker,
-    so that a changed option or source removes them before they are made again)."""
-    out = Path(opts["out_dir"])
-    config = {"corpus": corpus, **{k: v for k, v in opts.items()
-                                   if k not in ("out_dir", "src_dir", "nj", "force")}}
-    lexicon = opts.get("lexicon")
-    inputs = [lexicon] if isinstance(lexicon, str) and Path(lexicon).is_file() else []
-    if isinstance(lexicon, str) and Path(lexicon).is_file():
-        config["lexicon"] = "file"
-    src = opts.get("src_dir")
-    return Stage("prepare", out, config, inputs=inputs, audio=[src] if src else [],
-                 code=CORPORA[corpus])
+    return opts
 
 
 def run(args: argparse.Namespace) -> int:
-    fn = CORPORA[args.corpus]
-    params = inspect.signature(fn).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    opts = _options(args)
-    if "src_dir" in params and "src_dir" not in opts:
-        raise ConfigError(f"prepare {args.corpus} needs --src DIR (the corpus download)")
-    unknown = [k for k in opts if k not in params and not takes_any]
-    if unknown:
-        valid = [p for p in params if p not in ("out_dir",)]
-        raise ConfigError(f"prepare {args.corpus} does not take {unknown}; it takes {valid}")
-    st = stage(args.corpus, opts)
-    if not st.begin(args.force):
-        print(json.dumps(json.loads(st.marker.read_text()).get("prepared", {}), indent=2))
-        return 0
-    t0 = time.time()
-    out = fn(**{**opts, **({"force": True} if st.fresh and "force" in params else {})})
-    st.finish({"prepared": {k: str(v) for k, v in out.items()}},
-              outputs=[v for v in out.values() if Path(v).exists()])
-    print(json.dumps({k: str(v) for k, v in out.items()}, indent=2))
-    print(f"prepared {args.corpus} in {time.time() - t0:.1f} s")
+    out, seconds = job_from_args(PrepareJob, args, opts=extra_options(args.opt)).run()
+    print(json.dumps(out, indent=2))
+    if seconds is not None:
+        print(f"prepared {args.corpus} in {seconds:.1f} s")
     return 0

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..stage import Stage
+from ..config import job_from_args
+from ..report import ReportJob
 
 HELP = "write exp/RESULTS.md (comparison table + plots) and print the table"
 
@@ -26,42 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="rewrite even when no result changed")
 
 
-def stage(args: argparse.Namespace) -> Stage:
-    """The report stage: every system's checkpoint, training log and decode results in;
-    RESULTS.md and plots/ out."""
-    from ..report import write_results
-
-    exp = Path(args.exp)
-    models = [exp / "members" / f"m{i}" for i in range(1, args.num_members + 1)]
-    models += [exp / "student_hard", exp / "student_kd"]
-    inputs = [d / n for d in models for n in ("final.pt", "train_log.jsonl")]
-    inputs += [d / n for d in sorted((exp / "decode").glob("*_*")) if d.is_dir()
-               for n in ("wer", "cer", "frame_acc", "decode.json")]
-    inputs += sorted(exp.glob("*/SEEDS.md"))
-    return Stage("report", exp, {"num_members": args.num_members, "sets": list(args.sets),
-                                 "title": args.title, "notes": args.notes},
-                 inputs=[p for p in inputs if p.exists()], code=write_results,
-                 outputs=[exp / "RESULTS.md", exp / "plots"], resumable=False)
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..report import collect_rows, format_table, kept_share, training_curves, write_results
-    from ..errors import DataError
-
-    exp = Path(args.exp)
-    rows = collect_rows(exp, args.num_members, args.sets)
-    if not rows:
-        raise DataError(exp, "no trained or decoded systems found",
-                        "run the recipe's training and decoding stages first")
-    st = stage(args)
-    if st.begin(args.force):
-        table = write_results(rows, args.sets, exp, args.title, args.notes,
-                              training_curves(exp, args.num_members))
-        st.finish()
-    else:
-        table = format_table(rows, args.sets)
-        share = kept_share(rows, args.sets)
-        table += f"\n{share}\n" if share else ""
-    print(table, end="")
-    print(f"(written to {exp / 'RESULTS.md'})")
+    print(job_from_args(ReportJob, args).run(), end="")
+    print(f"(written to {Path(args.exp) / 'RESULTS.md'})")
     return 0

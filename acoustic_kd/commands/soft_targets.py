@@ -12,13 +12,9 @@ Example:  acoustic-kd soft-targets --members exp/members/m*/final.pt --data data
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from ..config import add_config_args, load_config, load_yaml, overrides_from_args, to_dict
-from ..distill.soft_targets import SoftTargetConfig
-from ..distill.stage import soft_targets_stage
-from ..stage import Stage, feature_inputs
+from ..config import add_config_args, job_from_args, overrides_from_args
+from ..distill.soft_targets import SoftTargetConfig, SoftTargetsJob
 
 HELP = "store the ensemble's temperature-T soft targets (top-k shards) for distillation"
 
@@ -35,26 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # one recipe YAML serves both stages: without `soft_targets: {T: ..}` the `distill:` T is used,
-    # so the cached targets are made at the temperature the student will train with
-    sections = load_yaml(args.config)
-    distill_T = (sections.get("distill") or {}).get("T")
-    overrides = {"T": distill_T} if distill_T is not None and \
-        "T" not in (sections.get("soft_targets") or {}) else {}
-    overrides.update({k: v for k, v in overrides_from_args(args, SoftTargetConfig).items()
-                      if v is not None})
-    cfg = load_config(SoftTargetConfig, args.config, "soft_targets", overrides)
-    out = Path(args.out)
-    st = Stage("soft-targets", out, {"soft_targets": to_dict(cfg)},
-               inputs=[*args.members, *feature_inputs(args.data, "utt2spk")],
-               code=soft_targets_stage,
-               outputs=[out], marker="")
-    if st.begin(args.force):
-        meta = soft_targets_stage(args.members, args.data, args.out, cfg, device=args.device,
-                                  force=st.fresh)
-        st.finish()
-    else:
-        meta = json.loads((out / "meta.json").read_text())
+    job = job_from_args(SoftTargetsJob, args, options=overrides_from_args(args, SoftTargetConfig))
+    meta = job.run()
     print(f"{args.out}: {meta['num_frames']} frames, T={meta['T']}, k={meta['k']}, {meta['rule']}, "
           f"{len(meta['members'])} members: {meta['bytes_per_frame']} bytes/frame vs "
           f"{meta['dense_bytes_per_frame']} dense ({100 * meta['ratio']:.1f}%)")

@@ -14,13 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import add_config_args, load_config, overrides_from_args, to_dict
-from ..errors import ConfigError
-from ..nnet.augment import AugmentConfig
-from ..nnet.models import ModelConfig
-from ..nnet.stage import output_paths, run_train_stage
-from ..nnet.trainer import TrainConfig
-from ..stage import Stage, ali_inputs, feature_inputs
+from ..config import add_config_args, job_from_args
+from ..nnet.stage import SECTIONS, TrainJob, section_options
 
 HELP = "train a frame-level DNN (MLP/TDNN) on alignments; resumable, DDP under torchrun"
 
@@ -33,45 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output dir, e.g. exp/members/m1")
     parser.add_argument("--config", default=None, help="recipe YAML (`model:` and `train:` sections)")
     parser.add_argument("--force", action="store_true", help="retrain from scratch")
-    add_config_args(parser, ModelConfig)
-    add_config_args(parser, TrainConfig)
-    add_config_args(parser, AugmentConfig)
-
-
-def configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, AugmentConfig]:
-    """Resolved (ModelConfig, TrainConfig, AugmentConfig): defaults < YAML < command line."""
-    return (load_config(ModelConfig, args.config, "model", overrides_from_args(args, ModelConfig)),
-            load_config(TrainConfig, args.config, "train", overrides_from_args(args, TrainConfig)),
-            load_config(AugmentConfig, args.config, "augment",
-                        overrides_from_args(args, AugmentConfig)))
-
-
-def stage(args: argparse.Namespace) -> Stage:
-    """The train stage: features + alignments of the training (and dev) set in, OUT's
-    checkpoints, log and `.train.done` out."""
-    model_cfg, train_cfg, aug_cfg = configs(args)
-    inputs = [*feature_inputs(args.train_data, "utt2spk"), *ali_inputs(args.train_ali)]
-    if args.dev_data:
-        inputs += [*feature_inputs(args.dev_data, "utt2spk"), *ali_inputs(args.dev_ali)]
-    cfg = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "dev": bool(args.dev_data)}
-    if aug_cfg.enabled:  # (absent when off: signatures of runs without augmentation unchanged)
-        cfg["augment"] = to_dict(aug_cfg)
-    return Stage("train", args.out, cfg,
-                 inputs=inputs, code=run_train_stage, outputs=output_paths(args.out))
+    for cls in SECTIONS.values():
+        add_config_args(parser, cls)
 
 
 def run(args: argparse.Namespace) -> int:
-    model_cfg, train_cfg, aug_cfg = configs(args)
-    if bool(args.dev_data) != bool(args.dev_ali):
-        raise ConfigError("--dev-data and --dev-ali go together")
-    st = stage(args)
-    ran = st.begin(args.force)
-    res = run_train_stage(args.train_data, args.train_ali, args.dev_data, args.dev_ali, args.out,
-                          model_cfg, train_cfg, force=st.fresh, aug_cfg=aug_cfg)
-    if ran:
-        st.finish()
-    best = res["best"]
-    acc = f", dev frame acc {100 * best['dev_acc']:.2f}%" if best.get("dev_acc") is not None else ""
-    print(f"{args.out}: {res['params']} params, {res['macs_per_frame']} MACs/frame, "
-          f"best epoch {best['epoch']}{acc} -> {res['final']}")
+    job = job_from_args(TrainJob, args, options=section_options(args))
+    print(job.summary(job.run()))
     return 0

@@ -3,7 +3,8 @@
 `CORPORA` maps a corpus name to its prepare function. Every function takes `out_dir` and writes
 `out_dir/{train,dev,test}/` (validated) plus `out_dir/local/` extras, and returns
 {set name: path, ...}. Corpora read from disk also take `src_dir` (the user's download).
-`synth_digits` (it loads espeak-ng) and `librispeech` are imported on first use.
+`synth_digits` (it loads espeak-ng) and `librispeech` are imported on first use. `stage`
+(PrepareJob) is the `acoustic-kd prepare` step.
 """
 
 from __future__ import annotations

@@ -34,11 +34,12 @@ from pathlib import Path
 
 import kaldifst as kf
 
-from ..config import to_dict
+from ..config import load_config, to_dict
 from ..errors import ConfigError, DataError
 from ..hmm import HmmModel
 from ..lang.arpa import read_arpa
 from ..lang.langdir import load_lang
+from ..stage import Stage
 from ..utils import atomic_path, atomic_write_json, get_logger, is_done, mark_done, read_table
 from .grammar_fst import arpa_to_fst
 from .hclg import crossword_hclg, determinized_hclg
@@ -289,3 +290,36 @@ def graph_variant(graph_dir: str | Path, transition_scale: float) -> Path:
     build_graph(lang, HmmModel.load(hmm), out, replace(cfg, transition_scale=transition_scale),
                 hmm_path=hmm)
     return out
+
+
+@dataclass
+class GraphJob:
+    """One graph dir (`acoustic-kd mkgraph`): a lang dir and an HMM (JSON) in, OUT out; `options`
+    holds the command-line values of the GraphConfig fields (None = not given)."""
+
+    lang: str
+    model: str
+    out: str | None = None
+    config: str | None = None
+    force: bool = False
+    options: dict = field(default_factory=dict)
+
+    def out_dir(self) -> Path:
+        """OUT, by default the HMM's dir / graph."""
+        return Path(self.out) if self.out else Path(self.model).parent / "graph"
+
+    def stage(self, cfg: GraphConfig):
+        """The mkgraph stage: the lang dir, the HMM and the options in, the graph dir out."""
+        return Stage("mkgraph", self.out_dir(), {"mkgraph": to_dict(cfg)},
+                     inputs=[self.lang, self.model], code=__name__, outputs=[self.out_dir()],
+                     marker="", resumable=False)
+
+    def run(self) -> dict:
+        """Build the graph (or keep it when up to date); its graph.json content."""
+        cfg = load_config(GraphConfig, self.config, "mkgraph", self.options)
+        st = self.stage(cfg)
+        if st.begin(self.force):
+            build_graph(self.lang, HmmModel.load(self.model), self.out_dir(), cfg, force=True,
+                        hmm_path=self.model)
+            st.finish()
+        return json.loads((self.out_dir() / "graph.json").read_text())

@@ -97,15 +97,25 @@ def check_sources(job: DecodeJob) -> None:
         raise ConfigError("with --logpost-scp, --tune-on-dev needs --dev-logpost-scp")
 
 
+def tuned_values(path: str | Path) -> tuple[float, float, float | None]:
+    """(acwt, word penalty, transition scale or None when none was tuned) of a decode's tune.json
+    or decode.json: the one reader of the values a decode tuned on dev (decode --tuned, export)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no tune.json there; run the decode with --tune-on-dev first")
+    d = json.loads(path.read_text())
+    d = d.get("tune") or d.get("config") or d  # decode.json nests its settings
+    if "acwt" not in d:
+        raise ConfigError(f"{path}: no 'acwt' key (expected a tune.json or decode.json)")
+    scale = d.get("transition_scale")
+    return float(d["acwt"]), float(d.get("word_penalty", 0.0)), None if scale is None else float(scale)
+
+
 def read_tuned(path: str | Path, cfg: DecodeConfig) -> tuple[DecodeConfig, float | None]:
     """`cfg` with the acwt and word penalty of a tune.json, and the transition scale tuned with
     them (None when none was)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no tune.json there; run the decode with --tune-on-dev first")
-    t = json.loads(path.read_text())
-    cfg = dataclasses.replace(cfg, acwt=float(t["acwt"]), word_penalty=float(t["word_penalty"]))
-    return cfg, t.get("transition_scale")
+    acwt, penalty, scale = tuned_values(path)
+    return dataclasses.replace(cfg, acwt=acwt, word_penalty=penalty), scale
 
 
 def configs(job: DecodeJob) -> tuple[DecodeConfig, TuneConfig, LatticeConfig, float | None]:

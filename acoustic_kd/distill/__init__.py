@@ -10,9 +10,9 @@ student and its hard-target control go through one entry point (`train.train_stu
 are identical by construction.
 
 Modules: `loss` (kd_loss, hard_ce, soft_kl), `targets` (top-k sparsification), `store` (top-k
-shards), `soft_targets` (compute the store), `objective` (trainer objective, α/T schedules), `train`
-(DistillConfig, train_student, train fraction, transfer sets), `stage` (data dirs in, exp dirs
-out). Augmentation (SpecAugment-style masks, noise, volume, speed (time-stretch), mixup) is
+shards), `soft_targets` (compute the store; SoftTargetsJob), `objective` (trainer objective, α/T schedules), `train`
+(DistillConfig, train_student, train fraction, transfer sets), `stage` (DistillJob: data dirs
+in, the student's exp dir out). Augmentation (SpecAugment-style masks, noise, volume, speed (time-stretch), mixup) is
 `acoustic_kd.nnet.augment`, shared with member training.
 
 The defaults (T = 5, α = 0.5, cached top-20 arithmetic-mean targets, a member-size student) come

@@ -2,6 +2,8 @@
 
 The transfer set is any frame dataset (labelled train set, or features without alignments); frames
 are processed in the dataset's global order, shard by shard, so a killed run resumes where it stopped.
+`SoftTargetsJob` is one `acoustic-kd soft-targets` run: its stage contract (members and the
+transfer set's features in, the store out) and `run()`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from ..config import to_dict
+from ..config import load_config, load_yaml, to_dict
 from ..ensemble.combine import check_rule
-from ..ensemble.runner import TeacherEnsemble
+from ..ensemble.runner import TeacherEnsemble, load_teacher
 from ..errors import ConfigError
+from ..model_meta import CheckpointMeta, same_features
+from ..nnet.data import FrameDataset
+from ..stage import Stage, feature_inputs
 from ..utils import get_logger, is_done
 from .store import SoftTargetWriter
 from .targets import storage_bytes_per_frame, topk_targets
@@ -113,3 +118,55 @@ def compute_soft_targets(teacher: TeacherEnsemble, dataset, cfg: SoftTargetConfi
              cfg.T, k, cfg.rule, meta["bytes_per_frame"], meta["dense_bytes_per_frame"],
              100 * meta["ratio"])
     return meta
+
+
+def soft_targets_of(members: Sequence[str], data_dir: str | Path, out_dir: str | Path,
+                    cfg: SoftTargetConfig, device: str = "cpu", force: bool = False) -> dict:
+    """Soft targets of `members` over every frame of `data_dir` (alignments not needed)."""
+    teacher, metas = load_teacher(members, cfg.rule, device, bf16=cfg.bf16)
+    # normalised as the members were trained (global CMVN: with their training set's stats)
+    fs = same_features([CheckpointMeta.from_dict(m) for m in metas], members).features(data_dir)
+    ds = FrameDataset(fs, None, teacher.context)
+    return compute_soft_targets(teacher, ds, cfg, out_dir, [str(m) for m in members], str(data_dir),
+                                force=force)
+
+
+@dataclass
+class SoftTargetsJob:
+    """One soft-target store: the options of `acoustic-kd soft-targets` by name; `options` holds
+    the command-line values of the SoftTargetConfig fields (None = not given)."""
+
+    members: list[str]
+    data: str
+    out: str
+    config: str | None = None
+    device: str = "cpu"
+    force: bool = False
+    options: dict = field(default_factory=dict)
+
+    def configs(self) -> SoftTargetConfig:
+        """Defaults < YAML `soft_targets:` < command line; without a `soft_targets: {T: ..}` the
+        `distill:` section's T, so the cached targets are made at the student's temperature."""
+        sections = load_yaml(self.config)
+        distill_T = (sections.get("distill") or {}).get("T")
+        overrides = {"T": distill_T} if distill_T is not None and \
+            "T" not in (sections.get("soft_targets") or {}) else {}
+        overrides.update({k: v for k, v in self.options.items() if v is not None})
+        return load_config(SoftTargetConfig, self.config, "soft_targets", overrides)
+
+    def stage(self, cfg: SoftTargetConfig) -> Stage:
+        """The soft-targets stage: the members and the transfer set's features in, OUT out."""
+        return Stage("soft-targets", self.out, {"soft_targets": to_dict(cfg)},
+                     inputs=[*self.members, *feature_inputs(self.data, "utt2spk")],
+                     code=__name__, outputs=[Path(self.out)], marker="")
+
+    def run(self) -> dict:
+        """Compute the store (or skip it when up to date); its meta.json content."""
+        cfg = self.configs()
+        st = self.stage(cfg)
+        if not st.begin(self.force):
+            return json.loads((Path(self.out) / "meta.json").read_text())
+        meta = soft_targets_of(self.members, self.data, self.out, cfg, device=self.device,
+                               force=st.fresh)
+        st.finish()
+        return meta

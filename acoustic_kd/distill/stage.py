@@ -1,26 +1,32 @@
-"""The `soft-targets` and `distill` stages on disk: data/alignment dirs in, exp dirs out."""
+"""The `distill` stage on disk: a teacher, data and alignment dirs in, a student's exp dir out.
+
+`DistillJob` is one `acoustic-kd distill` run (the distilled student, or with α = 1 its hard-target
+control): `stage()` is its contract (the teacher, features and alignments in; OUT's checkpoints,
+log, distill.json and marker out), `run()` trains, resuming or skipping as the contract says.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from ..ali import read_alignments, read_num_pdfs
-from ..config import to_dict
+from ..config import load_config, overrides_from_args, to_dict
 from ..ensemble.runner import load_teacher, union_context
 from ..errors import ConfigError, DataError
-from ..model_meta import CheckpointMeta, same_features
 from ..nnet.data import FrameDataset
 from ..nnet.infer import frame_metrics
 from ..nnet.models import ModelConfig, build_model, count_params, macs_per_frame
-from ..nnet.stage import checkpoint_meta, clear_outputs, train_stats
+from ..nnet.stage import checkpoint_meta, clear_outputs, dev_accuracy, output_paths, train_stats
 from ..nnet.stream import StreamingFrameDataset
 from ..nnet.trainer import TrainConfig
+from ..stage import Stage, ali_inputs, feature_inputs
 from ..utils import atomic_write_json, get_logger, write_exp_info
 from ..nnet.augment import AugmentConfig
-from .soft_targets import SoftTargetConfig, compute_soft_targets
 from .store import SoftTargetStore
 from .train import ConcatFrames, DistillConfig, fraction_utts, train_student
 
@@ -38,17 +44,6 @@ def _frames(fs, alis, context, cfg: TrainConfig, utts=None):
     if cfg.streaming:
         return StreamingFrameDataset(fs, alis, context, utts, cfg.shard_utts, cfg.buffer_shards)
     return FrameDataset(fs, alis, context, utts)
-
-
-def soft_targets_stage(members: Sequence[str], data_dir: str | Path, out_dir: str | Path,
-                       cfg: SoftTargetConfig, device: str = "cpu", force: bool = False) -> dict:
-    """Soft targets of `members` over every frame of `data_dir` (alignments not needed)."""
-    teacher, metas = load_teacher(members, cfg.rule, device, bf16=cfg.bf16)
-    # normalised as the members were trained (global CMVN: with their training set's stats)
-    fs = same_features([CheckpointMeta.from_dict(m) for m in metas], members).features(data_dir)
-    ds = FrameDataset(fs, None, teacher.context)
-    return compute_soft_targets(teacher, ds, cfg, out_dir, [str(m) for m in members], str(data_dir),
-                                force=force)
 
 
 def _training_set(train_data, train_ali, transfer_data, window, kd_cfg: DistillConfig,
@@ -135,3 +130,87 @@ def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: Dist
         res["test"] = frame_metrics(best, test_ds, train_cfg.eval_batch_size)
     atomic_write_json(Path(out_dir) / "distill.json", res)
     return res
+
+
+# the sections of a student's YAML (--student-config): (config, prefix of its command-line options)
+SECTIONS = {"student": (ModelConfig, "student-"), "train": (TrainConfig, ""),
+            "distill": (DistillConfig, ""), "augment": (AugmentConfig, "")}
+
+
+def section_options(args) -> dict[str, dict]:
+    """{section: {field: command-line value or None}} of an argparse namespace."""
+    return {s: overrides_from_args(args, cls, prefix) for s, (cls, prefix) in SECTIONS.items()}
+
+
+@dataclass
+class DistillJob:
+    """One student: its paths and switches by the names of `acoustic-kd distill`'s options, and
+    the command-line values of the `student:`, `train:`, `distill:` and `augment:` options
+    (`options[section]`, None = not given; `student_config` is the YAML)."""
+
+    train_data: str
+    out: str
+    soft: str | None = None
+    members: list[str] = field(default_factory=list)
+    train_ali: str | None = None
+    transfer_data: str | None = None
+    dev_data: str | None = None
+    dev_ali: str | None = None
+    test_data: str | None = None
+    test_ali: str | None = None
+    student_config: str | None = None
+    force: bool = False
+    options: dict = field(default_factory=dict)
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig, DistillConfig, AugmentConfig]:
+        """(student, train, distill, augment) configs: defaults < YAML < command line."""
+        return tuple(load_config(cls, self.student_config, s, self.options.get(s))
+                     for s, (cls, _) in SECTIONS.items())
+
+    def stage(self) -> Stage:
+        """The distill stage: the teacher (soft-target store or members), features and alignments
+        in; OUT's checkpoints, log, distill.json and marker out."""
+        student, train_cfg, kd, aug = self.configs()
+        inputs = [self.soft, *self.members, kd.init_from or None]
+        for data, ali in ((self.train_data, self.train_ali), (self.transfer_data, None),
+                          (self.dev_data, self.dev_ali), (self.test_data, self.test_ali)):
+            if data:
+                inputs += feature_inputs(data, "utt2spk")
+            if ali:
+                inputs += ali_inputs(ali)
+        config = {"student": to_dict(student), "train": to_dict(train_cfg), "distill": to_dict(kd),
+                  "augment": to_dict(aug),
+                  "sets": [bool(x) for x in (self.train_ali, self.transfer_data, self.dev_data,
+                                             self.test_data and self.test_ali)]}
+        return Stage("train", self.out, config, inputs=inputs, code=__name__,
+                     outputs=output_paths(self.out))
+
+    def check(self, train_cfg: TrainConfig, kd: DistillConfig) -> None:
+        if bool(self.dev_data) != bool(self.dev_ali):
+            raise ConfigError("--dev-data and --dev-ali go together")
+        if kd.teacher == "online" and not self.members and \
+                not kd.schedule(train_cfg.epochs).hard_only:
+            raise ConfigError("--online needs --members exp/members/m*/final.pt")
+
+    def run(self) -> dict:
+        """Train the student (or skip it when up to date); its distill.json record."""
+        student, train_cfg, kd, aug = self.configs()
+        self.check(train_cfg, kd)
+        st = self.stage()
+        record = Path(self.out) / "distill.json"
+        if not st.begin(self.force) and record.exists():
+            return json.loads(record.read_text())
+        res = distill_stage(student, train_cfg, kd, aug, self.train_data, self.train_ali,
+                            self.dev_data, self.dev_ali, self.out, soft=self.soft,
+                            members=self.members, transfer_data=self.transfer_data,
+                            test_data=self.test_data, test_ali=self.test_ali, force=st.fresh)
+        st.finish()
+        return res
+
+    def summary(self, res: dict) -> str:
+        """One line of a result: kind, size, best epoch, dev/test frame accuracy, time."""
+        kd = self.configs()[2]
+        kind = "hard-target control" if kd.alpha >= 1 and kd.alpha_final in (None, 1.0) else "student"
+        test = f", test {100 * res['test']['acc']:.2f}%" if "test" in res else ""
+        return (f"{self.out}: {kind}, {res['params']} params, best epoch {res['best']['epoch']}"
+                f"{dev_accuracy(res)}{test}, {res['seconds']:.0f} s -> {res['final']}")

@@ -1,7 +1,8 @@
 """Export a trained acoustic model for deployment and run it without the training code.
 
 `export(...)` (torch side, `writer.py`) writes one self-describing directory; `load_exported(dir,
-format)` (`runtime.py`, no torch for the ONNX formats) loads it and transcribes audio.
+format)` (`runtime.py`, no torch for the ONNX formats) loads it and transcribes audio. `stage.py`
+(ExportJob) is the `acoustic-kd export` step.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Modules: `lexicon` (phone-set constants, the lexicon reader, cmudict, word positions, OOV counts),
 `arpa` (n-gram estimation, ARPA reading / writing), `langdir` (LangConfig, Lang, the topology,
-`prepare_lang` / `load_lang`: the files of data/lang/).
+`prepare_lang` / `load_lang`: the files of data/lang/), `stage` (LangJob: the `acoustic-kd lang` step).
 """
 
 from .arpa import estimate_ngram, read_arpa, write_arpa

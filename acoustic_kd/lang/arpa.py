@@ -108,3 +108,18 @@ def read_arpa(path) -> tuple[list[dict], dict]:
         if len(parts) == order + 2:
             backoffs[ng] = float(parts[-1])
     return probs, backoffs
+
+
+def install_arpa(src: str | Path, out_dir: str | Path, words: set[str]) -> None:
+    """Validate a user's ARPA LM against the vocabulary and install it as out_dir/G.arpa."""
+    src = Path(src)
+    if not src.exists():
+        raise DataError(src, "ARPA file does not exist", "check the --arpa path")
+    probs, _ = read_arpa(src)
+    if not probs or not probs[0]:
+        raise DataError(src, "no 1-grams found", "give an ARPA file (\\data\\, \\1-grams:, ...)")
+    unknown = sorted({w for ng in probs[0] for w in ng} - words - {"<s>", "</s>", "<unk>"})
+    if unknown:
+        raise DataError(src, f"{len(unknown)} LM word(s) not in the lexicon, e.g. {unknown[:5]}",
+                        "add them to the lexicon or prune them from the LM")
+    atomic_write_text(Path(out_dir) / "G.arpa", src.read_text(encoding="utf-8"))

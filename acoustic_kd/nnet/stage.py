@@ -1,16 +1,27 @@
-"""The `train` stage on disk: data dir + alignment dir in, self-describing exp dir out."""
+"""The `train` stage on disk: data dir + alignment dir in, self-describing exp dir out.
+
+`TrainJob` is one run (`acoustic-kd train`, or an ensemble member): `stage()` is its contract
+(features and alignments of the training and dev sets in; OUT's checkpoints, log and `.train.done`
+out), `run()` trains, resuming an interrupted run and skipping a finished one.
+`python -m acoustic_kd.nnet JOB.json` runs a TrainJob written as JSON (`TrainJob.to_json`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..ali import read_alignments, read_num_pdfs, read_priors
-from ..config import to_dict
-from ..errors import DataError
-from ..utils import get_logger, write_exp_info
+from ..config import load_config, overrides_from_args, to_dict
+from ..errors import AcousticKDError, ConfigError, DataError
+from ..stage import Stage, ali_inputs, feature_inputs
+from ..utils import atomic_write_json, get_logger, write_exp_info
 from .data import FrameDataset
 from .augment import AugmentConfig, Augmenter
 from .models import ModelConfig, build_model, count_params, macs_per_frame
@@ -104,3 +115,94 @@ def run_train_stage(train_data, train_ali, dev_data, dev_ali, out_dir, model_cfg
     res = train(model, train_ds, dev_ds, train_cfg, out_dir, meta=meta,
                 augment=Augmenter(aug_cfg) if aug_cfg.enabled else None)
     return {**res, "params": count_params(model), "macs_per_frame": macs_per_frame(model)}
+
+
+# the YAML sections of a training run and their configs (the command line overrides each field)
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "augment": AugmentConfig}
+
+
+def section_options(args) -> dict[str, dict]:
+    """{section: {field: command-line value or None}} of an argparse namespace."""
+    return {s: overrides_from_args(args, cls) for s, cls in SECTIONS.items()}
+
+
+@dataclass
+class TrainJob:
+    """One training run: its paths and switches by the names of `acoustic-kd train`'s options, and
+    the command-line values of the `model:`, `train:` and `augment:` options (`options[section]`,
+    None = not given; `config` is the recipe YAML)."""
+
+    train_data: str
+    train_ali: str
+    out: str
+    dev_data: str | None = None
+    dev_ali: str | None = None
+    config: str | None = None
+    force: bool = False
+    options: dict = field(default_factory=dict)
+
+    def with_options(self, section: str, **values) -> "TrainJob":
+        """This job with some options of one section set (e.g. a member's seed)."""
+        opts = {s: dict(v) for s, v in self.options.items()}
+        opts.setdefault(section, {}).update(values)
+        return dataclasses.replace(self, options=opts)
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig, AugmentConfig]:
+        """Resolved (model, train, augment) configs: defaults < YAML < command line."""
+        return tuple(load_config(cls, self.config, s, self.options.get(s))
+                     for s, cls in SECTIONS.items())
+
+    def stage(self) -> Stage:
+        """The train stage: features + alignments of the training (and dev) set in, OUT's
+        checkpoints, log and `.train.done` out."""
+        model_cfg, train_cfg, aug_cfg = self.configs()
+        inputs = [*feature_inputs(self.train_data, "utt2spk"), *ali_inputs(self.train_ali)]
+        if self.dev_data:
+            inputs += [*feature_inputs(self.dev_data, "utt2spk"), *ali_inputs(self.dev_ali)]
+        cfg = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "dev": bool(self.dev_data)}
+        if aug_cfg.enabled:  # (absent when off: signatures of runs without augmentation unchanged)
+            cfg["augment"] = to_dict(aug_cfg)
+        return Stage("train", self.out, cfg, inputs=inputs, code=__name__,
+                     outputs=output_paths(self.out))
+
+    def run(self) -> dict:
+        """Train (or resume, or skip when up to date); the result of `run_train_stage`."""
+        if bool(self.dev_data) != bool(self.dev_ali):
+            raise ConfigError("--dev-data and --dev-ali go together")
+        model_cfg, train_cfg, aug_cfg = self.configs()
+        st = self.stage()
+        ran = st.begin(self.force)
+        res = run_train_stage(self.train_data, self.train_ali, self.dev_data, self.dev_ali,
+                              self.out, model_cfg, train_cfg, force=st.fresh, aug_cfg=aug_cfg)
+        if ran:
+            st.finish()
+        return res
+
+    def summary(self, res: dict) -> str:
+        """One line of a result: size, best epoch, dev frame accuracy, the final checkpoint."""
+        return (f"{self.out}: {res['params']} params, {res['macs_per_frame']} MACs/frame, "
+                f"best epoch {res['best']['epoch']}{dev_accuracy(res)} -> {res['final']}")
+
+    def to_json(self, path: str | Path) -> None:
+        atomic_write_json(Path(path), dataclasses.asdict(self))
+
+
+def dev_accuracy(res: dict) -> str:
+    """', dev frame acc N%' of a training result ('' without a dev set)."""
+    acc = res["best"].get("dev_acc")
+    return f", dev frame acc {100 * acc:.2f}%" if acc is not None else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Job entry point: `python -m acoustic_kd.nnet JOB.json` runs the TrainJob written there."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m acoustic_kd.nnet JOB.json", file=sys.stderr)
+        return 2
+    try:
+        job = TrainJob(**json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+        print(job.summary(job.run()))
+    except AcousticKDError as e:
+        print(f"{argv[0]}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
