@@ -77,11 +77,32 @@ class CheckpointMeta:
         return log_priors(self.priors)
 
 
+def _same_stats(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-6))
+
+
+def feature_mismatch(a: CheckpointMeta, b: CheckpointMeta) -> str:
+    """What differs in how two models read features ('' when nothing does): CMVN mode, variance
+    normalisation, input dimension and, with global CMVN, the training stats."""
+    out = [f"{k} {getattr(a, k)!r} vs {getattr(b, k)!r}" for k in ("cmvn", "norm_vars")
+           if getattr(a, k) != getattr(b, k)]
+    if None not in (a.input_dim, b.input_dim) and a.input_dim != b.input_dim:
+        out.append(f"input dim {a.input_dim} vs {b.input_dim}")
+    if a.cmvn == b.cmvn == "global" and not _same_stats(a.cmvn_stats, b.cmvn_stats):
+        out.append("global CMVN stats (other training sets)")
+    return ", ".join(out)
+
+
 def same_features(metas: Sequence[CheckpointMeta], names: Sequence[Any]) -> CheckpointMeta:
-    """The first of several members' metas after checking they read features the same way."""
+    """The first of several members' metas after checking they read features the same way (one
+    feature stream feeds them all)."""
     first = metas[0]
     for m, n in zip(metas[1:], names[1:]):
-        if (m.cmvn, m.norm_vars) != (first.cmvn, first.norm_vars):
-            raise ConfigError(f"members were trained with different CMVN settings: {names[0]} "
-                              f"{(first.cmvn, first.norm_vars)}, {n} {(m.cmvn, m.norm_vars)}")
+        diff = feature_mismatch(first, m)
+        if diff:
+            raise DataError(n, f"reads features otherwise than {names[0]}: {diff}",
+                            "ensemble only members trained on the same features")
     return first

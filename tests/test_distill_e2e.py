@@ -194,3 +194,44 @@ def test_student_initialised_from_a_member(recipe):
     with pytest.raises(ConfigError, match="architecture differs"):
         init_student(build_model(ModelConfig(hidden=16, layers=1, context=(1, 1)), D, P),
                      str(root / "m1" / "final.pt"))
+
+
+def test_a_student_normalises_its_features_as_its_teachers(recipe, capsys):
+    """Members trained with global CMVN and variance normalisation: a student whose config says
+    nothing of CMVN normalises as they do (online: with the members' own training stats, since the
+    teacher runs on the student's features; cached and the control given --members: the mode), and
+    an online teacher with a student told another CMVN is an error naming both."""
+    from acoustic_kd.nnet.checkpoint import read_checkpoint
+
+    root, sets = recipe
+    train = ["--train-data", sets["train"][0], "--train-ali", sets["train"][1], "--dev-data",
+             sets["dev"][0], "--dev-ali", sets["dev"][1], "--context", "1", "1", "--epochs", "2",
+             "--batch-size", "64", "--lr", "0.01", "--log-every", "0", "--num-threads", "1",
+             "--hidden", "16", "--layers", "1", "--cmvn", "global", "--norm-vars", "true"]
+    members = [str(root / f"g{i}" / "final.pt") for i in (1, 2)]
+    for i, m in enumerate(members, 1):
+        assert main(["train", *train, "--seed", str(i), "--out", str(root / f"g{i}")]) == 0
+    teacher = read_checkpoint(members[0])["meta"]
+    # the student trains on the test set: its own global stats differ from the members'
+    student = ["--train-data", sets["test"][0], "--train-ali", sets["test"][1], "--dev-data",
+               sets["dev"][0], "--dev-ali", sets["dev"][1], "--student-context", "1", "1",
+               "--student-hidden", "8", "--student-layers", "1", "--epochs", "1", "--lr", "0.01",
+               "--batch-size", "64", "--log-every", "0", "--num-threads", "1"]
+    assert main(["distill", *student, "--online", "--members", *members, "--T", "2",
+                 "--out", str(root / "g_online")]) == 0
+    meta = read_checkpoint(root / "g_online" / "final.pt")["meta"]
+    assert (meta["cmvn"], meta["norm_vars"]) == ("global", True)
+    assert np.allclose(meta["cmvn_stats"], teacher["cmvn_stats"])
+    assert main(["soft-targets", "--members", *members, "--data", sets["test"][0], "--T", "2",
+                 "--k", "2", "--out", str(root / "g_soft")]) == 0
+    for name, extra in (("g_cached", ["--soft", str(root / "g_soft")]),
+                        ("g_control", ["--alpha", "1", "--members", *members])):
+        assert main(["distill", *student, *extra, "--out", str(root / name)]) == 0
+        meta = read_checkpoint(root / name / "final.pt")["meta"]
+        assert (meta["cmvn"], meta["norm_vars"]) == ("global", True), name
+    capsys.readouterr()
+    assert main(["distill", *student, "--online", "--members", *members, "--T", "2",
+                 "--cmvn", "speaker", "--out", str(root / "g_clash")]) == 1
+    err = capsys.readouterr().err
+    assert members[0] in err and "global" in err and "speaker" in err, err
+    assert not (root / "g_clash" / "final.pt").exists()

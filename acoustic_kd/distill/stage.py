@@ -7,15 +7,17 @@ log, distill.json and marker out), `run()` trains, resuming or skipping as the c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from ..ali import read_alignments, read_num_pdfs
-from ..config import load_config, overrides_from_args, to_dict
+from ..config import load_config, load_yaml, overrides_from_args, to_dict
 from ..ensemble.runner import load_teacher, union_context
 from ..errors import ConfigError, DataError
 from ..nnet.data import FrameDataset
@@ -26,7 +28,9 @@ from ..nnet.stream import StreamingFrameDataset
 from ..nnet.trainer import TrainConfig
 from ..stage import Stage, ali_inputs, feature_inputs
 from ..utils import atomic_write_json, get_logger, write_exp_info
+from ..model_meta import CheckpointMeta, same_features
 from ..nnet.augment import AugmentConfig
+from ..nnet.checkpoint import read_checkpoint
 from .store import SoftTargetStore
 from .train import ConcatFrames, DistillConfig, fraction_utts, train_student
 
@@ -47,9 +51,10 @@ def _frames(fs, alis, context, cfg: TrainConfig, utts=None):
 
 
 def _training_set(train_data, train_ali, transfer_data, window, kd_cfg: DistillConfig,
-                  train_cfg: TrainConfig):
-    """(training dataset, FeatureSet of train_data): labelled part (+ fraction) + unlabelled part."""
-    fs = _features(train_data, train_cfg)
+                  train_cfg: TrainConfig, global_stats=None):
+    """(training dataset, FeatureSet of train_data): labelled part (+ fraction) + unlabelled part.
+    global_stats: the global CMVN stats to normalise with (None: the training set's own)."""
+    fs = _features(train_data, train_cfg, global_stats)
     alis = read_alignments(train_ali) if train_ali else None
     utts = [u for u in fs.utts if alis is None or u in alis]
     if kd_cfg.train_fraction < 1:
@@ -81,8 +86,9 @@ def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: Dist
                   transfer_data=None, test_data=None, test_ali=None, force: bool = False) -> dict:
     """Train a student (or, with α = 1, its hard-target control) from data dirs into `out_dir`.
 
-    Teacher: `soft` (a soft-target store, cached mode) or `members` (kd_cfg.teacher "online").
-    Frames with no alignment (train_ali None, or transfer_data) use the KD term only. Returns the
+    Teacher: `soft` (a soft-target store, cached mode) or `members` (kd_cfg.teacher "online"). An
+    online teacher runs on the student's features, so they are normalised as the members were
+    (`check_online_features`; global CMVN with the members' training stats). Frames with no alignment (train_ali None, or transfer_data) use the KD term only. Returns the
     training result + params, MACs/frame and dev/test frame accuracy; writes out_dir/distill.json
     and info.json.
     """
@@ -91,10 +97,13 @@ def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: Dist
         clear_outputs(out_dir)
     if not train_ali and kd_cfg.alpha > 0:
         raise ConfigError("no --train-ali (transfer set without transcripts): use --alpha 0")
-    teacher = store = None
+    teacher = store = stats = None
     if not hard_only:
         if kd_cfg.teacher == "online":
-            teacher, _ = load_teacher(members, kd_cfg.rule, bf16=kd_cfg.teacher_bf16)
+            teacher, metas = load_teacher(members, kd_cfg.rule, bf16=kd_cfg.teacher_bf16)
+            tmeta = same_features([CheckpointMeta.from_dict(m) for m in metas], members)
+            check_online_features(tmeta, train_cfg, members[0], out_dir)
+            stats = tmeta.cmvn_stats if train_cfg.cmvn == "global" else None
         elif soft:
             store = SoftTargetStore(soft)
         else:
@@ -104,7 +113,8 @@ def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: Dist
     window = tuple(student_cfg.context)
     if teacher is not None:
         window = union_context([window, teacher.context])
-    train_ds, fs = _training_set(train_data, train_ali, transfer_data, window, kd_cfg, train_cfg)
+    train_ds, fs = _training_set(train_data, train_ali, transfer_data, window, kd_cfg, train_cfg,
+                                 stats)
     stats = train_stats(fs, train_cfg)   # dev/test normalised as at decode time
     dev_ds = (_frames(_features(dev_data, train_cfg, stats), read_alignments(dev_ali),
                       student_cfg.context, train_cfg) if dev_data else None)
@@ -130,6 +140,42 @@ def distill_stage(student_cfg: ModelConfig, train_cfg: TrainConfig, kd_cfg: Dist
         res["test"] = frame_metrics(best, test_ds, train_cfg.eval_batch_size)
     atomic_write_json(Path(out_dir) / "distill.json", res)
     return res
+
+
+NORMALISATION = ("cmvn", "norm_vars")   # the TrainConfig fields a student takes from its teachers
+
+
+def check_online_features(teacher: CheckpointMeta, train_cfg: TrainConfig, teacher_name,
+                          student_name) -> None:
+    """An online teacher runs on the student's features: both must normalise them the same way."""
+    if (teacher.cmvn, teacher.norm_vars) != (train_cfg.cmvn, train_cfg.norm_vars):
+        raise ConfigError(
+            f"the online teacher {teacher_name} was trained on features with cmvn={teacher.cmvn!r}, "
+            f"norm_vars={teacher.norm_vars} but the student {student_name} is told "
+            f"cmvn={train_cfg.cmvn!r}, norm_vars={train_cfg.norm_vars}, and the teacher runs on the "
+            "student's features: drop cmvn / norm_vars from the student's `train:` settings (it "
+            "then takes the members'), or distil from cached soft targets (acoustic-kd soft-targets)")
+
+
+def teacher_meta(members: Sequence[str], soft: str | None) -> CheckpointMeta | None:
+    """How the teachers read features: the members' checkpoint meta (checked alike), those of the
+    members a soft-target store was made with, or None (no teacher, or its checkpoints are gone)."""
+    if not members and soft and (Path(soft) / "meta.json").is_file():
+        members = json.loads((Path(soft) / "meta.json").read_text()).get("members", [])
+        if not all(Path(m).is_file() for m in members):
+            log.warning("%s: the members it was made with are not all there; the student "
+                        "normalises its features as its own config says", soft)
+            return None
+    if not members:
+        return None
+    metas = [_checkpoint_meta(str(m), Path(m).stat().st_mtime_ns if Path(m).is_file() else 0)
+             for m in members]
+    return same_features(metas, list(members))
+
+
+@lru_cache(maxsize=64)
+def _checkpoint_meta(path: str, mtime_ns: int) -> CheckpointMeta:
+    return CheckpointMeta.from_dict(read_checkpoint(path)["meta"])
 
 
 # the sections of a student's YAML (--student-config): (config, prefix of its command-line options)
@@ -163,9 +209,17 @@ class DistillJob:
     options: dict = field(default_factory=dict)
 
     def configs(self) -> tuple[ModelConfig, TrainConfig, DistillConfig, AugmentConfig]:
-        """(student, train, distill, augment) configs: defaults < YAML < command line."""
-        return tuple(load_config(cls, self.student_config, s, self.options.get(s))
-                     for s, (cls, _) in SECTIONS.items())
+        """(student, train, distill, augment) configs: defaults < the teachers' feature
+        normalisation (`teacher_meta`) < YAML < command line."""
+        student, train_cfg, kd, aug = (load_config(cls, self.student_config, s, self.options.get(s))
+                                       for s, (cls, _) in SECTIONS.items())
+        told = set((load_yaml(self.student_config).get("train") or {})) | \
+            {k for k, v in self.options.get("train", {}).items() if v is not None}
+        teachers = teacher_meta(self.members, self.soft) if set(NORMALISATION) - told else None
+        if teachers is not None:
+            train_cfg = dataclasses.replace(train_cfg, **{k: getattr(teachers, k)
+                                                          for k in NORMALISATION if k not in told})
+        return student, train_cfg, kd, aug
 
     def stage(self) -> Stage:
         """The distill stage: the teacher (soft-target store or members), features and alignments
@@ -188,9 +242,11 @@ class DistillJob:
     def check(self, train_cfg: TrainConfig, kd: DistillConfig) -> None:
         if bool(self.dev_data) != bool(self.dev_ali):
             raise ConfigError("--dev-data and --dev-ali go together")
-        if kd.teacher == "online" and not self.members and \
-                not kd.schedule(train_cfg.epochs).hard_only:
-            raise ConfigError("--online needs --members exp/members/m*/final.pt")
+        if kd.teacher == "online" and not kd.schedule(train_cfg.epochs).hard_only:
+            if not self.members:
+                raise ConfigError("--online needs --members exp/members/m*/final.pt")
+            check_online_features(teacher_meta(self.members, None), train_cfg, self.members[0],
+                                  self.out)
 
     def run(self) -> dict:
         """Train the student (or skip it when up to date); its distill.json record."""
@@ -209,8 +265,9 @@ class DistillJob:
 
     def summary(self, res: dict) -> str:
         """One line of a result: kind, size, best epoch, dev/test frame accuracy, time."""
-        kd = self.configs()[2]
-        kind = "hard-target control" if kd.alpha >= 1 and kd.alpha_final in (None, 1.0) else "student"
+        kd = res["distill"]
+        control = kd["alpha"] >= 1 and kd["alpha_final"] in (None, 1.0)
+        kind = "hard-target control" if control else "student"
         test = f", test {100 * res['test']['acc']:.2f}%" if "test" in res else ""
         return (f"{self.out}: {kind}, {res['params']} params, best epoch {res['best']['epoch']}"
                 f"{dev_accuracy(res)}{test}, {res['seconds']:.0f} s -> {res['final']}")

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import DataError
 from ..hmm import HmmModel
 from ..lang.langdir import Lang, load_lang
-from ..model_meta import CheckpointMeta, log_priors
+from ..model_meta import CheckpointMeta, log_priors, same_features
 from ..stage import Stage, feature_inputs
 from ..utils import atomic_write_json, c_sorted, get_logger, read_table, write_exp_info
 from .align import AlignResult, align, compile_graphs
@@ -101,24 +101,8 @@ def load_models(paths: Sequence[str | Path], num_pdfs: int) -> tuple[list, dict]
                             "align with the HMM (--hmm-dir) whose alignments the network was "
                             "trained on")
         models.append((model, meta))
-    first = models[0][1]
-    for p, (_, meta) in zip(paths[1:], models[1:]):
-        same = (meta.get("cmvn", "speaker") == first.get("cmvn", "speaker")
-                and bool(meta.get("norm_vars")) == bool(first.get("norm_vars"))
-                and meta.get("input_dim") == first.get("input_dim")
-                and _same_stats(meta.get("cmvn_stats"), first.get("cmvn_stats")))
-        if not same:
-            raise DataError(p, f"feature normalisation differs from {paths[0]} (cmvn, norm_vars, "
-                            "input dim or training CMVN stats)", "ensemble only members trained on "
-                            "the same features")
-    return models, first
-
-
-def _same_stats(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-6)
+    same_features([CheckpointMeta.from_dict(m) for _, m in models], paths)
+    return models, models[0][1]
 
 
 def log_priors_of(models: list, paths: Sequence[str | Path], num_pdfs: int,

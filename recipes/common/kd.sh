@@ -184,7 +184,10 @@ fi
 
 if run_stage 7; then
   log "Stage 7: hard-target control (same student, same budget, alpha=1)"
-  acoustic-kd distill --alpha 1 "${student_args[@]}" --out "$exp/student_hard" "${extra_control[@]}"
+  # (--members: no teacher at alpha 1, but its features are normalised as the members', as the
+  # distilled student's are)
+  acoustic-kd distill --alpha 1 --members "${members[@]}" "${student_args[@]}" --out "$exp/student_hard" \
+    "${extra_control[@]}"
 fi
 
 if run_stage 8; then

@@ -10,7 +10,8 @@
 # Options (defaults below): --train-data/--train-ali/--soft another training set for both students
 # (e.g. with speed-perturbed copies; the soft targets must cover it); --student-config another
 # student (e.g. a quarter-size one); --kd-opts extra `acoustic-kd distill` options of the distilled
-# student only (its control stays the plain α = 1 run); --common-opts options of both (e.g.
+# student only (its control stays the plain α = 1 run, given the members only to normalise its
+# features as they do); --common-opts options of both (e.g.
 # "--train-fraction 0.03"); --transfer-data an untranscribed set for the distilled student only;
 # --gmm-stage tri | tri2 (whose alignments and graph); --tune-dev the dev set the decode scales are
 # tuned on; --recipe-seed S: seed S's runs are the recipe's own exp/student_kd and exp/student_hard
@@ -48,7 +49,7 @@ for seed in $seeds; do
     if [ $sys = student_kd ]; then
       teacher="--soft $soft $kd_opts"; [ -n "$transfer_data" ] && teacher="$teacher --transfer-data $transfer_data"
     else
-      teacher="--alpha 1"
+      teacher="--alpha 1 --members $(echo "$exp"/members/m*/final.pt)"   # (normalised as they are)
     fi
     # shellcheck disable=SC2086
     acoustic-kd distill $teacher $common_opts $ali_args $test_args --student-config "$student_config" \
