@@ -1,10 +1,11 @@
-"""The comparison report: one table (hard control, members, ensemble, distilled, int8 export) + plots.
+"""The comparison report: one table (control, members, ensemble, distilled, int8 export) + plots.
 
 Reads what earlier stages left in an experiment dir:
 - `exp/decode/<system>_<set>/wer` and `cer` (Kaldi format `%WER 1.23 [ 12 / 975, ...]`, read by
   `acoustic_kd.decode.score.read_wer_file`), `frame_acc` (a float, percent) and `decode.json`
   (`rtf`, ...);
-- `exp/<system dir>/final.pt` for parameters and MACs per frame;
+- `exp/<system dir>/final.pt` for parameters and MACs per frame (the hard-target control's dir is
+  `exp/control`, or `exp/student_hard` in an experiment made before that name);
 - `train_log.jsonl` of each trained model for the training-curve plot.
 Writes `exp/RESULTS.md` and `exp/plots/*.png`. `ReportJob` is one `acoustic-kd report` run: its
 stage contract (every system's checkpoint, training log and decode results in; RESULTS.md and
@@ -38,6 +39,7 @@ class SystemRow:
     macs_per_frame: int | None = None
     rtf: float | None = None
     cer: dict[str, float | None] = field(default_factory=dict)        # set -> percent
+    role: str = ""   # control | member | ensemble | student | export: what the row is, by key
 
 
 def parse_wer_file(path: Path) -> tuple[float, bool] | None:
@@ -204,9 +206,8 @@ def kept_share(rows: list[SystemRow], sets: list[str]) -> str:
     """The distilled student's share of the ensemble's gain over the hard-target control, per set:
     frame accuracy (kd − hard)/(ensemble − hard) and WER (hard − kd)/(hard − ensemble); '' when a
     system is missing. A share above 1 means the student beat the ensemble."""
-    by = {r.name: r for r in rows}
-    hard, kd = by.get("baseline (hard targets)"), by.get("distilled student")
-    ens = next((r for r in rows if r.name.startswith("ensemble")), None)
+    by = {r.role: r for r in rows}
+    hard, kd, ens = by.get("control"), by.get("student"), by.get("ensemble")
     if not (hard and kd and ens):
         return ""
     parts = []
@@ -265,26 +266,39 @@ def _sum(values):
     return None if any(v is None for v in values) else sum(values)
 
 
+CONTROL_NAMES = ("control", "student_hard")   # the control's dir and decode name; the old one second
+
+
+def control_name(exp_dir: Path) -> str:
+    """The hard-target control's name in an experiment dir (its dir exp/<name>, its decodes
+    exp/decode/<name>_<set>): "control", or "student_hard" where an older run left only that."""
+    exp_dir = Path(exp_dir)
+    for name in CONTROL_NAMES:
+        if (exp_dir / name).is_dir() or any((exp_dir / "decode").glob(f"{name}_*")):
+            return name
+    return CONTROL_NAMES[0]
+
+
 def collect_rows(exp_dir: Path, num_members: int, sets: list[str]) -> list[SystemRow]:
-    """Rows: hard control, each member, ensemble, distilled student, int8 export (when present)."""
+    """Rows: the control, each member, ensemble, distilled student, int8 export (when present)."""
     exp_dir = Path(exp_dir)
     decode_root = exp_dir / "decode"
-    sizes = {f"m{i}": model_size(exp_dir / "members" / f"m{i}" / "final.pt")
-             for i in range(1, num_members + 1)}
-    for name in ("student_hard", "student_kd"):
+    control = control_name(exp_dir)
+    members = [f"m{i}" for i in range(1, num_members + 1)]
+    sizes = {m: model_size(exp_dir / "members" / m / "final.pt") for m in members}
+    for name in (control, "student_kd"):
         sizes[name] = model_size(exp_dir / name / "final.pt")
-    sizes["ensemble"] = (_sum([sizes[f"m{i}"][0] for i in range(1, num_members + 1)]),
-                         _sum([sizes[f"m{i}"][1] for i in range(1, num_members + 1)]))
+    sizes["ensemble"] = (_sum([sizes[m][0] for m in members]), _sum([sizes[m][1] for m in members]))
     sizes["export_int8"] = sizes["student_kd"]
-    order = ["student_hard"] + [f"m{i}" for i in range(1, num_members + 1)] + \
-        ["ensemble", "student_kd", "export_int8"]
-    labels = {"student_hard": "baseline (hard targets)", "ensemble": f"ensemble ({num_members} members)",
+    roles = {control: "control", **{m: "member" for m in members}, "ensemble": "ensemble",
+             "student_kd": "student", "export_int8": "export"}
+    labels = {control: "control (hard targets)", "ensemble": f"ensemble ({num_members} members)",
               "student_kd": "distilled student", "export_int8": "distilled, int8 export"}
     rows = []
-    for name in order:
+    for name, role in roles.items():
         if not any((decode_root / f"{name}_{s}").exists() for s in sets) and sizes[name][0] is None:
             continue
-        row = SystemRow(labels.get(name, f"member {name[1:]}"))
+        row = SystemRow(labels.get(name, f"member {name[1:]}"), role=role)
         row.params, row.macs_per_frame = sizes[name]
         collect_decode(row, decode_root, name, sets)
         rows.append(row)
@@ -294,7 +308,8 @@ def collect_rows(exp_dir: Path, num_members: int, sets: list[str]) -> list[Syste
 def training_curves(exp_dir: Path, num_members: int) -> dict[str, list[dict]]:
     """Per-epoch records of every trained model's `train_log.jsonl`."""
     dirs = {f"m{i}": exp_dir / "members" / f"m{i}" for i in range(1, num_members + 1)}
-    dirs.update({"student_hard": exp_dir / "student_hard", "student_kd": exp_dir / "student_kd"})
+    control = control_name(exp_dir)
+    dirs.update({control: exp_dir / control, "student_kd": exp_dir / "student_kd"})
     curves = {}
     for name, d in dirs.items():
         recs = [r for r in read_train_log(d / "train_log.jsonl") if r.get("type", "epoch") == "epoch"]
@@ -319,7 +334,7 @@ class ReportJob:
         RESULTS.md and plots/ out."""
         exp = Path(self.exp)
         models = [exp / "members" / f"m{i}" for i in range(1, self.num_members + 1)]
-        models += [exp / "student_hard", exp / "student_kd"]
+        models += [exp / control_name(exp), exp / "student_kd"]
         inputs = [d / n for d in models for n in ("final.pt", "train_log.jsonl")]
         inputs += [d / n for d in sorted((exp / "decode").glob("*_*")) if d.is_dir()
                    for n in ("wer", "cer", "frame_acc", "decode.json")]

@@ -137,11 +137,13 @@ class Stage:
     outputs: files/dirs deleted before a re-run, so the old result is left nowhere.
     resumable: the stage's code resumes interrupted work, so the settings of a started run are
     recorded (`.<name>.started`); stages that write their result atomically in one go do not.
+    alias: an older name of the marker (`.<alias>.done`), taken over when no marker of the current
+    name is there, so that a finished result made before a rename is still found.
     """
 
     def __init__(self, name: str, out_dir, config: dict | None = None, inputs: Iterable = (),
                  code=(), outputs: Iterable = (), marker: str | None = None,
-                 audio: Iterable = (), resumable: bool = True):
+                 audio: Iterable = (), resumable: bool = True, alias: str | None = None):
         self.name = name
         self.dir = Path(out_dir)
         self.config = _jsonable(config or {})
@@ -152,6 +154,7 @@ class Stage:
         self.marker = done_marker(self.dir, name if marker is None else marker)
         self.started = self.marker.with_name(self.marker.name[:-len(".done")] + ".started")
         self.resumable = resumable
+        self.alias = done_marker(self.dir, alias) if alias else None
         self.fresh = False
         self.reason = ""
         self._sig: dict | None = None
@@ -171,11 +174,13 @@ class Stage:
 
     def current(self) -> bool:
         """The marker exists and records this very signature."""
+        self._adopt_alias()
         return self.marker.exists() and self.recorded() == self.signature()
 
     # ------------------------------------------------------------ protocol
     def begin(self, force: bool = False) -> bool:
         """Decide whether to run; True = run it (old outputs already removed when `self.fresh`)."""
+        self._adopt_alias()
         sig = self.signature()
         if force:
             self.reason = "--force"
@@ -202,6 +207,12 @@ class Stage:
             self.started.parent.mkdir(parents=True, exist_ok=True)
             self.started.write_text(json.dumps({"stage": sig}, sort_keys=True), encoding="utf-8")
         return True
+
+    def _adopt_alias(self) -> None:
+        """Rename a marker written under the stage's older name to its current name."""
+        if self.alias is not None and self.alias.exists() and not self.marker.exists() \
+                and _main_process():
+            os.replace(self.alias, self.marker)
 
     def discard(self) -> None:
         """Delete the marker and the old outputs (those given now and those the marker recorded)."""

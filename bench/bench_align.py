@@ -1,6 +1,6 @@
 """Forced-alignment speed (x real time) and word/phone-boundary agreement, GMM and DNN aligners.
 
-Usage: python bench/bench_align.py --data DATA_DIR --lang LANG_DIR --exp EXP_DIR [--stage mono tri]
+Usage: python bench/bench_align.py --data DATA_DIR --lang LANG_DIR --exp EXP_DIR [--passes mono tri]
            [--nnet exp/members/m1/final.pt] [--nnet exp/members/m*/final.pt ...] [--nnet-acwt 0.1 0.3]
 Prints the batched GMM aligner's speed against the same Viterbi run one utterance at a time (the
 reference), and, when DATA_DIR has `word_times.txt`, the share of word boundaries within 20 ms
@@ -237,7 +237,8 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--lang", required=True)
     ap.add_argument("--exp", required=True)
-    ap.add_argument("--stage", nargs="*", default=["mono", "tri"], help="GMM stages (none: DNN only)")
+    ap.add_argument("--passes", "--stage", dest="passes", nargs="*", default=["mono", "tri"],
+                    help="GMM passes (none: DNN only; --stage: the older name)")
     ap.add_argument("--max-utts", type=int, default=300, help="utterances for the speed test")
     ap.add_argument("--tol", type=float, default=0.02, help="boundary tolerance (s)")
     ap.add_argument("--boost-silence", type=float, help="GMM: override the trained boost_silence")
@@ -259,18 +260,18 @@ def main() -> None:
     cond = synth_conditions(data) if refs else None
     groups = condition_groups(cond) if cond else None
     texts = None
-    if args.stage:
+    if args.passes:
         # the features must be made as in training (cepstra count, variance normalisation)
-        trained = json.loads((Path(args.exp) / args.stage[0] / "info.json").read_text())["config"]["align"]
-        feats, texts = load_set(args.data, **front_end(Path(args.exp) / args.stage[0]))
-    for stage in args.stage:
-        d = Path(args.exp) / stage
+        trained = json.loads((Path(args.exp) / args.passes[0] / "info.json").read_text())["config"]["align"]
+        feats, texts = load_set(args.data, **front_end(Path(args.exp) / args.passes[0]))
+    for gmm_pass in args.passes:
+        d = Path(args.exp) / gmm_pass
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
         utts = sorted(u for u in feats if u in texts)
         graphs, failed = compile_graphs(hmm, lang, texts, utts)
         t0 = time.time()
         boost = args.boost_silence if args.boost_silence is not None else trained.get("boost_silence", 1.0)
-        loop = trained.get("self_loop_scale", 1.0)  # stages trained before it existed used 1.0
+        loop = trained.get("self_loop_scale", 1.0)  # passes trained before it existed used 1.0
         res = align(hmm, gmm, feats, graphs, acoustic_scale=args.acoustic_scale, boost_silence=boost,
                     self_loop_scale=loop)
         secs = time.time() - t0
@@ -281,15 +282,15 @@ def main() -> None:
                         boost_silence=boost, self_loop_scale=loop)
         ref_secs = time.time() - t1
         ref_audio = ref_res.frames * frame_shift
-        print(f"{stage}: {hmm.num_pdfs} pdfs, {gmm.num_gauss} Gaussians; aligned {len(res.states)} "
+        print(f"{gmm_pass}: {hmm.num_pdfs} pdfs, {gmm.num_gauss} Gaussians; aligned {len(res.states)} "
               f"utts ({audio:.0f} s audio), failed {len(res.failed) + len(failed)}; "
               f"{audio / secs:.0f}x real time batched vs {ref_audio / ref_secs:.0f}x one at a time "
               f"(speed-up {audio / secs / (ref_audio / ref_secs):.1f}x); "
               f"avg loglike/frame {res.avg_loglike:.3f} (acoustic scale {args.acoustic_scale:g}, "
               f"boost_silence {boost:g})")
         if refs:
-            report(stage, res, hmm, lang, texts, refs, phone_refs, groups, args.tol, frame_shift)
-            if stage == "mono" and trained.get("flat_start_vad", True):
+            report(gmm_pass, res, hmm, lang, texts, refs, phone_refs, groups, args.tol, frame_shift)
+            if gmm_pass == "mono" and trained.get("flat_start_vad", True):
                 print("flat start (energy VAD, before any training): utterance edges within 50 ms: "
                       + flat_start_edges(lang, texts, refs, feats, hmm, groups, frame_shift))
     if args.nnet:

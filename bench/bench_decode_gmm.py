@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Decoding with a trained GMM-HMM on real data: plain vs determinized vs cross-word graph, beams.
 
-The acoustic model is the GMM of an alignment stage (`acoustic-kd align`: EXP/tri/final.gmm.npz
-and final.hmm.json), its features made as that stage made them (`gmm.run.front_end`); frame scores
+The acoustic model is the GMM of a GMM pass (`acoustic-kd align`: EXP/tri/final.gmm.npz
+and final.hmm.json), its features made as that pass made them (`gmm.run.front_end`); frame scores
 are acwt · GMM log-likelihoods. For each graph variant and beam the first --utts utterances of
 --data are decoded (1 process, --threads for numpy) and scored; RTF counts the GMM likelihoods
 ("forward") and the search, over the audio duration (10 ms frames). Decode results of the plain
@@ -41,7 +41,8 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exp", type=Path, required=True)
-    ap.add_argument("--stage", default="tri")
+    ap.add_argument("--pass", "--stage", dest="gmm_pass", default="tri",
+                    help="the GMM pass to decode with (--stage: the older name)")
     ap.add_argument("--lang", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--utts", type=int, default=60)
@@ -52,10 +53,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "decode_gmm.json")
     args = ap.parse_args()
     set_num_threads(args.threads)
-    stage = args.exp / args.stage
-    hmm = HmmModel.load(stage / "final.hmm.json")
-    gmm = DiagGmm.load(stage / "final.gmm.npz")
-    feats, _ = load_set(args.data, **front_end(stage))
+    gmm_pass = args.exp / args.gmm_pass
+    hmm = HmmModel.load(gmm_pass / "final.hmm.json")
+    gmm = DiagGmm.load(gmm_pass / "final.gmm.npz")
+    feats, _ = load_set(args.data, **front_end(gmm_pass))
     refs = read_text(args.data / "text")
     utts = [u for u in sorted(feats) if u in refs][:args.utts]
     t0 = time.perf_counter()
@@ -84,7 +85,7 @@ def main() -> int:
                 print(f"{variant:6s} beam {beam:4g}: WER {r['wer']:6.2f} CER {r['cer']:6.2f} "
                       f"(ins {r['ins']} del {r['del']} sub {r['sub']}), RTF {r['rtf']:.4f} "
                       f"(search {r['rtf_search']:.4f})", flush=True)
-    out = {"exp": str(stage), "data": str(args.data), "utts": len(utts), "audio_s": audio_s,
+    out = {"exp": str(gmm_pass), "data": str(args.data), "utts": len(utts), "audio_s": audio_s,
            "acwt": args.acwt, "num_pdfs": hmm.num_pdfs, "rtf_forward": round(forward_s / audio_s, 4),
            "threads": args.threads, "rows": rows, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     args.out.parent.mkdir(parents=True, exist_ok=True)

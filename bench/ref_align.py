@@ -1,9 +1,9 @@
-"""Phone alignments of finished GMM stages against an independent reference phone alignment.
+"""Phone alignments of finished GMM passes against an independent reference phone alignment.
 
 Usage: python bench/ref_align.py --data DATA_DIR --lang LANG_DIR --exp EXP_DIR --ref REF_FILE
-           [--stage mono tri tri2] [--max-utts N] [--json OUT.json]
+           [--passes mono tri tri2] [--max-utts N] [--json OUT.json]
 REF_FILE has lines `utt PHONE start_s end_s` (e.g. Mboshi's `reference_alignments.txt`, a
-supervised forced alignment). Each stage re-aligns DATA_DIR with its final model and reports, over
+supervised forced alignment). Each pass re-aligns DATA_DIR with its final model and reports, over
 the utterances whose non-silence phone sequence matches the reference (phone names compared
 case-insensitively, a phone the reference lacks by its letters without diacritics; others are
 counted as skipped):
@@ -31,7 +31,7 @@ import numpy as np
 
 from acoustic_kd.gmm.align import align, compile_graphs
 from acoustic_kd.gmm.diag_gmm import DiagGmm
-from acoustic_kd.gmm.run import stage_features
+from acoustic_kd.gmm.run import pass_features
 from acoustic_kd.hmm import HmmModel
 from acoustic_kd.lang import load_lang
 
@@ -172,7 +172,8 @@ def main() -> None:
     ap.add_argument("--lang", required=True)
     ap.add_argument("--exp", required=True)
     ap.add_argument("--ref", required=True, help="reference `utt PHONE start end` file")
-    ap.add_argument("--stage", nargs="+", default=["mono", "tri"])
+    ap.add_argument("--passes", "--stage", dest="passes", nargs="+", default=["mono", "tri"],
+                    help="GMM passes to check (--stage: the older name)")
     ap.add_argument("--max-utts", type=int, default=0, help="first N utterances only (0 = all)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--landmark", nargs="*", default=["s"], help="fricatives whose acoustic onset "
@@ -191,16 +192,16 @@ def main() -> None:
     for ph in args.landmark:
         out["reference"][f"landmark_lag_frames_{ph}"] = landmark_lag(ref_starts, fs, fold(ph))[0]
     print(f"reference: {json.dumps(out['reference'])}")
-    for stage in args.stage:
-        d = Path(args.exp) / stage
+    for gmm_pass in args.passes:
+        d = Path(args.exp) / gmm_pass
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
-        feats, texts = stage_features(d, args.data)
+        feats, texts = pass_features(d, args.data)
         utts = sorted(u for u in feats if u in texts and u in ref)
         if args.max_utts:
             utts = utts[:args.max_utts]
         graphs, _ = compile_graphs(hmm, lang, texts, utts)
         trained = json.loads((d / "info.json").read_text())["config"]["align"]
-        # as the stage aligned in training (stages before the self-loop scale existed used 1.0)
+        # as the pass aligned in training (passes before the self-loop scale existed used 1.0)
         res = align(hmm, gmm, feats, graphs, acoustic_scale=trained.get("acoustic_scale", 0.1),
                     boost_silence=trained.get("boost_silence", 1.0),
                     self_loop_scale=trained.get("self_loop_scale", 1.0))
@@ -212,10 +213,10 @@ def main() -> None:
             s[f"landmark_lag_frames_{ph}"] = landmark_lag(starts, fs, fold(ph))[0]
         s.update(pdfs=hmm.num_pdfs, gaussians=gmm.num_gauss, aligned=len(res.states),
                  failed=len(res.failed))
-        out[stage] = s
+        out[gmm_pass] = s
         brief = {k: v for k, v in s.items() if k != "median_dur_ms"}
-        print(f"{stage}: {json.dumps(brief)}")
-        print(f"{stage}: median phone duration ms (hyp, ref): " + " ".join(
+        print(f"{gmm_pass}: {json.dumps(brief)}")
+        print(f"{gmm_pass}: median phone duration ms (hyp, ref): " + " ".join(
             f"{p}={h}/{r}" for p, (h, r) in s["median_dur_ms"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -106,6 +106,12 @@ def test_commands_end_to_end(recipe, capsys):
     assert main(["distill", *common, *runs["hard"], "--out", str(root / "hard")]) == 0
     again = json.loads((root / "hard" / "distill.json").read_text())
     assert again["seconds"] == hard["seconds"] > 0 and again["test"] == hard["test"]
+    # a student finished before its marker was renamed (.train.done) is found and skipped too
+    (root / "hard" / ".distill.done").rename(root / "hard" / ".train.done")
+    final = (root / "hard" / "final.pt").stat().st_mtime_ns
+    assert main(["distill", *common, *runs["hard"], "--out", str(root / "hard")]) == 0
+    assert (root / "hard" / ".distill.done").exists() and not (root / "hard" / ".train.done").exists()
+    assert (root / "hard" / "final.pt").stat().st_mtime_ns == final
     # the cached store was made at T=2: another T is a clear error naming it
     capsys.readouterr()
     assert main(["distill", *common, "--soft", str(root / "soft"), "--T", "5",

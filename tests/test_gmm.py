@@ -323,16 +323,17 @@ def test_cli_align_front_end_options(tmp_path, synth_corpus, capsys):
     _, args = _tiny_align_args(tmp_path, synth_corpus)
     exp = tmp_path / "exp"
     narrow = ["--delta-order", "1", "--delta-window", "1"]
-    assert main([*args, *narrow, "--stage", "mono"]) == 0
+    assert main([*args, *narrow, "--pass", "mono"]) == 0
     info = json.loads((exp / "mono" / "info.json").read_text())["config"]["align"]
     assert (info["delta_order"], info["delta_window"]) == (1, 1)
     assert DiagGmm.load(exp / "mono" / "final.gmm.npz").means.shape[1] == 26
     capsys.readouterr()
-    assert main([*args, "--stage", "tri"]) == 1
+    assert main([*args, "--pass", "tri"]) == 1
     err = capsys.readouterr().err
     assert "other GMM features" in err and "delta_order=1 (now 2)" in err and "--force" in err
     extra = tmp_path / "data" / "again"
     shutil.copytree(tmp_path / "data" / "train", extra)
+    # (--stage: the option's older name, kept for one release)
     assert main([*args, "--stage", "mono", "--align-sets", str(extra)]) == 0   # default options
     again, train = (read_alignments(exp / "mono" / d) for d in ("ali_again", "ali_train"))
     assert np.mean(np.concatenate([again[u] == train[u] for u in again])) > 0.9

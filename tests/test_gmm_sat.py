@@ -79,7 +79,7 @@ def test_cli_tri3_sat_stage_trains_aligns_other_sets_and_beats_tri2(tmp_path, sy
     from acoustic_kd.ali import read_alignments
     from acoustic_kd.cli import main
     from acoustic_kd.errors import DataError
-    from acoustic_kd.gmm.run import stage_features
+    from acoustic_kd.gmm.run import pass_features
     from acoustic_kd.hmm import HmmModel
     from acoustic_kd.utils import read_table
     from test_gmm import _tiny_align_args
@@ -126,7 +126,7 @@ def test_cli_tri3_sat_stage_trains_aligns_other_sets_and_beats_tri2(tmp_path, sy
     assert np.mean(np.concatenate([again[u] == train[u] for u in again])) > 0.8
     assert max(int(a.max()) for a in again.values()) < HmmModel.load(d / "final.hmm.json").num_pdfs
     assert set(load_transforms(d / "ali_again" / "trans.npz")) == spks
-    feats, _ = stage_features(d, extra)
+    feats, _ = pass_features(d, extra)
     assert next(iter(feats.values())).shape[1] == 20
     with pytest.raises(DataError, match="no fMLLR transforms"):
-        stage_features(d, tmp_path / "data" / "not_aligned")
+        pass_features(d, tmp_path / "data" / "not_aligned")

@@ -69,7 +69,7 @@ def test_every_stage_learned(yesno_run):
     assert 100 * ev["ensemble"]["arithmetic"]["acc"] >= min(members.values()), ev
     bounds = {"dev": (84.0, 3.0), "test": (80.0, 5.0)}
     for s, (min_acc, max_wer) in bounds.items():
-        for system in ("m1", "m2", "ensemble", "student_hard", "student_kd"):
+        for system in ("m1", "m2", "ensemble", "control", "student_kd"):
             acc = float((exp / "decode" / f"{system}_{s}" / "frame_acc").read_text())
             assert acc >= min_acc, f"{system}_{s}: frame accuracy {acc}% (bound {min_acc})"
             assert _wer(exp, system, s) <= max_wer, f"{system}_{s}: WER over {max_wer}%"
@@ -94,7 +94,7 @@ def test_export_transcribes_like_decode(yesno_run):
 def test_report_table_printed(yesno_run):
     work, stdout = yesno_run
     md = (work / "exp" / "RESULTS.md").read_text()
-    for row in ("baseline (hard targets)", "member 1", "member 2", "ensemble (2 members)",
+    for row in ("control (hard targets)", "member 1", "member 2", "ensemble (2 members)",
                 "distilled student", "distilled, int8 export"):
         assert f"| {row} |" in md
         assert f"| {row} |" in stdout
@@ -111,7 +111,7 @@ def test_speed_perturbed_students(yesno_run, tmp_path):
     work, _ = yesno_run
     data, exp = tmp_path / "data", tmp_path / "exp"
     shutil.copytree(work / "data", data)
-    shutil.copytree(work / "exp", exp, ignore=shutil.ignore_patterns("student_*", "decode", "export"))
+    shutil.copytree(work / "exp", exp, ignore=shutil.ignore_patterns("student_*", "control", "decode", "export"))
     member_mtime = (exp / "members" / "m1" / "final.pt").stat().st_mtime_ns
     run_recipe("yesno", tmp_path, [
         "--stage", "2", "--stop-stage", "7", "--data", str(data), "--exp", str(exp), "--num-members", "2",
@@ -127,7 +127,7 @@ def test_speed_perturbed_students(yesno_run, tmp_path):
     assert (exp / "members" / "m1" / "final.pt").stat().st_mtime_ns == member_mtime
     before = json.loads((work / "exp" / "student_kd" / "distill.json").read_text())["train_frames"]
     num_pdfs = int((exp / "tri" / "ali_train" / "num_pdfs").read_text())
-    for system in ("student_kd", "student_hard"):
+    for system in ("student_kd", "control"):
         rec = json.loads((exp / system / "distill.json").read_text())
         assert 2.9 < rec["train_frames"] / before < 3.1, (system, rec["train_frames"], before)
         assert 100 * rec["test"]["acc"] > 100.0 / num_pdfs + 30, (system, rec["test"])

@@ -61,7 +61,7 @@ def test_help_lists_the_stages_and_every_option_with_its_default():
         assert stage in out
     for opt, default in (("stage", "0"), ("stop-stage", "10"), ("nj", "2"), ("members-nj", "2"),
                          ("num-members", "5"), ("student-config", "conf/student.yaml"),
-                         ("distill-mode", "cached"), ("gmm-stage", "tri"), ("train-seed", "1")):
+                         ("distill-mode", "cached"), ("gmm-pass", "tri"), ("train-seed", "1")):
         assert f"--{opt} (default: {default})" in out, opt
     assert "(here: conf/yesno.yaml)" in out          # the config default, resolved in the recipe
     for s in ("lang", "features", "align", "ensemble", "soft", "distill", "control", "mkgraph",
@@ -95,11 +95,15 @@ def test_recipe_settings_come_first_and_the_users_win(stub):
     assert res.returncode == 0, res.stderr
     assert value(calls_of(calls, "align")[0], "--through") == "tri2"
     assert value(calls_of(calls, "decode")[0], "--tune-on-dev").endswith("/dev_tune")
-    res, calls = run_recipe(stub, "mboshi", "--gmm-stage", "tri", "--tune-dev-every=1",
+    res, calls = run_recipe(stub, "mboshi", "--gmm-pass", "tri", "--tune-dev-every=1",
                             "--stage", "3", "--stop-stage", "8")
     assert res.returncode == 0, res.stderr
     assert value(calls_of(calls, "align")[0], "--through") == "tri"
     assert value(calls_of(calls, "decode")[0], "--tune-on-dev").endswith("/data/dev")
+    # the option's older name still works for one release, and says so
+    res, calls = run_recipe(stub, "yesno", "--gmm-stage", "tri2", "--stage", "3", "--stop-stage", "3")
+    assert res.returncode == 0 and "--gmm-stage is now called --gmm-pass" in res.stderr, res.stderr
+    assert value(calls_of(calls, "align")[0], "--through") == "tri2"
 
 
 def test_stage_args_are_appended_to_their_stage_only(stub):
@@ -109,6 +113,9 @@ def test_stage_args_are_appended_to_their_stage_only(stub):
     assert res.returncode == 0, res.stderr
     kd, hard = calls_of(calls, "distill")
     assert kd[-4:] == ["--T", "2", "--alpha", "0.3"] and "--T" not in hard
+    # the control: exp/control, given the members (its features normalised as theirs)
+    assert value(hard, "--out").endswith("/exp/control") and value(hard, "--alpha") == "1"
+    assert value(hard, "--members").endswith("/exp/members/m1/final.pt")
     assert all(c[-1] == "--lattice" for c in calls_of(calls, "decode"))
     assert value(calls_of(calls, "ensemble")[0], "--seed") == "9"
     assert value(calls_of(calls, "report")[0], "--title") == "mine"

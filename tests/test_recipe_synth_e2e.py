@@ -44,7 +44,7 @@ train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1}
 distill: {T: 5.0, alpha: 0.5, teacher: cached}
 """
 NUM_TEST = 40
-SYSTEMS = ("m1", "m2", "m3", "ensemble", "student_hard", "student_kd")
+SYSTEMS = ("m1", "m2", "m3", "ensemble", "control", "student_kd")
 MIN_ACC = {"dev": 45.0, "test": 55.0}
 MAX_WER = {"dev": 38.0, "test": 30.0}
 
@@ -95,7 +95,7 @@ def test_soft_targets_are_sparse_top_k(synth_run):
     assert list((exp / "ensemble" / "soft").glob("shard-*.idx.npy"))
     kd = json.loads((exp / "student_kd" / "distill.json").read_text())
     assert kd["soft_targets"] == str(exp / "ensemble" / "soft") and kd["distill"]["alpha"] == 0.5
-    hard = json.loads((exp / "student_hard" / "distill.json").read_text())
+    hard = json.loads((exp / "control" / "distill.json").read_text())
     assert hard["teachers"] == [] and hard["distill"]["alpha"] == 1.0
     assert hard["train_frames"] == kd["train_frames"]          # same data for student and control
 
@@ -122,7 +122,7 @@ def test_report_table_has_every_system(synth_run):
     work, stdout = synth_run
     md = (work / "exp" / "RESULTS.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
-    for row in ("baseline (hard targets)", "member 1", "member 2", "member 3", "ensemble (3 members)",
+    for row in ("control (hard targets)", "member 1", "member 2", "member 3", "ensemble (3 members)",
                 "distilled student", "distilled, int8 export"):
         assert row in rows and f"| {row} |" in stdout
     # the table holds the decode stage's numbers, not placeholders

@@ -25,7 +25,7 @@ def test_parse_wer_file(tmp_path):
 
 
 def test_collect_rows_orders_systems_and_reads_values(tmp_path):
-    for name, w, a in [("student_hard_test", "%WER 10.00 [ 4 / 40, 0 ins, 0 del, 4 sub ]", "80.5"),
+    for name, w, a in [("control_test", "%WER 10.00 [ 4 / 40, 0 ins, 0 del, 4 sub ]", "80.5"),
                        ("m1_test", "%WER 7.50 [ 3 / 40, 0 ins, 1 del, 2 sub ]", "82.0"),
                        ("ensemble_test", "%WER 5.00 [ 2 / 40, 0 ins, 0 del, 2 sub ]", "84.25"),
                        ("student_kd_test", "%WER 5.00 [ 2 / 40, 1 ins, 0 del, 1 sub ]", "83.9")]:
@@ -33,13 +33,23 @@ def test_collect_rows_orders_systems_and_reads_values(tmp_path):
     (tmp_path / "decode" / "student_kd_test" / "cer").write_text(
         "%CER 2.50 [ 5 / 200, 1 ins, 2 del, 2 sub ]\n%SER 10.00 [ 1 / 10 ]\n")
     rows = collect_rows(tmp_path, num_members=1, sets=["dev", "test"])
-    assert [r.name for r in rows] == ["baseline (hard targets)", "member 1", "ensemble (1 members)",
+    assert [r.name for r in rows] == ["control (hard targets)", "member 1", "ensemble (1 members)",
                                       "distilled student"]
+    assert [r.role for r in rows] == ["control", "member", "ensemble", "student"]
     assert rows[2].wer["test"] == 5.0 and rows[2].frame_acc["test"] == 84.25
     assert rows[0].wer["dev"] is None
     table = format_table(rows, ["dev", "test"])
     assert "| distilled student | – | 83.90 | – | 5.00 | – | 2.50 |" in table
     assert "| CER dev % | CER test % |" in table and rows[3].cer["test"] == 2.5
+
+
+def test_an_experiment_made_before_the_rename_finds_its_control_as_student_hard(tmp_path):
+    _decode_dir(tmp_path, "student_hard_test", "%WER 10.00 [ 4 / 40, 0 ins, 0 del, 4 sub ]", "80.5")
+    _decode_dir(tmp_path, "ensemble_test", "%WER 5.00 [ 2 / 40, 0 ins, 0 del, 2 sub ]", "84.25")
+    rows = collect_rows(tmp_path, num_members=1, sets=["test"])
+    assert [(r.role, r.wer["test"]) for r in rows] == [("control", 10.0), ("ensemble", 5.0)]
+    _decode_dir(tmp_path, "control_test", "%WER 9.00 [ 4 / 40, 0 ins, 0 del, 4 sub ]", "80.5")
+    assert collect_rows(tmp_path, num_members=1, sets=["test"])[0].wer["test"] == 9.0
 
 
 def test_write_results_makes_markdown_and_plots(tmp_path):
@@ -65,13 +75,14 @@ def test_write_results_makes_markdown_and_plots(tmp_path):
 def test_kept_share_and_seed_summaries_in_results(tmp_path):
     from acoustic_kd.report import kept_share
 
-    rows = [SystemRow("baseline (hard targets)", {"test": 50.0}, {"test": 20.0}),
-            SystemRow("ensemble (5 members)", {"test": 54.0}, {"test": 18.0}),
-            SystemRow("distilled student", {"test": 53.0}, {"test": 17.0})]
+    rows = [SystemRow("the hard-target one", {"test": 50.0}, {"test": 20.0}, role="control"),
+            SystemRow("ensemble (5 members)", {"test": 54.0}, {"test": 18.0}, role="ensemble"),
+            SystemRow("distilled student", {"test": 53.0}, {"test": 17.0}, role="student")]
     share = kept_share(rows, ["test"])
     assert "frame accuracy test 0.75" in share and "WER test 1.50" in share
     # no gain of the ensemble: no share is made up
-    flat = [rows[0], SystemRow("ensemble (5 members)", {"test": 50.0}, {"test": 21.0}), rows[2]]
+    flat = [rows[0], SystemRow("ensemble (5 members)", {"test": 50.0}, {"test": 21.0},
+                               role="ensemble"), rows[2]]
     assert kept_share(flat, ["test"]).count("n/a (no ensemble gain)") == 2
     assert kept_share(rows[:2], ["test"]) == ""
     (tmp_path / "seeds").mkdir()

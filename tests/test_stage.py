@@ -147,6 +147,17 @@ def test_stage_skips_reruns_and_forgets_old_outputs(tmp_path):
     assert st.begin() and st.fresh and "interrupted run had other settings" in st.reason
 
 
+def test_a_marker_of_the_stage_s_older_name_is_taken_over(tmp_path):
+    out = tmp_path / "out"
+    old = Stage("train", out, {"lr": 0.1}, code=Stage)
+    assert old.begin()
+    old.finish()
+    new = Stage("distill", out, {"lr": 0.1}, code=Stage, alias="train")
+    assert not new.begin()                              # the finished result is found: skipped
+    assert (out / ".distill.done").exists() and not (out / ".train.done").exists()
+    assert Stage("distill", out, {"lr": 0.2}, code=Stage, alias="train").begin()
+
+
 def test_describe_changes_names_code_and_inputs():
     old = {"config": {"a": {"b": 1}}, "inputs": {"x": "1", "y": "2"}, "code": {"m": "1"}}
     new = {"config": {"a": {"b": 2}}, "inputs": {"x": "1", "z": "3"}, "code": {"m": "2"}}
@@ -285,7 +296,7 @@ def test_recipe_rerun_after_one_text_line_changed_reruns_downstream_stages(tree)
     changed = _changed(before, markers(tree))
     for m in ("data/lang/.done", "exp/mono/.done", "exp/tri/.done", "exp/tri/ali_dev/.done",
               "exp/members/m1/.train.done", "exp/members/m2/.train.done", "exp/members/.ensemble.done",
-              "exp/ensemble/soft/.done", "exp/student_kd/.train.done", "exp/student_hard/.train.done",
+              "exp/ensemble/soft/.done", "exp/student_kd/.distill.done", "exp/control/.distill.done",
               "exp/tri/graph/.done", "exp/decode/m1_test/.done", "exp/decode/student_kd_dev/.done",
               "exp/export/.done", "exp/.report.done"):
         assert m in changed, f"{m} was not redone after data/train/text changed"

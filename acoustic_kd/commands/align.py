@@ -5,7 +5,7 @@ exp/tri3 (speaker-adaptive training with per-speaker fMLLR) (final.hmm.json, fin
 log.jsonl, ali_<set>/ ...).
 Example: acoustic-kd align --data data/train --lang data/lang --exp exp --align-sets data/dev data/test
 Import Kaldi alignments instead: acoustic-kd align --import-kaldi ali.txt --num-pdfs N --out exp/ali_ext
-Realign with a network (hybrid DNN-HMM, one checkpoint or an ensemble) through a GMM stage's HMM:
+Realign with a network (hybrid DNN-HMM, one checkpoint or an ensemble) through a GMM pass's HMM:
   acoustic-kd align --nnet exp/m1/final.pt [--nnet exp/m2/final.pt ...] --hmm-dir exp/tri \\
       --lang data/lang --align-sets data/train data/dev --out exp/nnet_ali [--acoustic-scale 0.1]
 """
@@ -16,7 +16,7 @@ import argparse
 
 from ..config import add_config_args
 from ..gmm.modes import AlignJob, run_align_job
-from ..gmm.run import STAGES
+from ..gmm.run import PASSES
 from ..gmm.train import AlignConfig
 
 HELP = "GMM-HMM training and forced alignment (or DNN realignment, or import Kaldi ali-to-pdf output)"
@@ -28,12 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp", help="experiment dir (gets mono/, tri/ and with --through tri2 / tri3, "
                    "tri2/ / tri3/)")
     p.add_argument("--align-sets", nargs="*", default=[], help="more data dirs to align (dev, test)")
-    p.add_argument("--stage", choices=list(STAGES), help="run only this stage")
-    p.add_argument("--through", choices=list(STAGES), default="tri",
-                   help="last GMM stage to train: tri (Δ triphones, default), tri2 (LDA+MLLT) or "
+    p.add_argument("--pass", "--stage", dest="gmm_pass", choices=list(PASSES),
+                   help="train only this GMM pass (the one before it must be finished; --stage is "
+                        "its older name)")
+    p.add_argument("--through", choices=list(PASSES), default="tri",
+                   help="last GMM pass to train: tri (Δ triphones, default), tri2 (LDA+MLLT) or "
                         "tri3 (LDA+MLLT+SAT: per-speaker fMLLR)")
     p.add_argument("--config", help="recipe YAML (section 'align')")
-    p.add_argument("--force", action="store_true", help="redo finished stages")
+    p.add_argument("--force", action="store_true", help="redo finished passes")
     p.add_argument("--import-kaldi", metavar="FILE", help="Kaldi ali-to-pdf output (ark/scp/text)")
     p.add_argument("--num-pdfs", type=int, help="pdf count of the imported alignments")
     p.add_argument("--out", help="output dir for --import-kaldi (alignment dir) or --nnet "
@@ -41,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nnet", action="append", default=[], metavar="CKPT",
                    help="align with this network checkpoint (final.pt) instead of training GMMs; "
                         "repeat for an ensemble")
-    p.add_argument("--hmm-dir", help="with --nnet: GMM stage dir whose final.hmm.json gives the "
+    p.add_argument("--hmm-dir", help="with --nnet: GMM pass dir whose final.hmm.json gives the "
                    "HMM the network was trained on (e.g. exp/tri)")
     p.add_argument("--combine", default="arithmetic", choices=["arithmetic", "geometric"],
                    help="with several --nnet: ensemble combination rule")

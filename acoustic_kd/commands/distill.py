@@ -11,7 +11,7 @@ Examples:
       --train-ali exp/tri/ali_train --dev-data data/dev --dev-ali exp/tri/ali_dev \\
       --student-config conf/student.yaml --out exp/student_kd
   acoustic-kd distill --online --members exp/members/m*/final.pt ... --out exp/student_kd
-  acoustic-kd distill --alpha 1 ... --out exp/student_hard
+  acoustic-kd distill --alpha 1 --members exp/members/m*/final.pt ... --out exp/control
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ class DistillJob:
 
     def stage(self) -> Stage:
         """The distill stage: the teacher (soft-target store or members), features and alignments
-        in; OUT's checkpoints, log, distill.json and marker out."""
+        in; OUT's checkpoints, log, distill.json and `.distill.done` out."""
         student, train_cfg, kd, aug = self.configs()
         inputs = [self.soft, *self.members, kd.init_from or None]
         for data, ali in ((self.train_data, self.train_ali), (self.transfer_data, None),
@@ -236,8 +236,8 @@ class DistillJob:
                   "augment": to_dict(aug),
                   "sets": [bool(x) for x in (self.train_ali, self.transfer_data, self.dev_data,
                                              self.test_data and self.test_ali)]}
-        return Stage("train", self.out, config, inputs=inputs, code=__name__,
-                     outputs=output_paths(self.out))
+        return Stage("distill", self.out, config, inputs=inputs, code=__name__,
+                     outputs=output_paths(self.out), alias="train")   # (.train.done: its old name)
 
     def check(self, train_cfg: TrainConfig, kd: DistillConfig) -> None:
         if bool(self.dev_data) != bool(self.dev_ali):

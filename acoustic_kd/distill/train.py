@@ -224,11 +224,12 @@ def train_student(student: nn.Module, train_ds, dev_ds, train_cfg: TrainConfig,
             "soft_targets": str(store.path) if store is not None else None,
             "train_frames": int(train_ds.num_frames)}
     record = Path(out_dir) / "distill.json"
-    finished = (is_done(out_dir, "train") and (Path(out_dir) / "final.pt").exists()
+    finished = (is_done(out_dir, "distill") and (Path(out_dir) / "final.pt").exists()
                 and record.exists())
     t0 = time.time()
     result = train(student, train_ds, dev_ds, train_cfg, out_dir, objective=objective,
-                   augment=augment, meta={**(meta or {}), **info}, step_hook=objective.step_hook)
+                   augment=augment, meta={**(meta or {}), **info}, step_hook=objective.step_hook,
+                   marker="distill")
     # a re-run of a finished student keeps the training time it took
     seconds = json.loads(record.read_text()).get("seconds") if finished else None
     result.update(seconds=seconds if seconds is not None else round(time.time() - t0, 2), **info)

@@ -1,10 +1,10 @@
-"""LDA + MLLT feature transforms for a GMM-HMM stage (the method of Kaldi's `train_lda_mllt.sh`).
+"""LDA + MLLT feature transforms for a GMM-HMM pass (the method of Kaldi's `train_lda_mllt.sh`).
 
 Cepstra (mean/variance normalised, no deltas) are spliced over +-`context` frames; LDA, estimated
-with the tied states of the previous stage's alignment as classes (silence frames left out), projects
-the splice to `dim` dimensions with unit within-class variance. During the new stage's training a
+with the tied states of the previous pass's alignment as classes (silence frames left out), projects
+the splice to `dim` dimensions with unit within-class variance. During the new pass's training a
 global MLLT (a semi-tied covariance transform, Gales 1999) is re-estimated on a few iterations: it
-rotates the feature space so that the diagonal-covariance Gaussians fit it best. The stage's final
+rotates the feature space so that the diagonal-covariance Gaussians fit it best. The pass's final
 transform is affine, [dim, D + 1] (last column = offset), applied to every spliced frame.
 """
 

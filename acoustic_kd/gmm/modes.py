@@ -5,7 +5,7 @@
 - import (`--import-kaldi FILE --num-pdfs N --out DIR`): Kaldi ali-to-pdf output as an alignment
   dir (`ali.import_kaldi_alignments`);
 - network realignment (`--nnet CKPT ... --hmm-dir --lang --align-sets --out`): hybrid DNN-HMM
-  forced alignment through a GMM stage's HMM (`gmm.nnet_align.run_nnet_align`).
+  forced alignment through a GMM pass's HMM (`gmm.nnet_align.run_nnet_align`).
 
 `check_*_mode` holds each mode's rules (what it needs, which options belong to another mode);
 `run_align_job` picks the mode (--nnet, else --import-kaldi, else GMM training), checks it and runs it.
@@ -40,7 +40,7 @@ class AlignJob:
     lang: str | None = None
     exp: str | None = None
     align_sets: list[str] = field(default_factory=list)
-    stage: str | None = None
+    gmm_pass: str | None = None
     through: str = "tri"
     config: str | None = None
     force: bool = False
@@ -69,7 +69,7 @@ def _flag(name: str) -> str:
 
 def check_nnet_mode(job: AlignJob) -> None:
     """--nnet: no GMM-training or import option; --hmm-dir, --lang, --align-sets and --out."""
-    clash = [o for o, v in (("--data", job.data), ("--exp", job.exp), ("--stage", job.stage),
+    clash = [o for o, v in (("--data", job.data), ("--exp", job.exp), ("--pass", job.gmm_pass),
                             ("--import-kaldi", job.import_kaldi), ("--num-pdfs", job.num_pdfs))
              if v is not None]
     clash += [_flag(k) for k in job.given_options() if k not in NNET_ALIGN_OPTIONS]
@@ -130,18 +130,18 @@ def run_import_mode(job: AlignJob) -> int:
 
 
 def run_gmm_mode(job: AlignJob) -> int:
-    """Train the GMM stages on --data and align it and --align-sets."""
+    """Train the GMM passes on --data and align it and --align-sets."""
     cfg = load_config(AlignConfig, job.config, "align", job.options)
-    summary = run_align(job.data, job.lang, job.exp, cfg, job.align_sets, job.stage, job.force,
+    summary = run_align(job.data, job.lang, job.exp, cfg, job.align_sets, job.gmm_pass, job.force,
                         job.through)
-    for stage, s in summary.items():
-        print(f"{stage}: {s['num_pdfs']} pdfs, {s['num_gauss']} Gaussians, "
+    for name, s in summary.items():
+        print(f"{name}: {s['num_pdfs']} pdfs, {s['num_gauss']} Gaussians, "
               f"loglike/frame {s['loglike_per_iter'][0]:.2f} -> {s['loglike_per_iter'][-1]:.2f}")
         for k, v in s.items():
             if k.startswith("ali_"):
                 print(f"  {k}: {json.dumps({a: v[a] for a in ('aligned', 'failed', 'avg_loglike')})}")
     if not summary:
-        print("nothing to do (stages done; use --force to redo)")
+        print("nothing to do (GMM passes done; use --force to redo)")
     return 0
 
 

@@ -174,7 +174,7 @@ def run_nnet_align(nnet_paths: Sequence[str | Path], hmm_dir: str | Path, lang_d
     out_dir, hmm_dir = Path(out_dir), Path(hmm_dir)
     hmm_path = hmm_dir / "final.hmm.json"
     if not hmm_path.exists():
-        raise DataError(hmm_path, "HMM not found", "pass the exp dir of a finished GMM stage "
+        raise DataError(hmm_path, "HMM not found", "pass the exp dir of a finished GMM pass "
                         "(e.g. --hmm-dir exp/tri)")
     if not align_sets:
         raise DataError(None, "no data dir to align", "pass --align-sets data/dev ...")

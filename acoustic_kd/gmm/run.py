@@ -1,6 +1,6 @@
-"""The align stage on disk: train GMM-HMM stages on a data dir, align sets, write exp dirs.
+"""The align stage on disk: train GMM-HMM passes on a data dir, align sets, write exp dirs.
 
-Stages, each trained from the final alignment of the one before: `exp/mono` (flat-start
+Passes, each trained from the final alignment of the one before: `exp/mono` (flat-start
 monophones), `exp/tri` (tree-tied triphones on cepstra + deltas) and, when asked for
 (`--through tri2`), `exp/tri2` (triphones on LDA+MLLT-transformed spliced cepstra, a new tree)
 and (`--through tri3`) `exp/tri3` (speaker-adaptive training: tri2's features through per-speaker
@@ -15,12 +15,12 @@ fMLLR transforms, a new tree; gmm/sat.py). Layout of each:
 - `ali_<set>/`      alignment dirs (ali.py format: ali.scp/ark, num_pdfs, priors.txt, failed.txt)
                     plus `words.ctm` (`utt 1 start dur word`) — `<set>` is the data dir's name;
                     for tri3 also `trans.npz`, the set's fMLLR transform per speaker (fmllr.py)
-- `final.states.npz` the final graph-state paths the next stage starts from, so a run killed
-                    between stages resumes to the same result
-- `.done`           marker with the stage signature (acoustic_kd.stage): a re-run skips a stage
-                    whose config, inputs and code are unchanged, re-runs it from scratch otherwise
-                    (and every stage after it); each `ali_<set>/` of another data set has its own
-                    `.done` the same way
+- `final.states.npz` the final graph-state paths the next pass starts from, so a run killed
+                    between passes resumes to the same result
+- `.done`           marker with the pass's stage signature (acoustic_kd.stage): a re-run skips a
+                    pass whose config, inputs and code are unchanged, re-runs it from scratch
+                    otherwise (and every pass after it); each `ali_<set>/` of another data set has
+                    its own `.done` the same way
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from .train import AlignConfig, train_lda_mllt, train_mono, train_tri
 log = get_logger(__name__)
 
 
-# AlignConfig fields that define the GMM features: a finished stage's model only fits features
+# AlignConfig fields that define the GMM features: a finished pass's model only fits features
 # made with the values it was trained with (stored in its info.json)
 FRONT_END = ("num_ceps", "norm_vars", "cmvn", "delta_order", "delta_window")
 
@@ -78,7 +78,7 @@ def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False, cmvn: str = 
 
 
 def front_end(stage_dir=None, cfg: AlignConfig | None = None) -> dict:
-    """The GMM feature options (`load_set` keyword arguments) a stage was trained with: from its
+    """The GMM feature options (`load_set` keyword arguments) a pass was trained with: from its
     info.json when `stage_dir` has one, else from `cfg`; fields an older info.json lacks take
     the AlignConfig defaults."""
     info = Path(stage_dir) / "info.json" if stage_dir is not None else None
@@ -139,11 +139,11 @@ def _reason_counts(failed: dict[str, str]) -> dict[str, int]:
     return out
 
 
-STATES_FILE = "final.states.npz"   # a stage's final graph-state paths: the next stage starts from them
+STATES_FILE = "final.states.npz"   # a pass's final graph-state paths: the next pass starts from them
 
 
 def _save_states(path: Path, res: AlignResult) -> None:
-    """Keep the graph-state paths of `res`, so a resumed tri stage starts exactly where a run that
+    """Keep the graph-state paths of `res`, so a resumed tri pass starts exactly where a run that
     was never interrupted would (realigning with the final model gives a slightly different start)."""
     utts = sorted(res.states)
     lens = np.array([len(res.states[u]) for u in utts], dtype=np.int64)
@@ -173,42 +173,42 @@ def _load_states(path: Path, graphs: dict) -> AlignResult | None:
 _MODEL_FILES = ("final.hmm.json", "final.gmm.npz")
 
 
-def gmm_stage(d: Path, cfg: AlignConfig, data_dir: Path, lang_dir, after: Path | None = None) -> Stage:
-    """The contract of one GMM training stage dir (mono, or a stage built on `after` = the stage
-    dir before it)."""
+def pass_stage(d: Path, cfg: AlignConfig, data_dir: Path, lang_dir, after: Path | None = None) -> Stage:
+    """The stage contract of one GMM pass's dir (mono, or a pass built on `after` = the dir of the
+    pass before it)."""
     inputs = [*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir)]
     if after is not None:
         inputs += [after / n for n in (*_MODEL_FILES, STATES_FILE)]
-        if d.name in SI_STAGE:
+        if d.name in SI_PASS:
             inputs.append(after / TRANSFORM_FILE)
     return Stage(d.name, d, {"align": vars(cfg)}, inputs=inputs, code=__name__, outputs=[d], marker="")
 
 
 def ali_stage(d: Path, data_dir: Path, lang_dir, cfg: AlignConfig) -> Stage:
-    """The contract of aligning another data set with a finished stage `d`'s model."""
+    """The stage contract of aligning another data set with a finished pass `d`'s model."""
     ali_dir = d / f"ali_{data_dir.name}"
     inputs = [*feature_inputs(data_dir, "text", "utt2spk"), Path(lang_dir), *(d / n for n in _MODEL_FILES)]
-    if d.name in SI_STAGE:   # the speaker-independent first pass and the features' transform
-        inputs += [*(d.parent / SI_STAGE[d.name] / n for n in _MODEL_FILES), d / TRANSFORM_FILE]
+    if d.name in SI_PASS:   # the speaker-independent first pass and the features' transform
+        inputs += [*(d.parent / SI_PASS[d.name] / n for n in _MODEL_FILES), d / TRANSFORM_FILE]
     return Stage("align", ali_dir, {"align": vars(cfg)}, inputs=inputs, code=__name__,
                  outputs=[ali_dir], marker="")
 
 
-def _stage_dir_ok(d: Path) -> bool:
+def _pass_done(d: Path) -> bool:
     return is_done(d) and (d / "final.hmm.json").exists() and (d / "final.gmm.npz").exists()
 
 
-STAGES = ("mono", "tri", "tri2", "tri3")   # each trains on the alignment of the one before
+PASSES = ("mono", "tri", "tri2", "tri3")   # the GMM passes; each trains on the alignment of the one before
 TRANSFORM_FILE = "final.mat.npy"      # tri2, tri3: the LDA+MLLT transform of the spliced cepstra
-SI_STAGE = {"tri3": "tri2"}           # speaker-adaptive stage -> its speaker-independent stage
+SI_PASS = {"tri3": "tri2"}            # speaker-adaptive pass -> its speaker-independent pass
 
 
-def stage_features(d: Path, data_dir, cfg: AlignConfig | None = None
+def pass_features(d: Path, data_dir, cfg: AlignConfig | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The GMM features of a data dir as the (finished or running) stage `d` was trained on:
-    cepstra + deltas, for an LDA+MLLT stage the spliced cepstra through its transform, and for a
-    SAT stage those through the set's fMLLR transforms (made when the stage aligned the set)."""
-    if d.name not in SI_STAGE:
+    """The GMM features of a data dir as the (finished or running) pass `d` was trained on:
+    cepstra + deltas, for an LDA+MLLT pass the spliced cepstra through its transform, and for a
+    SAT pass those through the set's fMLLR transforms (made when the pass aligned the set)."""
+    if d.name not in SI_PASS:
         return si_features(d, data_dir, cfg)
     path = d / f"ali_{Path(data_dir).name}" / FMLLR_FILE
     if not path.exists():
@@ -220,7 +220,7 @@ def stage_features(d: Path, data_dir, cfg: AlignConfig | None = None
 
 def si_features(d: Path, data_dir, cfg: AlignConfig | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """`stage_features` without speaker adaptation (a SAT stage's speaker-independent features)."""
+    """`pass_features` without speaker adaptation (a SAT pass's speaker-independent features)."""
     fe = front_end(d, cfg)
     if not (d / TRANSFORM_FILE).exists():
         return load_set(data_dir, **fe)
@@ -236,11 +236,11 @@ def _check_front_end(prev_dir: Path, cfg: AlignConfig) -> None:
         diff = ", ".join(f"{k}={trained[k]!r} (now {getattr(cfg, k)!r})" for k in FRONT_END
                          if trained[k] != getattr(cfg, k))
         raise ConfigError(f"{prev_dir} was trained on other GMM features: {diff}; run all "
-                          "stages with the same options (or --force to retrain from the monophones)")
+                          "passes with the same options (or --force to retrain from the monophones)")
 
 
 def _previous_states(prev_dir: Path, lang: Lang, feats, texts, cfg: AlignConfig) -> AlignResult:
-    """The state alignment a finished stage ended with (kept in its STATES_FILE; realigned with
+    """The state alignment a finished pass ended with (kept in its STATES_FILE; realigned with
     its final model for exp dirs from before the paths were kept)."""
     hmm = HmmModel.load(prev_dir / "final.hmm.json")
     graphs, gfail = compile_graphs(hmm, lang, texts, [u for u in c_sorted(feats) if u in texts])
@@ -255,20 +255,20 @@ def _previous_states(prev_dir: Path, lang: Lang, feats, texts, cfg: AlignConfig)
 
 
 def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align_sets=(),
-              stage: str | None = None, force: bool = False, through: str = "tri") -> dict:
-    """Train the GMM stages mono, tri (Δ triphones) and, with through="tri2" / "tri3", tri2
+              only: str | None = None, force: bool = False, through: str = "tri") -> dict:
+    """Train the GMM passes mono, tri (Δ triphones) and, with through="tri2" / "tri3", tri2
     (LDA+MLLT) / tri3 (+ SAT), each from the alignment of the one before, on `data_dir`; align it
     and `align_sets`.
 
-    stage: None = every stage up to `through`; a name = that stage only (the one before must be
-    finished). A stage whose `.done` signature matches (config, data, lang, the stage before it,
-    code) is skipped unless `force`; one that differs is redone from scratch, and so is every stage
-    after it. Returns a summary per stage.
+    only: None = every pass up to `through`; a name = that pass only (the one before must be
+    finished). A pass whose `.done` signature matches (config, data, lang, the pass before it,
+    code) is skipped unless `force`; one that differs is redone from scratch, and so is every pass
+    after it. Returns a summary per pass.
     """
     cfg = cfg or AlignConfig()
-    if through not in STAGES or stage not in (None, *STAGES):
-        raise DataError(None, f"unknown stage {stage or through!r}", f"use one of {STAGES}")
-    todo = [stage] if stage else list(STAGES[:STAGES.index(through) + 1])
+    if through not in PASSES or only not in (None, *PASSES):
+        raise DataError(None, f"unknown GMM pass {only or through!r}", f"use one of {PASSES}")
+    todo = [only] if only else list(PASSES[:PASSES.index(through) + 1])
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     lang = load_lang(lang_dir)
     feats, texts = load_set(data_dir, **front_end(cfg=cfg))
@@ -277,34 +277,34 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
     prev_res = None
     for name in todo:
         d = exp_dir / name
-        prev_dir = exp_dir / STAGES[STAGES.index(name) - 1] if name != "mono" else None
-        if prev_dir is not None and not _stage_dir_ok(prev_dir):
-            raise DataError(prev_dir, f"stage {prev_dir.name} not finished",
-                            f"run `acoustic-kd align --stage {prev_dir.name}` first")
-        st = gmm_stage(d, cfg, data_dir, lang_dir, after=prev_dir)
+        prev_dir = exp_dir / PASSES[PASSES.index(name) - 1] if name != "mono" else None
+        if prev_dir is not None and not _pass_done(prev_dir):
+            raise DataError(prev_dir, f"GMM pass {prev_dir.name} not finished",
+                            f"run `acoustic-kd align --pass {prev_dir.name}` first")
+        st = pass_stage(d, cfg, data_dir, lang_dir, after=prev_dir)
         if not st.begin(force):
             prev_res = None
             continue
         in_feats = feats
         if prev_dir is not None:
             _check_front_end(prev_dir, cfg)
-            if name in SI_STAGE:   # trained on the features of the stage before
+            if name in SI_PASS:   # trained on the features of the pass before
                 in_feats = si_features(prev_dir, data_dir, cfg)[0]
-            if prev_res is None:  # resuming: the earlier stage's final state alignment
+            if prev_res is None:  # resuming: the earlier pass's final state alignment
                 prev_res = _previous_states(prev_dir, lang, in_feats, texts, cfg)
         d.mkdir(parents=True, exist_ok=True)
         (d / TRANSFORM_FILE).unlink(missing_ok=True)
         write_exp_info(d, {"align": vars(cfg), "data": str(data_dir), "lang": str(lang_dir)})
         (d / "log.jsonl").unlink(missing_ok=True)
         t0 = time.time()
-        hmm, gmm, res, hist, stage_feats, sat = _train(name, d, prev_dir, data_dir, lang, in_feats,
+        hmm, gmm, res, hist, pass_feats, sat = _train(name, d, prev_dir, data_dir, lang, in_feats,
                                                        texts, prev_res, cfg)
-        out[name] = _finish(d, hmm, gmm, res, hist, stage_feats, data_dir, time.time() - t0, sat)
+        out[name] = _finish(d, hmm, gmm, res, hist, pass_feats, data_dir, time.time() - t0, sat)
         st.finish({"num_pdfs": hmm.num_pdfs})
         prev_res = res
     for name in todo:
         d = exp_dir / name
-        if _stage_dir_ok(d):
+        if _pass_done(d):
             out[name] = _align_extra(d, lang, lang_dir, [s for s in extra if s.name != data_dir.name],
                                      cfg)
     return out
@@ -312,8 +312,8 @@ def run_align(data_dir, lang_dir, exp_dir, cfg: AlignConfig | None = None, align
 
 def _train(name: str, d: Path, prev_dir: Path | None, data_dir: Path, lang: Lang, feats, texts,
            prev_res: AlignResult | None, cfg: AlignConfig) -> tuple:
-    """Train stage `name` into `d` on `feats` (for tri3: tri2's features) from `prev_res` ->
-    (model, GMM, final alignment, log records, the stage's training features, SAT extras or None)."""
+    """Train pass `name` into `d` on `feats` (for tri3: tri2's features) from `prev_res` ->
+    (model, GMM, final alignment, log records, the pass's training features, SAT extras or None)."""
     log_path = d / "log.jsonl"
     if name == "mono":
         return (*train_mono(feats, texts, lang, cfg, log_path), feats, None)
@@ -346,10 +346,10 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 def _align_extra(d: Path, lang: Lang, lang_dir, extra: list[Path], cfg: AlignConfig) -> dict:
-    """Align each set of `extra` whose alignment by a finished stage `d` is missing or out of date
-    (its own stage contract) with the stage's final model, e.g. a speed-perturbed copy of the
-    training set; updates summary.json and returns it. A SAT stage first aligns the set with its
-    speaker-independent stage and estimates the speakers' fMLLR transforms from that."""
+    """Align each set of `extra` whose alignment by a finished pass `d` is missing or out of date
+    (its own stage contract) with the pass's final model, e.g. a speed-perturbed copy of the
+    training set; updates summary.json and returns it. A SAT pass first aligns the set with its
+    speaker-independent pass and estimates the speakers' fMLLR transforms from that."""
     summary_path = d / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     todo = [(s, st) for s in extra for st in [ali_stage(d, s, lang_dir, cfg)] if st.begin()]
@@ -357,11 +357,11 @@ def _align_extra(d: Path, lang: Lang, lang_dir, extra: list[Path], cfg: AlignCon
         hmm, gmm = HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz")
         for s, st in todo:
             ali_dir, label = d / f"ali_{s.name}", f"{d.name} {s.name}"
-            if d.name not in SI_STAGE:
-                f, t = stage_features(d, s, cfg)
+            if d.name not in SI_PASS:
+                f, t = pass_features(d, s, cfg)
                 _, summary[ali_dir.name] = align_set(hmm, gmm, lang, f, t, cfg, ali_dir, label=label)
             else:
-                si_dir = d.parent / SI_STAGE[d.name]
+                si_dir = d.parent / SI_PASS[d.name]
                 si, t = si_features(d, s, cfg)
                 u2s = read_utt2spk(s)
                 trans, rep, f = align_sat(HmmModel.load(si_dir / "final.hmm.json"),
@@ -376,7 +376,7 @@ def _align_extra(d: Path, lang: Lang, lang_dir, extra: list[Path], cfg: AlignCon
 
 def _finish(d: Path, hmm: HmmModel, gmm: DiagGmm, res: AlignResult, hist: list[dict], feats,
             data_dir: Path, train_s: float, sat: dict | None = None) -> dict:
-    """Save a trained stage: model files, training-set alignment and summary (the caller's stage
+    """Save a trained pass: model files, training-set alignment and summary (the caller's stage
     contract writes the marker; other sets are aligned afterwards by `_align_extra`)."""
     hmm.save(d / "final.hmm.json")
     gmm.save(d / "final.gmm.npz")

@@ -30,7 +30,8 @@ from .trainer import TrainConfig, train
 
 log = get_logger("nnet.stage")
 
-_OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done", "info.json",
+_OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done", ".distill.done",
+            "info.json",
             "distill.json")
 
 

@@ -2,7 +2,8 @@
 
 Outputs in `out_dir`: `epoch-N.pt` (full training state after epoch N), `latest.pt` (mid-epoch
 state every `save_every_steps` steps), `best.pt` (best dev weights so far), `final.pt` (best dev
-weights + meta; see nnet.checkpoint), `train_log.jsonl` (step and epoch records), `.train.done`.
+weights + meta; see nnet.checkpoint), `train_log.jsonl` (step and epoch records) and the done
+marker `.train.done` (`.<marker>.done`: a student's is `.distill.done`).
 
 The loop is plain PyTorch: a `TrainState` dataclass, `train_one_epoch` / `evaluate` / `end_epoch`,
 checkpoints by `save_state`, the learning rate by a `LambdaLR` over optimiser steps (`lr_factor`),
@@ -326,18 +327,19 @@ def end_epoch(run: _Run, rec: dict, score: float) -> None:
 
 def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objective: Objective | None = None,
           augment: Callable[[dict], dict] | None = None, meta: dict | None = None,
-          step_hook: Callable[[int, dict], None] | None = None) -> dict:
+          step_hook: Callable[[int, dict], None] | None = None, marker: str = "train") -> dict:
     """Train `model` on `train_ds` (FrameDataset or StreamingFrameDataset); select on `dev_ds`.
 
     objective(model, batch) -> (mean loss, logits [B, P]) (default: CE on batch["y"]);
     augment(batch) -> batch on training batches only; meta: extra checkpoint meta (feature config,
     CMVN, priors...); step_hook(global_step, info) after every optimiser step, and once with
-    info["resumed"] = True when a run resumes (tests kill runs here).
+    info["resumed"] = True when a run resumes (tests kill runs here); marker: the done marker's
+    name (`.<marker>.done`).
     Returns {"history": [epoch records], "best": {...}, "final": path}.
     """
     out_dir = Path(out_dir)
-    if is_done(out_dir, "train") and (out_dir / "final.pt").exists():
-        log.info("%s: training already done (remove .train.done to retrain)", out_dir)
+    if is_done(out_dir, marker) and (out_dir / "final.pt").exists():
+        log.info("%s: training already done (remove .%s.done to retrain)", out_dir, marker)
         m = read_checkpoint(out_dir / "final.pt")["meta"]
         return {"history": m.get("history", []), "best": m.get("best", {}),
                 "final": str(out_dir / "final.pt")}
@@ -352,7 +354,7 @@ def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objecti
         final = read_checkpoint(out_dir / "best.pt")
         final["meta"].update(history=st.history, best=best)
         write_checkpoint_dict(out_dir / "final.pt", final)
-        mark_done(out_dir, "train", {"best": best})
+        mark_done(out_dir, marker, {"best": best})
     if run.d.world > 1:
         dist.barrier()
     return {"history": st.history, "best": best, "final": str(out_dir / "final.pt")}

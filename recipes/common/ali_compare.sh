@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Which alignments does a DNN learn best from? Trains the same network (the hard-target student
-# config, α = 1) on the training alignments of each GMM stage in --ali-dirs -- the same utterances
+# config, α = 1) on the training alignments of each GMM pass in --ali-dirs -- the same utterances
 # (a fraction of the training set, drawn per seed), same seed, epochs and patience -- decodes the
 # test set with each stage's own graph (scales tuned on dev; frame accuracy is not comparable across
 # trees, WER and CER are) and prints the WER / CER of each seed and mean ± std.

@@ -10,11 +10,11 @@
 #
 #   1 lang        data/lang: phones, lexicon, HMM topology, G.arpa
 #   2 features    data/<set>/feats.scp, cmvn.scp (per speaker), utt2num_frames
-#   3 align       exp/mono, exp/tri [, exp/tri2] (GMM-HMM) + exp/<gmm-stage>/ali_{train,dev,test}
+#   3 align       exp/mono, exp/tri [, exp/tri2] (GMM-HMM passes) + exp/<gmm-pass>/ali_{train,dev,test}
 #   4 ensemble    exp/members/m1..mK on hard targets (different seeds) + evaluation
 #   5 soft        exp/ensemble/soft: top-k soft targets at temperature T (cached teacher)
 #   6 distill     exp/student_kd: student trained on the ensemble's soft targets
-#   7 baseline    exp/student_hard: the same student on hard targets only (the control)
+#   7 control     exp/control: the same student on hard targets only (alpha = 1)
 #   8 decode      exp/<gmm-stage>/graph + exp/decode/<system>_{dev,test}: WER and frame accuracy
 #   9 export      exp/export: TorchScript / ONNX / int8; transcribe the test set with int8
 #  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
@@ -55,7 +55,8 @@ opt data data "the data directory stage 0 wrote"
 opt exp exp "the experiment directory"
 opt train_seed 1 "seed of the first member (stage 4); the students' seed is this + 1000"
 opt lm "" "an ARPA file to use as G (its words must be in the lexicon); default: estimated by stage 1"
-opt gmm_stage tri "the GMM stage whose alignments, tree and HMM the networks use: tri | tri2 (LDA+MLLT)"
+opt gmm_pass tri "the GMM pass whose alignments, tree and HMM the networks use: tri | tri2 (LDA+MLLT) | tri3 (SAT); --gmm-stage is its older name"
+opt_alias gmm_stage gmm_pass
 opt tune_dev_every 1 "decode scales are tuned on every N-th dev utterance (data/dev_tune if N > 1)"
 opt speed_perturb "0.9 1.1" "speed factors: the students train on the training set + copies at these speeds (\"\" = the training set only)"
 opt recipe_title "acoustic_kd results" "the title of exp/RESULTS.md (stage 10)"
@@ -114,7 +115,9 @@ if [ "${#speed_factors[@]}" -gt 0 ]; then
 else
   student_data=$data/train; soft_dir=$exp/ensemble/soft; align_more=()
 fi
-g=$exp/$gmm_stage
+g=$exp/$gmm_pass
+# the control's dir and decode name: exp/control (exp/student_hard in an experiment made before the rename)
+control=control; [ -d "$exp/student_hard" ] && [ ! -d "$exp/control" ] && control=student_hard
 
 if run_stage 1; then
   log "Stage 1: lang"
@@ -151,7 +154,7 @@ fi
 if run_stage 3; then
   log "Stage 3: GMM-HMM alignment (monophone -> triphone)"
   acoustic-kd align --data "$data/train" --lang "$data/lang" --exp "$exp" --config "$config" \
-    --through "$gmm_stage" --align-sets "$data/dev" "$data/test" "${align_more[@]}" "${extra_align[@]}"
+    --through "$gmm_pass" --align-sets "$data/dev" "$data/test" "${align_more[@]}" "${extra_align[@]}"
 fi
 
 # Students get their own seed (not one of the members'), shared by the distilled student and its
@@ -186,7 +189,7 @@ if run_stage 7; then
   log "Stage 7: hard-target control (same student, same budget, alpha=1)"
   # (--members: no teacher at alpha 1, but its features are normalised as the members', as the
   # distilled student's are)
-  acoustic-kd distill --alpha 1 --members "${members[@]}" "${student_args[@]}" --out "$exp/student_hard" \
+  acoustic-kd distill --alpha 1 --members "${members[@]}" "${student_args[@]}" --out "$exp/$control" \
     "${extra_control[@]}"
 fi
 
@@ -204,7 +207,7 @@ if run_stage 8; then
       --ali "$g/ali_dev" --out "$exp/decode/${name}_dev" --tuned "$exp/decode/${name}_test/tune.json" \
       "${extra_decode[@]}"
   }
-  decode student_hard "$exp/student_hard/final.pt"
+  decode "$control" "$exp/$control/final.pt"
   for i in $(seq 1 "$num_members"); do decode "m$i" "$exp/members/m$i/final.pt"; done
   decode ensemble "${members[@]}"
   decode student_kd "$exp/student_kd/final.pt"

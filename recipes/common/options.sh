@@ -2,6 +2,8 @@
 #
 #   opt NAME DEFAULT HELP   declares the option --NAME: the variable NAME (dashes in the option,
 #                           underscores in the variable) set to DEFAULT; HELP is its --help line
+#   opt_alias OLD NAME      --OLD is an older name of the declared --NAME (kept for one release;
+#                           using it sets NAME and says so on stderr)
 #   opts_parse ARGS...      reads `--name value` and `--name=value` (the last one of a name wins);
 #                           --help / -h calls the function named by opts_usage_fn (default: the
 #                           caller's `usage`) and exits 0. An option not declared is an error
@@ -20,7 +22,7 @@
 #                           stage 0, and its resolved values become variables here (stage,
 #                           stop_stage, nj, data, exp, train_seed, ...: ../common/kd.sh --help).
 
-_opts_names=(); _opts_defaults=(); _opts_help=()
+_opts_names=(); _opts_defaults=(); _opts_help=(); _opts_aliases=()
 opts_passthrough=0; opts_rest=(); opts_usage_fn=usage
 kd_settings=(); kd_args=()
 
@@ -33,6 +35,14 @@ opt() {
   printf -v "$name" '%s' "$2"
 }
 
+opt_alias() { _opts_aliases+=("${1//-/_}=${2//-/_}"); }
+
+_opts_renamed() {  # _opts_renamed NAME: the declared name of an older option name (else fails)
+  local a
+  for a in "${_opts_aliases[@]}"; do [ "${a%%=*}" = "$1" ] && { echo "${a#*=}"; return 0; }; done
+  return 1
+}
+
 _opts_declared() {  # _opts_declared NAME: is NAME a declared option?
   local n
   for n in "${_opts_names[@]}"; do [ "$n" = "$1" ] && return 0; done
@@ -40,7 +50,7 @@ _opts_declared() {  # _opts_declared NAME: is NAME a declared option?
 }
 
 opts_parse() {
-  local arg name value
+  local arg name value new
   while [ $# -gt 0 ]; do
     arg=$1
     case "$arg" in
@@ -52,6 +62,9 @@ opts_parse() {
       *) echo "$0: unexpected argument '$arg' (options are --name value; see $0 --help)" >&2; exit 1 ;;
     esac
     name=${name#--}; name=${name//-/_}
+    if new=$(_opts_renamed "$name"); then
+      echo "$0: --${name//_/-} is now called --${new//_/-}" >&2; name=$new
+    fi
     if _opts_declared "$name"; then
       printf -v "$name" '%s' "$value"
     elif [ "$opts_passthrough" = 1 ]; then

@@ -13,37 +13,41 @@
 # student only (its control stays the plain α = 1 run, given the members only to normalise its
 # features as they do); --common-opts options of both (e.g.
 # "--train-fraction 0.03"); --transfer-data an untranscribed set for the distilled student only;
-# --gmm-stage tri | tri2 (whose alignments and graph); --tune-dev the dev set the decode scales are
-# tuned on; --recipe-seed S: seed S's runs are the recipe's own exp/student_kd and exp/student_hard
+# --gmm-pass tri | tri2 (whose alignments and graph; --gmm-stage is its older name); --tune-dev the dev set the decode scales are
+# tuned on; --recipe-seed S: seed S's runs are the recipe's own exp/student_kd and exp/control
 # with their decodes (stages 6-8 with the same options: done once, not twice); --summary false only
 # trains and decodes (a later run with the whole seed list skips that work and writes SEEDS.md);
 # --tune-once true tunes the decode scales on dev for the first seed of the list only and decodes
 # the other seeds with that seed's scales (per system: the distilled student's for the distilled
 # students, the control's for the controls), which saves the tuning grid's decodes.
 #
-# Writes exp/<name>/s<seed>/{student_kd,student_hard}, exp/decode/<name>/<system>_s<seed>_test and
+# Writes exp/<name>/s<seed>/{student_kd,control}, exp/decode/<name>/<system>_s<seed>_test and
 # exp/<name>/SEEDS.md (name: seeds).
 
 seeds="1001 1002 1003"; config=conf/default.yaml; student_config=conf/student.yaml
 data=data; exp=exp; name=seeds; kd_opts=""; common_opts=""; train_data=""; train_ali=""; soft=""
-transfer_data=""; gmm_stage=tri; tune_dev=""; recipe_seed=""; ensemble=ensemble; summary=true
+transfer_data=""; gmm_pass=tri; gmm_stage=""; tune_dev=""; recipe_seed=""; ensemble=ensemble; summary=true
 tune_once=false
 for c in conf/*.yaml; do case "$c" in *student*.yaml|*compare*.yaml) ;; *) config=$c ;; esac; done
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 
-g=$exp/$gmm_stage
+gmm_pass=${gmm_stage:-$gmm_pass}
+g=$exp/$gmm_pass
 declare -A first_dec
 : "${train_data:=$data/train}" "${train_ali:=$g/ali_train}" "${soft:=$exp/ensemble/soft}"
 : "${tune_dev:=$data/dev}"
 ali_args="--train-data $train_data --train-ali $train_ali --dev-data $data/dev --dev-ali $g/ali_dev"
 test_args="--test-data $data/test --test-ali $g/ali_test"
 first_seed=${seeds%% *}
+# the recipe's control: exp/control (exp/student_hard in an experiment made before the rename)
+recipe_control=control; [ -d "$exp/student_hard" ] && [ ! -d "$exp/control" ] && recipe_control=student_hard
 for seed in $seeds; do
-  for sys in student_kd student_hard; do
+  for sys in student_kd control; do
     out="$exp/$name/s$seed/$sys"; dec="$exp/decode/$name/${sys}_s${seed}_test"
     if [ "$seed" = "$recipe_seed" ]; then
-      out="$exp/$sys"; dec="$exp/decode/${sys}_test"
+      r=$sys; [ $sys = control ] && r=$recipe_control
+      out="$exp/$r"; dec="$exp/decode/${r}_test"
     fi
     if [ "$seed" = "$first_seed" ]; then first_dec[$sys]=$dec; fi
     if [ $sys = student_kd ]; then
@@ -64,24 +68,25 @@ for seed in $seeds; do
 done
 
 [ "$summary" = true ] || exit 0
-python3 - "$exp" "$name" "$kd_opts $common_opts" "$recipe_seed" "$ensemble" "$tune_once" $seeds <<'PY'
+python3 - "$exp" "$name" "$kd_opts $common_opts" "$recipe_seed" "$ensemble" "$tune_once" "$recipe_control" $seeds <<'PY'
 import json, statistics as st, sys
 from pathlib import Path
 from acoustic_kd.decode.score import read_wer_file
-exp, name, opts, recipe_seed, ens_name, tune_once, seeds = (
+exp, name, opts, recipe_seed, ens_name, tune_once, recipe_control, seeds = (
     Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip(), sys.argv[4], sys.argv[5],
-    sys.argv[6] == "true", sys.argv[7:])
+    sys.argv[6] == "true", sys.argv[7], sys.argv[8:])
 def val(d):
     return (float((d / "frame_acc").read_text()), read_wer_file(d / "wer").rate,
             read_wer_file(d / "cer").rate)
 def where(sys_, s):
     if s == recipe_seed:
-        return exp / sys_, exp / "decode" / f"{sys_}_test"
+        r = recipe_control if sys_ == "control" else sys_
+        return exp / r, exp / "decode" / f"{r}_test"
     return exp / name / f"s{s}" / sys_, exp / "decode" / name / f"{sys_}_s{s}_test"
 ens = val(exp / "decode" / f"{ens_name}_test")
 rows, kept, kept_wer = {}, [], []
 for s in seeds:
-    kd, hard = val(where("student_kd", s)[1]), val(where("student_hard", s)[1])
+    kd, hard = val(where("student_kd", s)[1]), val(where("control", s)[1])
     rows.setdefault("distilled student", []).append(kd)
     rows.setdefault("hard-target control", []).append(hard)
     kept.append((kd[0] - hard[0]) / (ens[0] - hard[0]) if ens[0] != hard[0] else float("nan"))
@@ -89,7 +94,7 @@ for s in seeds:
 def ms(xs):
     return f"{st.mean(xs):.2f} ± {st.stdev(xs) if len(xs) > 1 else 0:.2f}"
 secs = {sys_: [json.loads((where(sys_, s)[0] / "distill.json").read_text())["seconds"]
-               for s in seeds] for sys_ in ("student_kd", "student_hard")}
+               for s in seeds] for sys_ in ("student_kd", "control")}
 extra = f" (extra options `{opts}`)" if opts else ""
 lines = [f"Seeds {' '.join(seeds)} (students; ensemble fixed){extra}: test set, mean ± std", "",
          "| system | frame acc test % | WER test % | CER test % |", "|---|---|---|---|"]
@@ -102,7 +107,7 @@ lines += ["", "kept share of the ensemble's gain over the control, per seed "
           f"{' '.join(f'{k:.2f}' for k in kept)} → {ms(kept)}; WER (hard − kd)/(hard − ensemble) "
           f"{' '.join(f'{k:.2f}' for k in kept_wer)} → {ms(kept_wer)}",
           f"training wall time per student (s): distilled {ms(secs['student_kd'])}, "
-          f"hard control {ms(secs['student_hard'])}"]
+          f"hard control {ms(secs['control'])}"]
 if tune_once and len(seeds) > 1:
     lines.append(f"decode scales tuned on dev for seed {seeds[0]} and reused for the other seeds")
 text = "\n".join(lines) + "\n"

@@ -12,12 +12,12 @@
 # Run from recipes/mboshi:  local/kd_study.sh [--steps "epochs bf16 seeds decode dense store quarter naive transfer pct cmvn members curves"]
 steps="epochs bf16 seeds decode dense store quarter naive transfer pct cmvn members curves"
 seeds="1001 1002 1003"
-recipe_seed=1001   # the seed of the recipe's own exp/student_kd, exp/student_hard (stages 6-7)
+recipe_seed=1001   # the seed of the recipe's own exp/student_kd, exp/control (stages 6-7)
 threads=""   # --threads N: every training of the study uses N torch threads (e.g. 1 beside another job)
 . ../common/parse_options.sh "$@"
 set -euo pipefail
 members=$(echo exp/members/m{1,2,3,4,5}/final.pt)
-seeds_opts=(--gmm-stage tri2 --tune-dev data/dev_tune --config conf/mboshi.yaml --tune-once true)
+seeds_opts=(--gmm-pass tri2 --tune-dev data/dev_tune --config conf/mboshi.yaml --tune-once true)
 train_opts=(--train-data data/train --train-ali exp/tri2/ali_train)
 all_opts=(--train-data data/train_all --train-ali exp/tri2/ali_train_all --soft exp/ensemble/soft_all)
 frac="--train-fraction 0.03 --fraction-seed 1"
@@ -58,7 +58,7 @@ graph() {
 }
 if want seeds; then
   graph
-  log "default recipe: seeds $seeds (seed $recipe_seed is the recipe's own exp/student_kd, exp/student_hard)"
+  log "default recipe: seeds $seeds (seed $recipe_seed is the recipe's own exp/student_kd, exp/control)"
   ../common/student_seeds.sh "${seeds_opts[@]}" "${all_opts[@]}" --name seeds --seeds "$seeds" \
     --recipe-seed "$recipe_seed" --summary false --common-opts "$thr"
 fi
@@ -144,10 +144,13 @@ from pathlib import Path
 import json
 from acoustic_kd.report import plot_curves, read_train_log
 dirs = {f"member m{i}": Path(f"exp/members/m{i}") for i in range(1, 6)}
-dirs.update({"student (seed 1001)": Path("exp/student_kd"), "control (seed 1001)": Path("exp/student_hard")})
+from acoustic_kd.report import control_name
+dirs.update({"student (seed 1001)": Path("exp/student_kd"),
+             "control (seed 1001)": Path("exp") / control_name(Path("exp"))})
 for d in sorted(Path("exp/seeds").glob("s*")):
     dirs.update({f"student (seed {d.name[1:]})": d / "student_kd",
-                 f"control (seed {d.name[1:]})": d / "student_hard"})
+                 f"control (seed {d.name[1:]})": next((d / n for n in ("control", "student_hard")
+                                                       if (d / n).is_dir()), d / "control")})
 curves = {n: [r for r in read_train_log(d / "train_log.jsonl") if r.get("type") == "epoch"]
           for n, d in dirs.items()}
 curves = {n: c for n, c in curves.items() if c}
