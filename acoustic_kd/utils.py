@@ -203,9 +203,8 @@ def native_bf16(device_type: str = "cpu") -> bool:
     """Whether bfloat16 matrix work is native on this device (else autocast emulates it, slowly).
 
     CUDA: `torch.cuda.is_bf16_supported()`. CPU: the `avx512_bf16` / `amx_bf16` flags (x86) or `bf16`
-    (Arm) of /proc/cpuinfo; where that file cannot be read, assumed native. Without them bf16
-    autocast trains a 3x512 member at 0.06 of its fp32 speed (bench/bench_train.py on an AVX2-only
-    CPU: 661 vs 11446 frames/s).
+    (Arm) of /proc/cpuinfo; where that file cannot be read, assumed native. (Emulated bf16 is many
+    times slower than fp32: bench/RESULTS.md, `train`.)
     """
     if device_type == "cuda":
         import torch

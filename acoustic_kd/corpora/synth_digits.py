@@ -19,16 +19,10 @@ Outputs under `out_dir`:
                       seconds (leading silence included).
   `wav/{split}/<utt>.wav` 16-bit PCM; `local/lexicon.txt` (CMUdict pronunciations), `speakers.txt`.
 
-Defaults (seed 0; 8 English accents x 103 variants, 2 whispered ones train-only; sizes are
-parameters), measured:
-  train 1500 utts, 0.765 h, 541 speakers (of 584) | dev 200, 0.107 h, 92 (of 120) |
-  test 200, 0.100 h, 95 (of 120); mean utterance 1.85 s; SNR 0-20 dB (10% near-clean).
-Generation costs ~45 CPU-seconds for all splits (~80x real time per core; ~70% of it is kernel
-time of the one fork per utterance that keeps espeak reproducible). On a shared, overloaded 2-core machine (load ~12): 116 s wall with nj=2
-(30x real time), 135 s with nj=1 (26x). nj=1 and nj=2 give byte-identical output.
-Reference timings agree with the audio: on 150 clean utterances with pauses, 98% of the energy
-onsets after a pause lie within 20 ms of the recorded word start (median error 2 ms; the misses
-are weak F/TH onsets the detector does not see).
+Sizes, SNR range and voices are parameters (defaults: 8 English accents x 103 variants, 2 whispered
+ones train-only); nj=1 and nj=2 give byte-identical output. The default corpus's sizes, its
+generation time and how well the reference timings agree with the audio:
+recipes/synth_digits/RESULTS.md ("The corpus").
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ H∘C∘L∘G, disambiguation symbols removed and self-loops added); this module
 the HMM, composes the levels (`compile_graph`) and caches the result on disk (`build_graph`).
 
 Optionally (`remove_eps`) ε arcs are removed afterwards. graph.json records the sizes after each
-step, build times and peak memory. On Mboshi (4.8k graphemic words, monophone letters), the
-bigram graph shrinks from 122k states / 255k arcs to 78k / 177k and the trigram from 341k / 693k
-to 214k / 478k (bench/bench_graph.py).
+step, build times and peak memory (sizes on Mboshi: recipes/mboshi/RESULTS.md, "Decoding graph
+sizes").
 
 Word labels of a determinized graph are no longer on the words' first arcs (determinization moves
 them to where the word becomes certain), so word times are recovered from the best path's pdfs

@@ -11,9 +11,8 @@ of two ways (`tail`):
         −Σ_c p_c log q_c = −Σ_topk p_j log q_j − r/(P−k) · (Σ_all log q_c − Σ_topk log q_j).
   * "rest": the P − k classes not stored form ONE class of mass r, on both sides: the KL is over the
     k + 1 bins (p_1..p_k, r) against (q_1..q_k, 1 − Σ q_top); the student's tail keeps its own shape
-    and only its total mass is matched. On Mboshi (2500 pdfs, T = 5, top 20, the 3 % experiment) it
-    is 2.0 dev points worse than "uniform", which is itself 3.2 below dense targets: the tail's shape
-    teaches (recipes/mboshi/RESULTS.md, "What the top-k store loses").
+    and only its total mass is matched. How the two compare with dense targets:
+    recipes/mboshi/RESULTS.md ("What the top-k store loses").
 With k = P (r = 0) both reduce to the dense loss.
 
 Frames are excluded by `mask` (False = padding / invalid) from both terms and, for the hard term,

@@ -45,8 +45,8 @@ class SoftTargetConfig:
     shard_frames: int = field(default=200_000, metadata={"help": "frames per shard file"})
     batch_size: int = field(default=4096, metadata={"help": "frames per teacher forward pass"})
     bf16: bool = field(default=False, metadata={
-        "help": "run the members under bfloat16 autocast (~2.5x faster on CPUs with avx512_bf16; "
-                "bench/bf16_teacher.py measures what it changes in the targets)"})
+        "help": "run the members under bfloat16 autocast (faster where the CPU has native bf16: "
+                "bench/RESULTS.md; bench/bf16_teacher.py measures what it changes in the targets)"})
 
     def __post_init__(self):
         check_rule(self.rule)

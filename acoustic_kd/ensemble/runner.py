@@ -47,8 +47,9 @@ class TeacherEnsemble(nn.Module):
 
     members: models mapping [B, W_k, D] -> logits [B, P] (same P); rule: arithmetic | geometric;
     context: the window the caller provides (default: the union of the members' contexts);
-    bf16: run the members under bfloat16 autocast (≈2.3× faster on CPUs with avx512_bf16; ensemble
-    probabilities then differ by ~1e-3, far below what the student can match).
+    bf16: run the members under bfloat16 autocast (faster where the CPU has native bf16: the matmul
+    speed-up is in bench/RESULTS.md, `train`; what it changes in the targets in
+    recipes/mboshi/RESULTS.md, "A bf16 teacher").
     """
 
     def __init__(self, members: Sequence[nn.Module], rule: str = "arithmetic",

@@ -4,18 +4,10 @@ Why not the 40-d fbank directly: neighbouring mel bins are strongly correlated, 
 covariance cannot model; the DCT decorrelates them (the MFCC recipe), and 13 cepstra + their first and
 second time derivatives (39-d) is the classic GMM front end. Computing them from the stored fbank
 means the pipeline needs no separate feature stage. Cepstral mean and variance normalisation is per
-speaker or per utterance. The align stage normalises variances, per utterance, by default: on the
-noisy synth_digits corpus (noise type and level drawn per utterance, ~3 utterances per speaker)
-variance normalisation raised word-boundary agreement from 30% to 43%, and per-utterance instead of
-per-speaker statistics gained another 5 points (mean normalisation per speaker, Kaldi's GMM
-default, remains available).
-
-Deltas trade boundary precision for noise robustness (`align.delta_order`, `align.delta_window`;
-bench/ALIGNMENT.md): a regression over +-2 frames lets frames up to 40 ms from a speech onset see
-it, so the silence models lose those frames and words start ~26 ms early and end ~16 ms late next
-to silence. On a near-clean synth_digits corpus, first-order deltas over +-1 frame raised word
-boundaries within 20 ms from 60.5% to 83.8% (monophones); on the noisy demo corpus the default
-(+-2 frames, deltas + delta-deltas) stays better (50.8% vs 45.4%), so it remains the default.
+speaker or per utterance; the align stage normalises variances, per utterance, by default (mean
+normalisation per speaker, Kaldi's GMM default, remains available). Deltas trade boundary precision
+for noise robustness (`align.delta_order`, `align.delta_window`): a regression over +-2 frames lets
+frames up to 40 ms from a speech onset see it. What each choice measured: bench/ALIGNMENT.md.
 """
 
 from __future__ import annotations

@@ -161,9 +161,8 @@ class _Run:
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW runs fused (one kernel over all parameters) where the parameters allow it: for a 3x512
-    member at 2500 pdfs its step takes 2.9 ms against 16.5 ms per tensor, beside a 27 ms forward +
-    backward (bench/bench_optim.py, bench/RESULTS.md)."""
+    """The optimiser of `cfg`: AdamW runs fused (one kernel over all parameters) where the
+    parameters allow it (its gain per step: bench/RESULTS.md, `optim`)."""
     params = list(params)
     if cfg.optimizer == "adamw":
         fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
