@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from acoustic_kd.gmm.align import (align, compile_graphs, read_word_times, word_segments,
-                                  word_segments_from_pdfs)
+from acoustic_kd.errors import DataError
+from acoustic_kd.gmm.align import align, compile_graphs, viterbi_batch, word_segments
+from acoustic_kd.gmm.graph import NEG_INF, UttGraph
 from acoustic_kd.gmm.diag_gmm import DiagGmm
 from acoustic_kd.gmm.run import front_end, load_set
 from acoustic_kd.gmm.train import AlignConfig
 from acoustic_kd.hmm import HmmModel
 from acoustic_kd.lang import load_lang
+from acoustic_kd.utils import read_table
 
 
 def phone_agreement(res, phone_refs: dict, word_refs: dict, tol: float, frame_shift: float,
@@ -103,12 +105,35 @@ def condition_groups(cond: dict[str, tuple[str, float]]) -> dict[str, set[str]]:
     return groups
 
 
+def word_segments_from_pdfs(ali: np.ndarray, g: UttGraph, hmm: HmmModel | None = None,
+                            frame_shift: float = 0.01) -> list[tuple[int, float, float]] | None:
+    """Recover word times from a pdf alignment [T] by aligning it to the transcript graph `g`.
+
+    Frames may only occupy states whose pdf equals the frame's pdf; transitions break ties.
+    Returns None when the pdf sequence does not fit the graph.
+    """
+    sc = np.where(g.pdf[None, :] == np.asarray(ali)[:, None], 0.0, NEG_INF)
+    path, _ = viterbi_batch([g], [sc], beam=np.inf, hmm=hmm)[0]
+    return None if path is None else word_segments(g.word[path], frame_shift)
+
+
+def read_word_times(path) -> dict[str, list[tuple[str, float, float]]]:
+    """Reference word timings `utt WORD start_s end_s` (one line per word, in order) -> per utt."""
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    for utt, rest, lineno in read_table(path):
+        parts = rest.split()
+        if len(parts) != 3:
+            raise DataError(path, "expected `utt WORD start end`", "fix the timing file", lineno)
+        out.setdefault(utt, []).append((parts[0], float(parts[1]), float(parts[2])))
+    return out
+
+
 def boundary_errors(pdfs, hmm, lang, texts, refs, frame_shift) -> tuple[list[tuple], int]:
     """Signed errors (hyp - ref, s) of every word boundary -> ([(utt, type, following word,
     error)], utterances skipped). type: start/sil (word start after a pause or the utterance start),
     start/word (after another word), end/word, end/sil; `following word` names the word after a
     word-to-word junction. Utterances whose word count differs from the reference are skipped
-    (as in `gmm.align.word_boundary_agreement`)."""
+    (`word_segments_from_pdfs` gives None or another count)."""
     out, skipped = [], 0
     graphs, _ = compile_graphs(hmm, lang, texts, [u for u in pdfs if u in refs])
     for u, g in graphs.items():
@@ -295,7 +320,6 @@ def main() -> None:
                       + flat_start_edges(lang, texts, refs, feats, hmm, groups, frame_shift))
     if args.nnet:
         if texts is None:
-            from acoustic_kd.utils import read_table
             texts = {k: v for k, v, _ in read_table(data / "text", min_fields=1)}
         for ckpts in args.nnet:
             bench_nnet(ckpts, args, lang, texts, refs, phone_refs, groups, frame_shift)

@@ -20,14 +20,12 @@ from sweeps on FSDD; the measurements, and what a speed-perturbed transfer set c
 recipes, are in recipes/fsdd/RESULTS.md ("Distillation defaults: the sweeps behind them").
 """
 
-from ..nnet.augment import AugmentConfig, Augmenter, add_noise, add_volume, mixup, spec_mask, time_stretch
 from .loss import hard_ce, kd_loss, soft_kl
 from .objective import KDObjective, Schedule
 from .soft_targets import SoftTargetConfig, compute_soft_targets
 from .store import SoftTargetStore
 from .targets import densify, storage_bytes_per_frame, topk_targets
 
-__all__ = ["AugmentConfig", "Augmenter", "add_noise", "add_volume", "mixup", "spec_mask",
-           "time_stretch", "hard_ce", "kd_loss", "soft_kl", "KDObjective", "Schedule",
+__all__ = ["hard_ce", "kd_loss", "soft_kl", "KDObjective", "Schedule",
            "SoftTargetConfig", "compute_soft_targets", "SoftTargetStore",
            "densify", "storage_bytes_per_frame", "topk_targets"]

@@ -36,10 +36,7 @@ DEFAULT_T = 5.0  # see the measurements in the acoustic_kd.distill docstring
 
 @dataclass
 class DistillConfig:
-    """Distillation options (YAML section `distill`).
-
-    (Optional[...] rather than `X | None`: config.add_config_args types CLI values from it.)
-    """
+    """Distillation options (YAML section `distill`)."""
 
     T: Optional[float] = field(default=None, metadata={
         "help": "temperature of teacher and student softmax (None: the soft-target store's T, "

@@ -104,8 +104,3 @@ class EntryLoader:
         except Exception as e:  # kaldiio raises a variety of types on truncated/corrupt data
             raise DataError(self.scp, f"cannot read '{spec}': {e}",
                             "recompute the features (acoustic-kd features --force)", lineno) from e
-
-
-def load_entry(spec: str, scp: str | os.PathLike, lineno: int | None = None) -> np.ndarray:
-    """Load one scp entry (see EntryLoader for how moved paths are resolved)."""
-    return EntryLoader(scp).load(spec, lineno)

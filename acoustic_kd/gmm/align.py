@@ -14,10 +14,9 @@ from typing import Mapping
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import DataError
 from ..hmm import HmmModel
 from ..lang.langdir import Lang
-from ..utils import get_logger, read_table
+from ..utils import get_logger
 from .diag_gmm import DiagGmm, single_thread
 from .graph import NEG_INF, UttGraph, compile_graph
 
@@ -217,55 +216,3 @@ def _align(hmm, gmm, feats, graphs, beam, retry_beam, acoustic_scale, batch_size
     if retry:
         log.debug("%d utterances needed the retry beam %g", len(retry), retry_beam)
     return res
-
-
-def word_segments_from_pdfs(ali: np.ndarray, g: UttGraph, hmm: HmmModel | None = None,
-                            frame_shift: float = 0.01) -> list[tuple[int, float, float]] | None:
-    """Recover word times from a pdf alignment [T] by aligning it to the transcript graph `g`.
-
-    Frames may only occupy states whose pdf equals the frame's pdf; transitions break ties.
-    Returns None when the pdf sequence does not fit the graph.
-    """
-    sc = np.where(g.pdf[None, :] == np.asarray(ali)[:, None], 0.0, NEG_INF)
-    path, _ = viterbi_batch([g], [sc], beam=np.inf, hmm=hmm)[0]
-    return None if path is None else word_segments(g.word[path], frame_shift)
-
-
-def word_boundary_agreement(alis: Mapping[str, np.ndarray], hmm: HmmModel, lang: Lang,
-                            texts: Mapping[str, str],
-                            reference_times: Mapping[str, list[tuple[str, float, float]]],
-                            frame_shift: float = 0.01, tol: float = 0.02, offset: float = 0.0
-                            ) -> dict:
-    """Fraction of word boundaries (starts and ends) within `tol` seconds of the reference.
-
-    alis: utt -> pdf alignment [T]; reference_times: utt -> [(word, start s, end s)] in transcript
-    order. A boundary before frame b is at `b * frame_shift + offset` seconds: offset 0 is Kaldi's
-    CTM convention; (window - shift) / 2 (7.5 ms for 25/10 ms frames) puts it midway between the
-    two frames' window centres. Returns {"agreement", "boundaries", "within", "utts", "skipped"}.
-    """
-    within = total = used = skipped = 0
-    graphs, _ = compile_graphs(hmm, lang, texts, [u for u in alis if u in reference_times])
-    for u, g in graphs.items():
-        segs = word_segments_from_pdfs(alis[u], g, hmm, frame_shift)
-        ref = reference_times[u]
-        if segs is None or len(segs) != len(ref):
-            skipped += 1
-            continue
-        used += 1
-        for (_, s, e), (_, rs, re_) in zip(segs, ref):
-            s, e = s + offset, e + offset
-            within += int(abs(s - rs) <= tol + 1e-9) + int(abs(e - re_) <= tol + 1e-9)
-            total += 2
-    return {"agreement": within / max(total, 1), "boundaries": total, "within": within,
-            "utts": used, "skipped": skipped}
-
-
-def read_word_times(path) -> dict[str, list[tuple[str, float, float]]]:
-    """Reference word timings `utt WORD start_s end_s` (one line per word, in order) -> per utt."""
-    out: dict[str, list[tuple[str, float, float]]] = {}
-    for utt, rest, lineno in read_table(path):
-        parts = rest.split()
-        if len(parts) != 3:
-            raise DataError(path, "expected `utt WORD start end`", "fix the timing file", lineno)
-        out.setdefault(utt, []).append((parts[0], float(parts[1]), float(parts[2])))
-    return out

@@ -3,12 +3,11 @@
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ArraySource, FrameDataset
-from .infer import frame_metrics, log_posteriors, log_posteriors_set
+from .infer import frame_metrics, log_posteriors
 from .models import ModelConfig, build_model, count_params, macs_per_frame
 from .stream import StreamingFrameDataset
 from .trainer import TrainConfig, cross_entropy_objective, train
 
 __all__ = ["ArraySource", "FrameDataset", "StreamingFrameDataset", "ModelConfig", "build_model",
            "count_params", "macs_per_frame", "save_checkpoint", "load_checkpoint", "TrainConfig",
-           "train", "cross_entropy_objective", "log_posteriors", "log_posteriors_set",
-           "frame_metrics"]
+           "train", "cross_entropy_objective", "log_posteriors", "frame_metrics"]

@@ -1,8 +1,6 @@
-"""Inference: per-frame log-posteriors of an utterance or a feature set, and frame metrics."""
+"""Inference: per-frame log-posteriors of an utterance, and frame metrics."""
 
 from __future__ import annotations
-
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -10,7 +8,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .data import ArraySource, FeatureSource, FrameDataset, split_for_rank
+from .data import ArraySource, FrameDataset, split_for_rank
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -40,16 +38,6 @@ def _dataset_log_posteriors(model: nn.Module, ds: FrameDataset, batch_size: int,
         out.append(F.log_softmax(logits / temperature, dim=-1).cpu())
     model.train(was)
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_pdfs), np.float32)
-
-
-@torch.no_grad()
-def log_posteriors_set(model: nn.Module, feats: FeatureSource, utts: Sequence[str] | None = None,
-                       batch_size: int = 4096, temperature: float = 1.0
-                       ) -> Iterator[tuple[str, np.ndarray]]:
-    """(utt, float32 [T, P] log-posteriors) for each utterance of a FeatureSet, one at a time."""
-    context = tuple(model.config.context)
-    for utt in (feats.utts if utts is None else utts):
-        yield utt, log_posteriors(model, feats[utt], context, batch_size, temperature)
 
 
 @torch.no_grad()
