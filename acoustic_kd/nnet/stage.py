@@ -206,4 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except AcousticKDError as e:
         print(f"{argv[0]}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:   # as the CLI: name the path, not a traceback
+        print(f"{argv[0]}: error: {e.filename or '<output>'}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
