@@ -75,8 +75,9 @@ def _parse_bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
-    """Add one `--field-name` option per dataclass field (default None = keep YAML/default)."""
+def add_config_args(parser: argparse.ArgumentParser, cls, prefix: str = "", planned=()) -> None:
+    """Add one `--field-name` option per dataclass field (default None = keep YAML/default);
+    the fields in `planned` default to the corpus' plan (acoustic_kd.plan)."""
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(f"{cls.__name__} options (override the YAML config)")
     for f in dataclasses.fields(cls):
@@ -84,6 +85,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls, prefix: str = "") -> N
         opt = "--" + prefix + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if f.name in planned:
+            default = "from the corpus: acoustic-kd plan"
         helptext = f.metadata.get("help", "") + f" (default: {default})"
         if tp is bool or tp == "bool":
             group.add_argument(opt, dest=prefix + f.name, type=_parse_bool, default=None,

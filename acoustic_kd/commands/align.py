@@ -18,6 +18,7 @@ from ..config import add_config_args
 from ..gmm.modes import AlignJob, run_align_job
 from ..gmm.run import STAGES
 from ..gmm.train import AlignConfig
+from ..plan import ALIGN_PLAN
 
 HELP = "GMM-HMM training and forced alignment (or DNN realignment, or import Kaldi ali-to-pdf output)"
 
@@ -46,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--combine", default="arithmetic", choices=["arithmetic", "geometric"],
                    help="with several --nnet: ensemble combination rule")
     p.add_argument("--priors", help="with --nnet: priors.txt (default: the checkpoint's priors)")
-    add_config_args(p, AlignConfig)
+    add_config_args(p, AlignConfig, planned=ALIGN_PLAN)
 
 
 def run(args: argparse.Namespace) -> int:

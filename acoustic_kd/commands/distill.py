@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..nnet.models import ModelConfig
 from ..nnet.stage import TRAIN_CODE, output_paths
 from ..nnet.trainer import TrainConfig
+from ..plan import STUDENT_PLAN, record_plan, train_plan
 from ..stage import Stage, ali_inputs, feature_inputs
 
 HELP = "distill the ensemble into a student (cached or online teacher); --alpha 1 = hard control"
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shorthand for --teacher online")
     add_config_args(parser, DistillConfig)
     add_config_args(parser, AugmentConfig)
-    add_config_args(parser, TrainConfig)
+    add_config_args(parser, TrainConfig, planned=STUDENT_PLAN)
     add_config_args(parser, ModelConfig, prefix="student-")
 
 
@@ -61,9 +62,16 @@ def configs(args: argparse.Namespace):
     """(student ModelConfig, TrainConfig, DistillConfig, AugmentConfig): defaults < YAML < CLI."""
     y = args.student_config
     return (load_config(ModelConfig, y, "student", overrides_from_args(args, ModelConfig, "student-")),
-            load_config(TrainConfig, y, "train", overrides_from_args(args, TrainConfig)),
+            _train_plan(args)[0],
             load_config(DistillConfig, y, "distill", overrides_from_args(args, DistillConfig)),
             load_config(AugmentConfig, y, "augment", overrides_from_args(args, AugmentConfig)))
+
+
+def _train_plan(args: argparse.Namespace):
+    """TrainConfig with epochs and batch size planned from the student's --train-data where the
+    config leaves them out -> (config, plan, chosen, fields)."""
+    return train_plan(TrainConfig, args.student_config, "train",
+                      overrides_from_args(args, TrainConfig), args.train_data, student=True)
 
 
 DISTILL_CODE = [*TRAIN_CODE, "acoustic_kd.distill.train", "acoustic_kd.distill.loss",
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     st = stage(args)
     record = Path(args.out) / "distill.json"
     if st.begin(args.force) or not record.exists():
+        record_plan(args.out, *_train_plan(args)[1:], "student")
         res = distill_stage(student, train_cfg, kd, aug, args.train_data, args.train_ali,
                             args.dev_data, args.dev_ali, args.out, soft=args.soft,
                             members=args.members, transfer_data=args.transfer_data,

@@ -20,6 +20,7 @@ from ..nnet.augment import AugmentConfig
 from ..nnet.models import ModelConfig
 from ..nnet.stage import TRAIN_CODE, output_paths, run_train_stage
 from ..nnet.trainer import TrainConfig
+from ..plan import MEMBER_PLAN, record_plan, train_plan
 from ..stage import Stage, ali_inputs, feature_inputs
 
 HELP = "train a frame-level DNN (MLP/TDNN) on alignments; resumable, DDP under torchrun"
@@ -34,16 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="recipe YAML (`model:` and `train:` sections)")
     parser.add_argument("--force", action="store_true", help="retrain from scratch")
     add_config_args(parser, ModelConfig)
-    add_config_args(parser, TrainConfig)
+    add_config_args(parser, TrainConfig, planned=MEMBER_PLAN)
     add_config_args(parser, AugmentConfig)
 
 
 def configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, AugmentConfig]:
     """Resolved (ModelConfig, TrainConfig, AugmentConfig): defaults < YAML < command line."""
     return (load_config(ModelConfig, args.config, "model", overrides_from_args(args, ModelConfig)),
-            load_config(TrainConfig, args.config, "train", overrides_from_args(args, TrainConfig)),
+            _train_plan(args)[0],
             load_config(AugmentConfig, args.config, "augment",
                         overrides_from_args(args, AugmentConfig)))
+
+
+def _train_plan(args: argparse.Namespace):
+    """TrainConfig with epochs and batch size planned from --train-data where the config leaves
+    them out -> (config, plan, chosen, fields)."""
+    return train_plan(TrainConfig, args.config, "train", overrides_from_args(args, TrainConfig),
+                      args.train_data)
 
 
 def stage(args: argparse.Namespace) -> Stage:
@@ -66,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--dev-data and --dev-ali go together")
     st = stage(args)
     ran = st.begin(args.force)
+    if ran:
+        record_plan(args.out, *_train_plan(args)[1:], "member")
     res = run_train_stage(args.train_data, args.train_ali, args.dev_data, args.dev_ali, args.out,
                           model_cfg, train_cfg, force=st.fresh, aug_cfg=aug_cfg)
     if ran:
