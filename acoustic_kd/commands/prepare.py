@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (synthesized corpora)")
     parser.add_argument("--lexicon", help="lexicon file (kaldi) or variant (yesno: english|hebrew)")
     parser.add_argument("--nj", type=int, help="parallel workers (where supported)")
+    parser.add_argument("--split", help="mboshi: upstream (default) | speaker (two speakers train, "
+                        "the third, --opt held_out=NAME, is split into dev and test)")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                         help="extra option of the corpus's prepare function (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo even if already prepared")
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> dict:
     opts = {"out_dir": args.out, "src_dir": args.src, "seed": args.seed, "lexicon": args.lexicon,
-            "nj": args.nj, "force": args.force or None}
+            "nj": args.nj, "force": args.force or None, "split": args.split}
     for item in args.opt:
         key, sep, value = item.partition("=")
         if not sep or not key:
