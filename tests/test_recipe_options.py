@@ -27,3 +27,30 @@ def test_unknown_options_and_internal_names_are_refused():
         assert r.returncode == 1 and "unknown option" in r.stderr, (bad, r.stderr)
     r = run("--name")
     assert r.returncode == 1 and "needs a value" in r.stderr
+
+
+def _fake_toolkit(tmp_path: Path) -> tuple[dict, Path]:
+    """An environment whose `acoustic-kd` only logs its arguments (one call a line)."""
+    import os
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    fake = bin_dir / "acoustic-kd"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> "{log}"\n')
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
+
+
+def test_mboshi_speaker_split_gets_its_own_data_and_exp_dirs(tmp_path):
+    run_sh = PARSE.parents[1] / "mboshi" / "run.sh"
+    env, log = _fake_toolkit(tmp_path)
+    cases = [([], "--out data --split upstream"), (["--split", "speaker"], "--out data_spk --split speaker"),
+             (["--split", "speaker", "--data", "mine"], "--out mine --split speaker")]
+    for extra, want in cases:
+        log.unlink(missing_ok=True)
+        r = subprocess.run(["bash", str(run_sh), "--src", "SRC", "--stop-stage", "0", *extra],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        assert log.read_text() == f"prepare mboshi --src SRC {want}\n", extra
+    r = subprocess.run(["bash", str(run_sh), "--split", "both"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "--split is upstream or speaker" in r.stderr
