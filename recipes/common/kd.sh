@@ -132,10 +132,9 @@ if run_stage 2; then
   if [ "${#speed_factors[@]}" -gt 0 ]; then
     if [ ! -s "$data/train_all/feats.scp" ]; then
       log "Stage 2: speed-perturbed copies of the training set for the students ($speed_perturb)"
-      sr=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sample_rate"])' "$data/train/fbank.json")
       copies=()
-      for f in "${speed_factors[@]}"; do
-        acoustic-kd data-dir speed-perturb "$data/train" "$data/train_sp$f" --factor "$f" --sample-rate "$sr"
+      for f in "${speed_factors[@]}"; do   # (at the sample rate of the training set's features)
+        acoustic-kd data-dir speed-perturb "$data/train" "$data/train_sp$f" --factor "$f"
         copies+=("$data/train_sp$f")
       done
       acoustic-kd data-dir combine "$data/train_all" "$data/train" "${copies[@]}"
