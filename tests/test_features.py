@@ -267,6 +267,29 @@ def test_features_command_and_moved_data_dir(tmp_path, rng):
     assert fs["spkA-u1"].shape == (fs.num_frames("spkA-u1"), 24)
 
 
+def test_sample_rate_auto_is_the_recordings_own(tmp_path, rng, capsys):
+    from acoustic_kd.data import DataDir
+    from acoustic_kd.data.audio import native_rate
+    from acoustic_kd.errors import DataError
+
+    d = make_data_dir(tmp_path / "a", rng)              # 8 kHz
+    y = tmp_path / "c.yaml"
+    y.write_text("features: {sample_rate: auto}\n")
+    assert cli.main(["features", "--data", str(d), "--config", str(y)]) == 0
+    assert json.loads((d / "fbank.json").read_text())["sample_rate"] == SR
+    assert f"sample_rate auto -> {SR} Hz" in capsys.readouterr().out
+    # mixed rates: the most common wins (ties: the higher); one 16 kHz recording among six at 8 kHz
+    sf.write(tmp_path / "a" / "wav" / "spkA-u0.wav", _signal(rng, 0.3, 16000), 16000)
+    assert native_rate(DataDir.load(d)) == SR
+    assert native_rate(DataDir.load(d), probe=1) == 16000   # only the first recording probed
+    (d / "wav.scp").write_text("")
+    (d / "text").write_text("")
+    (d / "utt2spk").write_text("")
+    (d / "spk2utt").write_text("")
+    with pytest.raises(DataError, match="wav.scp is empty"):
+        native_rate(DataDir.load(d, validate=False))
+
+
 def test_nan_features_are_a_counted_failure(tmp_path, rng, monkeypatch):
     import acoustic_kd.features.stage as stage
 

@@ -145,8 +145,8 @@ def test_plan_command_prints_choices_and_reasons(tmp_path, capsys):
     assert main(["plan", "--data", str(d), "--dev", str(d)]) == 0
     out = capsys.readouterr().out
     assert "tri2_leaves" in out and "frames a leaf" in out and "tune_dev_every  1" in out
-    assert main(["plan", "--data", str(d), "--get", "gmm_stage"]) == 0
-    assert capsys.readouterr().out == "tri\n"
+    assert main(["plan", "--data", str(d), "--get", "gmm_stage", "batch_size"]) == 0
+    assert capsys.readouterr().out == "tri\n256\n"
     assert main(["plan", "--data", str(d), "--json"]) == 0
     js = json.loads(capsys.readouterr().out)
     assert js["choices"]["tri2_leaves"] == 2000 // 250 and js["inputs"]["utts"] == 4

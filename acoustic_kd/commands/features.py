@@ -3,6 +3,7 @@
 Writes feats.scp (+ arks under DIR/data/), utt2num_frames, cmvn.scp, fbank.json and, when some
 utterances cannot be computed, features_failed.txt. Options: defaults < the `features:` section of
 --config < --fbank-conf (Kaldi-style `--num-mel-bins=40` lines) < the command-line options below.
+`sample_rate: auto` (or null) in the config takes the rate most of the recordings have.
 A finished data dir is skipped unless --force.
 
 Example:  acoustic-kd features --data data/train --config conf/fsdd.yaml --nj 4
@@ -14,6 +15,8 @@ import argparse
 import dataclasses
 
 from ..config import add_config_args, load_config, overrides_from_args
+from ..data.audio import native_rate
+from ..data.datadir import DataDir
 from ..features.fbank import FbankConfig
 from ..features.stage import FAILED_FILE, make_features
 
@@ -39,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = FbankConfig.from_kaldi_conf(args.fbank_conf, base=cfg)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides_from_args(args, FbankConfig).items()
                                       if v is not None})
+    if cfg.sample_rate in (None, "auto"):   # the audio's own rate
+        cfg = dataclasses.replace(cfg, sample_rate=native_rate(DataDir.load(args.data, args.corpus_root)))
+        print(f"{args.data}: sample_rate auto -> {cfg.sample_rate} Hz (the recordings' own)")
     counts = make_features(args.data, cfg, nj=args.nj, force=args.force, corpus_root=args.corpus_root,
                            backend=args.backend, slurm_opts=args.slurm_opts)
     state = "already done" if counts.get("skipped") else f"{counts.get('seconds', 0):.1f} s"

@@ -7,7 +7,7 @@ null / auto), prints what it chose and writes it to its exp dir's plan.json; a n
 or on the command line always wins.
 
   acoustic-kd plan --data data/train --lang data/lang --dev data/dev
-  acoustic-kd plan --data data/train --get gmm_stage      # one value, for scripts
+  acoustic-kd plan --data data/train --get gmm_stage batch_size    # values only, one a line
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student-hours", type=float,
                    help="hours the students train on (default: 3 x the training set's: two speed copies)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--get", metavar="NAME", help="print only this value")
+    p.add_argument("--get", nargs="+", metavar="NAME", help="print only these values, one a line")
 
 
 def format_plan(plan) -> str:
@@ -44,11 +44,12 @@ def format_plan(plan) -> str:
 def run(args: argparse.Namespace) -> int:
     plan = plan_for(args.data, args.lang, args.dev, args.student_hours)
     if args.get:
-        values = plan.choices()
-        if args.get not in values or values[args.get] is None:
-            raise ConfigError(f"--get {args.get}: not a value of this plan; choose from "
-                              f"{sorted(k for k, v in values.items() if v is not None)}")
-        print(values[args.get])
+        values = {k: v for k, v in plan.choices().items() if v is not None}
+        bad = [k for k in args.get if k not in values]
+        if bad:
+            raise ConfigError(f"--get {' '.join(bad)}: not a value of this plan; choose from "
+                              f"{sorted(values)}")
+        print("\n".join(str(values[k]) for k in args.get))
     elif args.json:
         print(json.dumps({"inputs": plan.inputs, "choices": plan.choices(), "reasons": plan.reasons},
                          indent=2, ensure_ascii=False))

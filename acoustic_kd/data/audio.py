@@ -234,3 +234,27 @@ def check_data_audio(data: DataDir) -> list[Problem]:
             except AudioError as e:
                 problems.append(Problem(e.path, e.line, e.problem, e.fix, "bad_audio", utt))
     return problems
+
+
+def native_rate(data: DataDir, probe: int = 200) -> int:
+    """The sample rate (Hz) most of a data dir's recordings have (ties: the higher), from the
+    headers of up to `probe` recordings spread evenly over wav.scp (pipes are run)."""
+    recs = sorted(data.wav_scp)
+    if not recs:
+        raise AudioError(data.path, "wav.scp is empty: no audio to take a sample rate from",
+                         "give a data dir with recordings, or set features.sample_rate")
+    step = max(1, len(recs) // probe)
+    counts: dict[int, int] = {}
+
+    def rate(rec: str, where: Where) -> int:
+        with _sound_file(*_open(data.wav_scp[rec], data.corpus_root, where)) as f:
+            return f.samplerate
+
+    for rec in recs[::step][:probe]:
+        where = data.where("wav.scp", rec)
+        sr = _with_where(where, rate, rec, where)
+        counts[sr] = counts.get(sr, 0) + 1
+    if len(counts) > 1:
+        log.warning("%s: recordings at several sample rates %s (of %d probed); the most common is "
+                    "used and the others are resampled to it", data.path, counts, sum(counts.values()))
+    return max(counts, key=lambda r: (counts[r], r))

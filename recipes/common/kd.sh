@@ -55,8 +55,8 @@ opt data data "the data directory stage 0 wrote"
 opt exp exp "the experiment directory"
 opt train_seed 1 "seed of the first member (stage 4); the students' seed is this + 1000"
 opt lm "" "an ARPA file to use as G (its words must be in the lexicon); default: estimated by stage 1"
-opt gmm_stage tri "the GMM stage whose alignments, tree and HMM the networks use: tri | tri2 (LDA+MLLT)"
-opt tune_dev_every 1 "decode scales are tuned on every N-th dev utterance (data/dev_tune if N > 1)"
+opt gmm_stage auto "the GMM stage whose alignments, tree and HMM the networks use: tri | tri2 (LDA+MLLT) | auto (the corpus plan, acoustic-kd plan: tri2 from 1 h of training speech)"
+opt tune_dev_every auto "decode scales are tuned on every N-th dev utterance (data/dev_tune if N > 1); auto: the corpus plan, about 500 dev words"
 opt speed_perturb "0.9 1.1" "speed factors: the students train on the training set + copies at these speeds (\"\" = the training set only)"
 opt recipe_title "acoustic_kd results" "the title of exp/RESULTS.md (stage 10)"
 opt lang_args "" "more options of stage 1's acoustic-kd lang"
@@ -86,8 +86,10 @@ for n in stage stop_stage train_seed; do
   [[ ${!n} =~ ^-?[0-9]+$ ]] || die "--${n//_/-} must be an integer, not '${!n}'"
 done
 for n in nj members_nj num_members tune_dev_every; do
+  [ "$n" = tune_dev_every ] && [ "${!n}" = auto ] && continue
   [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "--${n//_/-} must be a positive integer, not '${!n}'"
 done
+case "$gmm_stage" in tri|tri2|tri3|auto) ;; *) die "--gmm-stage is tri, tri2, tri3 or auto, not '$gmm_stage'" ;; esac
 case "$distill_mode" in cached|online) ;; *) die "--distill-mode is cached or online, not '$distill_mode'" ;; esac
 if [ -z "$config" ]; then
   config=$(recipe_config) || die "no --config given and $PWD/conf does not hold exactly one recipe config (conf/*.yaml not named *student* or *compare*)"
@@ -105,7 +107,16 @@ done
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
-if [ "$tune_dev_every" -gt 1 ]; then tune_dev=$data/dev_tune; else tune_dev=$data/dev; fi
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 2 ] && \
+   { [ "$gmm_stage" = auto ] || [ "$tune_dev_every" = auto ]; }; then   # (stages 2-9 use them)
+  planned=$(acoustic-kd plan --data "$data/train" --dev "$data/dev" --get gmm_stage tune_dev_every)
+  { read -r p_gmm; read -r p_tune; } <<< "$planned"
+  [ "$gmm_stage" = auto ] && gmm_stage=$p_gmm && log "--gmm-stage auto: $p_gmm (acoustic-kd plan)"
+  [ "$tune_dev_every" = auto ] && tune_dev_every=$p_tune && \
+    log "--tune-dev-every auto: $p_tune (acoustic-kd plan: about 500 dev words)"
+fi
+
+if [ "$tune_dev_every" != auto ] && [ "$tune_dev_every" -gt 1 ]; then tune_dev=$data/dev_tune; else tune_dev=$data/dev; fi
 sets=(train dev test)
 members=(); for i in $(seq 1 "$num_members"); do members+=("$exp/members/m$i/final.pt"); done
 read -r -a speed_factors <<< "$speed_perturb"

@@ -17,8 +17,6 @@ set -euo pipefail
 opt src ../../../shared/corpora/mboshi "the staged corpus (audio/, transcripts.txt, split.txt) or a clone of upstream's repository (full_corpus_newsplit/)"
 opt lexicon "" "a user lexicon instead of the grapheme one"
 opt split upstream "upstream (upstream's train/test, dev from train) | speaker (two speakers train, the third is dev + test)"
-# LDA+MLLT alignments (RESULTS.md); decode scales tuned on 100 of the 298 dev utterances (data/dev_tune)
-kd_settings=(--gmm-stage tri2 --tune-dev-every 3)
 recipe_options "$@"
 case "$split" in
   upstream) ;;
