@@ -115,7 +115,7 @@ def test_bring_your_own_kaldi_dirs(tmp_path):
 
 
 def test_registry_and_cli(tmp_path, capsys):
-    assert sorted(CORPORA) == ["fsdd", "kaldi", "librispeech", "mboshi", "synth_digits", "yesno"]
+    assert sorted(CORPORA) == ["fsdd", "kaldi", "lhotse", "librispeech", "mboshi", "synth_digits", "yesno"]
     src = tmp_path / "waves_yesno"
     src.mkdir()
     for stem in ("0_0_1", "0_1_1", "1_1_0"):

@@ -1,7 +1,9 @@
 """Prepare a corpus as Kaldi data dirs: OUT/{train,dev,test}/ (validated) and OUT/local/.
 
 Corpora: fsdd and yesno read a local download (--src); kaldi copies your own data dirs (--src
-holding train/ dev/ test/, plus --lexicon FILE); synth_digits synthesizes one offline (--seed).
+holding train/ dev/ test/, plus --lexicon FILE); lhotse writes one data dir (--out data/train)
+from a RecordingSet and a SupervisionSet (--recordings R.jsonl.gz --supervisions S.jsonl.gz);
+synth_digits synthesizes one offline (--seed).
 Extra corpus options go through --opt KEY=VALUE (values parsed as YAML scalars), e.g.
 `acoustic-kd prepare yesno --src corpora/yesno --out data --opt lexicon=hebrew`.
 A finished preparation is skipped on re-run unless --force, a changed option, source file or code
@@ -32,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (synthesized corpora)")
     parser.add_argument("--lexicon", help="lexicon file (kaldi) or variant (yesno: english|hebrew)")
     parser.add_argument("--nj", type=int, help="parallel workers (where supported)")
+    parser.add_argument("--recordings", help="lhotse: the RecordingSet manifest")
+    parser.add_argument("--supervisions", help="lhotse: the SupervisionSet manifest")
     parser.add_argument("--split", help="mboshi: upstream (default) | speaker (two speakers train, "
                         "the third, --opt held_out=NAME, is split into dev and test)")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
@@ -41,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> dict:
     opts = {"out_dir": args.out, "src_dir": args.src, "seed": args.seed, "lexicon": args.lexicon,
-            "nj": args.nj, "force": args.force or None, "split": args.split}
+            "nj": args.nj, "force": args.force or None, "split": args.split,
+            "recordings": args.recordings, "supervisions": args.supervisions}
     for item in args.opt:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -56,9 +61,11 @@ def stage(corpus: str, opts: dict) -> Stage:
     so that a changed option or source removes them before they are made again)."""
     out = Path(opts["out_dir"])
     config = {"corpus": corpus, **{k: v for k, v in opts.items()
-                                   if k not in ("out_dir", "src_dir", "nj", "force")}}
+                                   if k not in ("out_dir", "src_dir", "nj", "force", "recordings",
+                                                "supervisions")}}
     lexicon = opts.get("lexicon")
     inputs = [lexicon] if isinstance(lexicon, str) and Path(lexicon).is_file() else []
+    inputs += [opts[k] for k in ("recordings", "supervisions") if k in opts]
     if isinstance(lexicon, str) and Path(lexicon).is_file():
         config["lexicon"] = "file"
     src = opts.get("src_dir")
@@ -84,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     t0 = time.time()
     out = fn(**{**opts, **({"force": True} if st.fresh and "force" in params else {})})
-    st.finish({"prepared": {k: str(v) for k, v in out.items()}},
-              outputs=[v for v in out.values() if Path(v).exists()])
+    st.finish({"prepared": {k: str(v) for k, v in out.items()}},   # (never the stage dir itself:
+              outputs=[v for v in out.values()                      # it keeps later stages' files)
+                       if Path(v).exists() and Path(v).resolve() != st.dir.resolve()])
     print(json.dumps({k: str(v) for k, v in out.items()}, indent=2))
     print(f"prepared {args.corpus} in {time.time() - t0:.1f} s")
     return 0
