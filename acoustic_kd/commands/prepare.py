@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config_types import nonnegative_int, positive_int
 from ..corpora import CORPORA
 from ..errors import ConfigError
 from ..stage import Stage
@@ -29,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", choices=sorted(CORPORA), help="corpus to prepare")
     parser.add_argument("--out", required=True, help="output dir (gets train/ dev/ test/ local/)")
     parser.add_argument("--src", help="corpus download / source data dirs (fsdd, yesno, kaldi)")
-    parser.add_argument("--seed", type=int, help="random seed (synthesized corpora)")
+    parser.add_argument("--seed", type=nonnegative_int, help="random seed (synthesized corpora)")
     parser.add_argument("--lexicon", help="lexicon file (kaldi) or variant (yesno: english|hebrew)")
-    parser.add_argument("--nj", type=int, help="parallel workers (where supported)")
+    parser.add_argument("--nj", type=positive_int, help="parallel workers (where supported)")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                         help="extra option of the corpus's prepare function (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo even if already prepared")
