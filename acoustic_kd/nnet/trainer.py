@@ -38,7 +38,8 @@ from ..utils import get_logger, is_done, mark_done, resolve_bf16, set_num_thread
 from .checkpoint import checkpoint_dict, read_checkpoint, unwrap, write_checkpoint_dict
 from .distributed import Dist, setup_distributed
 from .infer import frame_metrics
-from .resume import TrainLog, find_resume, prune_epochs, rng_state, set_rng_state
+from .resume import (TrainLog, clear_resume_state, find_resume, prune_epochs, resume_mismatch,
+                     rng_state, set_rng_state)
 
 log = get_logger("nnet.trainer")
 
@@ -225,6 +226,13 @@ def _start_run(model: nn.Module, train_ds, cfg: TrainConfig, out_dir: Path, meta
     # before loading an optimiser state: the schedule's base lr is cfg.lr, whatever lr was saved
     sched = make_scheduler(opt, cfg, total_steps, state)
     ckpt = find_resume(out_dir)
+    stale = resume_mismatch(ckpt, bare, to_dict(cfg)) if ckpt is not None else ""
+    if stale:   # left by a run with other settings (the stage contract normally removes it)
+        if d.rank == 0:
+            log.warning("%s: not resuming: its training state was made with another %s; "
+                        "starting afresh", out_dir, stale)
+        clear_resume_state(out_dir, d.rank == 0)
+        ckpt = None
     if ckpt is not None:
         bare.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["train_state"]["optimizer"])
