@@ -228,3 +228,38 @@ def test_bad_yaml_through_a_command_exits_1_with_one_line(tmp_path, capsys):
                    "--student-config", str(p))
     assert rc == 1 and "unknown section 'trian'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def _section_classes() -> dict[str, type]:
+    from acoustic_kd.decode.decoder import DecodeConfig
+    from acoustic_kd.decode.graph import GraphConfig
+    from acoustic_kd.decode.lattice import LatticeConfig
+    from acoustic_kd.decode.tune import TuneConfig
+    from acoustic_kd.distill.soft_targets import SoftTargetConfig
+    from acoustic_kd.distill.train import DistillConfig
+    from acoustic_kd.gmm.train import AlignConfig
+    from acoustic_kd.lang.langdir import LangConfig
+    from acoustic_kd.nnet.augment import AugmentConfig
+
+    return {"features": FbankConfig, "lang": LangConfig, "align": AlignConfig, "model": ModelConfig,
+            "train": TrainConfig, "augment": AugmentConfig, "student": ModelConfig,
+            "distill": DistillConfig, "soft_targets": SoftTargetConfig, "mkgraph": GraphConfig,
+            "decode": DecodeConfig, "tune": TuneConfig, "lattice": LatticeConfig}
+
+
+@pytest.mark.parametrize("path", sorted((PKG.parent / "recipes").glob("*/conf/*.yaml")),
+                         ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_recipe_configs_load_and_repeat_no_default(path):
+    """Every recipe YAML builds every section it holds, and no line only repeats the package
+    default (a student's `train:` is compared with the student defaults)."""
+    from acoustic_kd.distill.train import STUDENT_TRAIN
+
+    classes = _section_classes()
+    assert set(classes) == set(SECTIONS)
+    repeats = []
+    for section, body in load_yaml(path).items():
+        cls = classes[section]
+        base = STUDENT_TRAIN if section == "train" and "student" in path.name else {}
+        cfg, default = load_config(cls, path, section), load_config(cls, None, None, base=base)
+        repeats += [f"{section}.{k}" for k in body if getattr(cfg, k) == getattr(default, k)]
+    assert not repeats, f"{path}: lines that only repeat a default: {repeats}"

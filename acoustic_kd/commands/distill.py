@@ -3,8 +3,9 @@
 Loss α·CE(hard) + (1−α)·T²·KL(p_teacher,T ‖ p_student,T). The teacher is either a cached store
 (--soft, from `acoustic-kd soft-targets`) or the members themselves (--online --members ...), which
 run on exactly the augmented batch the student sees. The hard control is this same command with
---alpha 1: same data, augmentation, epochs, optimiser and seed. Options: defaults < the `student:`,
-`train:`, `distill:`, `augment:` sections of --student-config < the command line.
+--alpha 1: same data, augmentation, epochs, optimiser and seed. Options: defaults (a member's, but
+5 epochs: distill.train.STUDENT_TRAIN) < the `student:`, `train:`, `distill:`, `augment:` sections
+of --student-config < the command line.
 
 Examples:
   acoustic-kd distill --soft exp/ensemble/soft --train-data data/train \\
@@ -23,7 +24,7 @@ from pathlib import Path
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..nnet.augment import AugmentConfig
 from ..distill.stage import distill_stage
-from ..distill.train import DistillConfig
+from ..distill.train import STUDENT_TRAIN, DistillConfig
 from ..errors import ConfigError
 from ..nnet.models import ModelConfig
 from ..nnet.stage import TRAIN_CODE, output_paths
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shorthand for --teacher online")
     add_config_args(parser, DistillConfig)
     add_config_args(parser, AugmentConfig)
-    add_config_args(parser, TrainConfig)
+    add_config_args(parser, TrainConfig, defaults=STUDENT_TRAIN)
     add_config_args(parser, ModelConfig, prefix="student-")
 
 
@@ -61,7 +62,8 @@ def configs(args: argparse.Namespace):
     """(student ModelConfig, TrainConfig, DistillConfig, AugmentConfig): defaults < YAML < CLI."""
     y = args.student_config
     return (load_config(ModelConfig, y, "student", overrides_from_args(args, ModelConfig, "student-")),
-            load_config(TrainConfig, y, "train", overrides_from_args(args, TrainConfig)),
+            load_config(TrainConfig, y, "train", overrides_from_args(args, TrainConfig),
+                        base=STUDENT_TRAIN),
             load_config(DistillConfig, y, "distill", overrides_from_args(args, DistillConfig)),
             load_config(AugmentConfig, y, "augment", overrides_from_args(args, AugmentConfig)))
 

@@ -33,6 +33,10 @@ from .store import SoftTargetStore
 log = get_logger("distill.train")
 
 DEFAULT_T = 5.0  # see the measurements in the acoustic_kd.distill docstring
+# A student's training defaults where they differ from a member's (TrainConfig's), below the
+# `train:` section of its YAML: 5 epochs over the training set and its 0.9/1.1 speed copies won on
+# dev against 3 (recipes/mboshi/RESULTS.md, "Distillation: the recipe").
+STUDENT_TRAIN = {"epochs": 5}
 
 
 @dataclass

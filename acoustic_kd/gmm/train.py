@@ -64,10 +64,11 @@ class AlignConfig:
     mono_realign_iters: list[int] = field(
         default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 22],
         metadata={"help": "monophone iterations that start with a realignment", "range": "[0, inf)"})
-    tri_leaves: int = field(default=500, metadata={"help": "target number of tied states (leaves)",
-                                                   "range": "[1, inf)"})
-    tri_gauss: int = field(default=3000, metadata={"help": "target total triphone Gaussians",
-                                                   "range": "[1, inf)"})
+    tri_leaves: int = field(default=2000, metadata={
+        "help": "target number of tied states (leaves); 2000 / 10000 Gaussians at ~3 h (Mboshi, "
+                "recipes/mboshi/RESULTS.md: 500 gave degenerate alignments)", "range": "[1, inf)"})
+    tri_gauss: int = field(default=10000, metadata={"help": "target total triphone Gaussians",
+                                                    "range": "[1, inf)"})
     tri_iters: int = field(default=20, metadata={"help": "triphone EM iterations", "range": "[1, inf)"})
     tri_realign_iters: list[int] = field(default_factory=lambda: [5, 10, 15],
                                          metadata={"help": "triphone realignment iterations",
