@@ -263,3 +263,9 @@ def test_recipe_configs_load_and_repeat_no_default(path):
         cfg, default = load_config(cls, path, section), load_config(cls, None, None, base=base)
         repeats += [f"{section}.{k}" for k in body if getattr(cfg, k) == getattr(default, k)]
     assert not repeats, f"{path}: lines that only repeat a default: {repeats}"
+
+
+def test_a_corpus_option_out_of_range_names_the_option(tmp_path, capsys):
+    rc, err = _cli(capsys, "prepare", "synth_digits", "--out", str(tmp_path / "o"), "--opt", "rate_min=50")
+    assert rc == 1 and err == "acoustic-kd prepare: error: prepare synth_digits --opt rate_min=50: " \
+                              "expected an integer in [80, 450]"

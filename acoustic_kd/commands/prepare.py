@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config_types import nonnegative_int, positive_int
+from ..config_types import FieldError, nonnegative_int, positive_int
 from ..corpora import CORPORA
 from ..errors import ConfigError
 from ..stage import Stage
@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json.loads(st.marker.read_text()).get("prepared", {}), indent=2))
         return 0
     t0 = time.time()
-    out = fn(**{**opts, **({"force": True} if st.fresh and "force" in params else {})})
+    try:
+        out = fn(**{**opts, **({"force": True} if st.fresh and "force" in params else {})})
+    except FieldError as e:   # a corpus config value given with --opt
+        raise ConfigError(f"prepare {args.corpus} --opt {e.key}={e.value}: expected {e.expected}") from None
     st.finish({"prepared": {k: str(v) for k, v in out.items()}},
               outputs=[v for v in out.values() if Path(v).exists()])
     print(json.dumps({k: str(v) for k, v in out.items()}, indent=2))
