@@ -97,7 +97,10 @@ class DirLock:
 
     def _try_lock(self) -> bool:
         """One attempt: True when locked (holder recorded), False to retry (the file changed)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:   # a file where the dir should be: open() names the path
+            pass
         f = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
