@@ -11,6 +11,8 @@ the modules that compute it. A re-run compares:
   (recorded in `.<name>.started`), else start afresh
 - `--force`                          -> delete the old outputs and re-run
 
+One run holds a stage's dir at a time: `begin` takes its lock (acoustic_kd.lock), `finish` lets go.
+
 Input fingerprints: files up to `HASH_LIMIT` bytes by content (SHA-256), bigger ones and audio by
 size + modification time; a directory stands for the files under it (hidden files, i.e. markers
 and temporary siblings, excluded); a missing input is recorded as missing.
@@ -32,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from .lock import DirLock
 from .utils import done_marker, get_logger, mark_done, remove_path
 
 log = get_logger("stage")
@@ -163,6 +166,7 @@ class Stage:
         self.fresh = False
         self.reason = ""
         self._sig: dict | None = None
+        self._lock: DirLock | None = None
 
     # ------------------------------------------------------------ signature
     def signature(self) -> dict:
@@ -183,7 +187,11 @@ class Stage:
 
     # ------------------------------------------------------------ protocol
     def begin(self, force: bool = False) -> bool:
-        """Decide whether to run; True = run it (old outputs already removed when `self.fresh`)."""
+        """Decide whether to run; True = run it (old outputs already removed when `self.fresh`).
+        Takes the dir's lock first (acoustic_kd.lock: LockError while another run holds it); held
+        until `finish`, or until this Stage is collected when its command failed."""
+        if _main_process():
+            self._lock = DirLock(self.dir).acquire()
         sig = self.signature()
         if force:
             self.reason = "--force"
@@ -191,6 +199,7 @@ class Stage:
             old = self.recorded()
             if old == sig:
                 log.info("%s: %s is up to date; skipping (use --force to redo)", self.dir, self.name)
+                self.release()
                 return False
             self.reason = describe_changes(old, sig)
         elif self.started.exists():
@@ -233,6 +242,12 @@ class Stage:
         mark_done(self.dir, self.marker.name[1:-len(".done")],
                   {**payload, **(info or {}), "stage": self.signature()})
         self.started.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        """Let the next run into the dir (done by `finish`)."""
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _main_process() -> bool:

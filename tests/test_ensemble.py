@@ -92,7 +92,7 @@ def test_train_and_ensemble_commands(tmp_path, capsys):
     trd, tra = _data_dir(tmp_path, "train", 0, 30)
     dvd, dva = _data_dir(tmp_path, "dev", 1)
     small = ["--hidden", "24", "--layers", "1", "--context", "2", "2", "--epochs", "3",
-             "--batch-size", "64", "--warmup-steps", "5", "--lr", "0.003"]
+             "--batch-size", "64", "--warmup-steps", "5", "--lr", "0.003", "--cmvn", "speaker"]
     assert main(["train", "--train-data", trd, "--train-ali", tra, "--dev-data", dvd, "--dev-ali",
                  dva, "--out", str(tmp_path / "solo"), "--seed", "3", *small]) == 0
     model, meta = load_checkpoint(tmp_path / "solo" / "final.pt")

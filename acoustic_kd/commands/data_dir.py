@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..config_types import positive_float, positive_int
 from ..data.ops import (combine_data_dirs, fix_data_dir, speed_perturb_data_dir, subset_data_dir,
                         validate_data_dir)
 from ..errors import DataError
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--utt-list", help="file with one utterance id per line (first field)")
-    p.add_argument("--first", type=int, help="the first N utterances in C order")
+    p.add_argument("--first", type=positive_int, help="the first N utterances in C order")
     p.add_argument("--speakers", nargs="+", help="keep these speakers")
     p = sub.add_parser("combine", help="merge data dirs")
     p.add_argument("dst")
@@ -44,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("speed-perturb", help="a speed-perturbed copy (Kaldi sp0.9 / sp1.1 style)")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--factor", type=float, required=True, help="speed factor, e.g. 0.9 or 1.1")
-    p.add_argument("--sample-rate", type=int,
+    p.add_argument("--factor", type=positive_float, required=True, help="speed factor, e.g. 0.9 or 1.1")
+    p.add_argument("--sample-rate", type=positive_int,
                    help="sample rate of the output WAVs (default: SRC's features', SRC/fbank.json)")
     p.add_argument("--corpus-root", help="root for relative audio paths of SRC")
 

@@ -3,8 +3,9 @@
 Loss α·CE(hard) + (1−α)·T²·KL(p_teacher,T ‖ p_student,T). The teacher is either a cached store
 (--soft, from `acoustic-kd soft-targets`) or the members themselves (--online --members ...), which
 run on exactly the augmented batch the student sees. The hard control is this same command with
---alpha 1: same data, augmentation, epochs, optimiser and seed. Options: defaults < the `student:`,
-`train:`, `distill:`, `augment:` sections of --student-config < the command line.
+--alpha 1: same data, augmentation, epochs, optimiser and seed. Options: defaults (epochs and batch
+size from the corpus: acoustic-kd plan) < the `student:`, `train:`, `distill:`, `augment:` sections
+of --student-config < the command line.
 
 Examples:
   acoustic-kd distill --soft exp/ensemble/soft --train-data data/train \\

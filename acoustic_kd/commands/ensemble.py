@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..config_types import nonnegative_int, positive_int
 from ..ensemble.combine import RULES
 from ..ensemble.evaluate import evaluate, format_table
 from ..ensemble.members import member_dirs, train_members
@@ -29,8 +30,8 @@ HELP = "train K DNN members as parallel jobs, combine and evaluate them"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-members", type=int, default=5, help="K (default: 5)")
-    parser.add_argument("--nj", type=int, default=1, help="members trained at once (default: 1)")
+    parser.add_argument("--num-members", type=positive_int, default=5, help="K (default: 5)")
+    parser.add_argument("--nj", type=positive_int, default=1, help="members trained at once (default: 1)")
     parser.add_argument("--out", required=True, help="ensemble dir, e.g. exp/members")
     parser.add_argument("--train-data", help="training data dir")
     parser.add_argument("--train-ali", help="training alignment dir")
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-data", default=None, help="test data dir (evaluation only)")
     parser.add_argument("--test-ali", default=None, help="test alignment dir")
     parser.add_argument("--config", default=None, help="recipe YAML passed to every member")
-    parser.add_argument("--seed", type=int, default=1, help="seed of member 1 (default: 1)")
+    parser.add_argument("--seed", type=nonnegative_int, default=1, help="seed of member 1 (default: 1)")
     parser.add_argument("--archs", nargs="+", default=None,
                         help="architectures cycled over members, e.g. mlp tdnn (default: config)")
     parser.add_argument("--data-order", choices=("seed", "fixed"), default="seed",

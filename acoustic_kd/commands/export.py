@@ -20,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config_types import convert_scalar, field_arg_type
+from ..decode.decoder import DecodeConfig
 from ..decode.graph import graph_variant
 from ..errors import ConfigError
 from ..stage import Stage, feature_inputs
 
+_DECODE = DecodeConfig()
 HELP = "export a checkpoint to TorchScript / ONNX / int8 ONNX with all decoding metadata inside"
 
 
@@ -39,10 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--priors", help="priors.txt (default: the priors stored in the checkpoint)")
     p.add_argument("--acwt", default="0.1",
                    help="acoustic scale, or a tune.json / decode.json to read it from (default 0.1)")
-    p.add_argument("--word-penalty", type=float, default=None,
+    p.add_argument("--word-penalty", type=field_arg_type(DecodeConfig, "word_penalty"), default=None,
                    help="word insertion penalty baked into the graph (default: from --acwt file, else 0)")
-    p.add_argument("--beam", type=float, default=15.0, help="decoding beam (default 15)")
-    p.add_argument("--max-active", type=int, default=7000, help="max active tokens (default 7000)")
+    p.add_argument("--beam", type=field_arg_type(DecodeConfig, "beam"), default=_DECODE.beam,
+                   help=f"decoding beam (default {_DECODE.beam:g}, as decode's)")
+    p.add_argument("--max-active", type=field_arg_type(DecodeConfig, "max_active"),
+                   default=_DECODE.max_active, help=f"max active tokens (default {_DECODE.max_active})")
     p.add_argument("--force", action="store_true", help="re-export a finished OUT")
 
 
@@ -50,9 +55,15 @@ def decoding_settings(acwt: str, word_penalty: float | None) -> tuple[float, flo
     """(acwt, word penalty, transition scale or None) from a number or a decode-stage JSON
     (tune.json or decode.json); the transition scale is there when it was tuned on dev."""
     try:
-        return float(acwt), (word_penalty or 0.0), None
+        float(acwt)
     except ValueError:
         pass
+    else:
+        try:
+            value = convert_scalar(float, acwt, DecodeConfig.__dataclass_fields__["acwt"].metadata)
+        except ValueError as e:
+            raise ConfigError(f"--acwt {acwt}: expected {e} (or a tune.json / decode.json)") from None
+        return value, (word_penalty or 0.0), None
     path = Path(acwt)
     if not path.is_file():
         raise ConfigError(f"--acwt {acwt!r} is neither a number nor a file")

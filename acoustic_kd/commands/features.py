@@ -17,6 +17,7 @@ import dataclasses
 from ..config import add_config_args, load_config, overrides_from_args
 from ..data.audio import native_rate
 from ..data.datadir import DataDir
+from ..config_types import positive_int
 from ..features.fbank import FbankConfig
 from ..features.stage import FAILED_FILE, make_features
 
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Kaldi data dir (wav.scp, utt2spk, ...)")
     parser.add_argument("--config", default=None, help="recipe YAML; its `features:` section is used")
     parser.add_argument("--fbank-conf", default=None, help="Kaldi-style fbank options file")
-    parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs (default: 1)")
+    parser.add_argument("--nj", type=positive_int, default=1, help="number of parallel jobs (default: 1)")
     parser.add_argument("--force", action="store_true", help="recompute even if already done")
     parser.add_argument("--corpus-root", default=None, help="root for relative wav.scp paths")
     parser.add_argument("--backend", choices=("local", "slurm"), default="local",

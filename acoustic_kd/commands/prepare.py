@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config_types import FieldError, nonnegative_int, positive_int
 from ..corpora import CORPORA
 from ..errors import ConfigError
 from ..stage import Stage
@@ -31,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", choices=sorted(CORPORA), help="corpus to prepare")
     parser.add_argument("--out", required=True, help="output dir (gets train/ dev/ test/ local/)")
     parser.add_argument("--src", help="corpus download / source data dirs (fsdd, yesno, kaldi)")
-    parser.add_argument("--seed", type=int, help="random seed (synthesized corpora)")
+    parser.add_argument("--seed", type=nonnegative_int, help="random seed (synthesized corpora)")
     parser.add_argument("--lexicon", help="lexicon file (kaldi) or variant (yesno: english|hebrew)")
-    parser.add_argument("--nj", type=int, help="parallel workers (where supported)")
+    parser.add_argument("--nj", type=positive_int, help="parallel workers (where supported)")
     parser.add_argument("--recordings", help="lhotse: the RecordingSet manifest")
     parser.add_argument("--supervisions", help="lhotse: the SupervisionSet manifest")
     parser.add_argument("--split", help="mboshi: upstream (default) | speaker (two speakers train, "
@@ -90,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json.loads(st.marker.read_text()).get("prepared", {}), indent=2))
         return 0
     t0 = time.time()
-    out = fn(**{**opts, **({"force": True} if st.fresh and "force" in params else {})})
+    try:
+        out = fn(**{**opts, **({"force": True} if st.fresh and "force" in params else {})})
+    except FieldError as e:   # a corpus config value given with --opt
+        raise ConfigError(f"prepare {args.corpus} --opt {e.key}={e.value}: expected {e.expected}") from None
     st.finish({"prepared": {k: str(v) for k, v in out.items()}},   # (never the stage dir itself:
               outputs=[v for v in out.values()                      # it keeps later stages' files)
                        if Path(v).exists() and Path(v).resolve() != st.dir.resolve()])

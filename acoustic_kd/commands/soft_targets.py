@@ -15,9 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import add_config_args, load_config, load_yaml, overrides_from_args, to_dict
+from ..config import add_config_args, load_config, overrides_from_args, to_dict
 from ..distill.soft_targets import SoftTargetConfig
 from ..distill.stage import soft_targets_stage
+from ..distill.train import DistillConfig
 from ..stage import Stage, feature_inputs
 
 HELP = "store the ensemble's temperature-T soft targets (top-k shards) for distillation"
@@ -37,13 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # one recipe YAML serves both stages: without `soft_targets: {T: ..}` the `distill:` T is used,
     # so the cached targets are made at the temperature the student will train with
-    sections = load_yaml(args.config)
-    distill_T = (sections.get("distill") or {}).get("T")
-    overrides = {"T": distill_T} if distill_T is not None and \
-        "T" not in (sections.get("soft_targets") or {}) else {}
-    overrides.update({k: v for k, v in overrides_from_args(args, SoftTargetConfig).items()
-                      if v is not None})
-    cfg = load_config(SoftTargetConfig, args.config, "soft_targets", overrides)
+    distill_T = load_config(DistillConfig, args.config, "distill").T
+    base = {"T": distill_T} if distill_T is not None else {}
+    cfg = load_config(SoftTargetConfig, args.config, "soft_targets",
+                      overrides_from_args(args, SoftTargetConfig), base=base)
     out = Path(args.out)
     st = Stage("soft-targets", out, {"soft_targets": to_dict(cfg)},
                inputs=[*args.members, *feature_inputs(args.data, "utt2spk")],

@@ -21,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..config_types import nonnegative_int, positive_float
 from ..errors import ConfigError
 from ..utils import get_logger
 
@@ -37,11 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="Kaldi data dir: transcribe all its utterances")
     p.add_argument("--corpus-root", help="root for relative wav.scp paths (as for data dirs)")
     p.add_argument("--json", action="store_true", help="JSON lines with per-word times")
-    p.add_argument("--nbest", type=int, default=0, metavar="N",
+    p.add_argument("--nbest", type=nonnegative_int, default=0, metavar="N",
                    help="with --json: add the N best word sequences from a lattice (\"nbest\") and a "
                         "confidence per word")
-    p.add_argument("--lattice-beam", type=float, default=8.0, help="lattice beam for --nbest")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--lattice-beam", type=positive_float, default=8.0, help="lattice beam for --nbest")
+    p.add_argument("--threads", type=nonnegative_int, default=1,
                    help="threads per forward pass (default 1; 0: the runtime's default, all cores)")
 
 

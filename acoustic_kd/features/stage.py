@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..config_types import positive_int
 from ..data.audio import load_audio
 from ..data.datadir import DataDir
 from ..errors import DataError
@@ -305,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m acoustic_kd.features", description=main.__doc__)
     ap.add_argument("--data", required=True, help="data dir")
     ap.add_argument("--config", required=True, help="FbankConfig as JSON")
-    ap.add_argument("--part", type=int, required=True, help="1-based part index")
-    ap.add_argument("--nj", type=int, required=True, help="number of parts")
+    ap.add_argument("--part", type=positive_int, required=True, help="1-based part index")
+    ap.add_argument("--nj", type=positive_int, required=True, help="number of parts")
     ap.add_argument("--corpus-root", default=None, help="root for relative wav.scp paths")
     args = ap.parse_args(argv)
     data_dir = Path(args.data)
