@@ -35,6 +35,8 @@ step config where a planned field is absent, null or "auto" in the YAML and not 
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -259,6 +261,8 @@ def planned_config(cls, yaml_path, section: str, overrides: dict, make, fields: 
     given = {k: v for k, v in (load_yaml(yaml_path).get(section) or {}).items()}
     given.update({k: v for k, v in overrides.items() if v is not None})
     todo = [f for f in fields if given.get(f, "auto") in (None, "auto")]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in todo}
+    load_config(cls, yaml_path, section, {**overrides, **defaults})   # bad values first, plan after
     plan = make() if todo else None
     chosen = {f: getattr(plan, fields[f]) for f in todo}
     return load_config(cls, yaml_path, section, {**overrides, **chosen}), plan, chosen

@@ -77,7 +77,8 @@ def test_every_section_a_step_reads_is_registered():
     read = set()
     for p in PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "load_config" \
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("load_config", "train_plan",
+                                                                         "planned_config") \
                     and len(node.args) >= 3 and isinstance(node.args[2], ast.Constant):
                 read.add(node.args[2].value)
     assert read and read <= set(SECTIONS), read - set(SECTIONS)
@@ -260,9 +261,10 @@ def test_recipe_configs_load_and_repeat_no_default(path):
     for section, body in load_yaml(path).items():
         cls = classes[section]
         planned = set(MEMBER_PLAN) | set(STUDENT_PLAN) if section == "train" else set()
-        cfg, default = load_config(cls, path, section), load_config(cls, None, None)
+        auto = {k: getattr(cls(), k) for k, v in body.items() if v in (None, "auto")}   # run-time values
+        cfg, default = load_config(cls, path, section, auto), load_config(cls, None, None)
         repeats += [f"{section}.{k}" for k in body
-                    if k not in planned and getattr(cfg, k) == getattr(default, k)]
+                    if k not in planned | set(auto) and getattr(cfg, k) == getattr(default, k)]
     assert not repeats, f"{path}: lines that only repeat a default: {repeats}"
 
 

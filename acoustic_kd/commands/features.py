@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..config import add_config_args, load_config, overrides_from_args
+from ..config import add_config_args, load_config, load_yaml, overrides_from_args
 from ..data.audio import native_rate
 from ..data.datadir import DataDir
 from ..config_types import positive_int
@@ -38,12 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(FbankConfig, args.config, "features")
+    auto = load_yaml(args.config).get("features", {}) or {}
+    auto = args.sample_rate is None and auto.get("sample_rate", 0) in (None, "auto")
+    cfg = load_config(FbankConfig, args.config, "features",   # (auto: resolved from the audio below)
+                      {"sample_rate": FbankConfig().sample_rate} if auto else None)
     if args.fbank_conf:
         cfg = FbankConfig.from_kaldi_conf(args.fbank_conf, base=cfg)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides_from_args(args, FbankConfig).items()
                                       if v is not None})
-    if cfg.sample_rate in (None, "auto"):   # the audio's own rate
+    if auto:   # the audio's own rate
         cfg = dataclasses.replace(cfg, sample_rate=native_rate(DataDir.load(args.data, args.corpus_root)))
         print(f"{args.data}: sample_rate auto -> {cfg.sample_rate} Hz (the recordings' own)")
     counts = make_features(args.data, cfg, nj=args.nj, force=args.force, corpus_root=args.corpus_root,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..config_types import positive_float
 from ..errors import ConfigError
 from ..plan import plan_for
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="the training data dir")
     p.add_argument("--lang", help="its lang dir (phone count: caps the tree of tiny corpora)")
     p.add_argument("--dev", help="the dev data dir (the decode-tuning subset)")
-    p.add_argument("--student-hours", type=float,
+    p.add_argument("--student-hours", type=positive_float,
                    help="hours the students train on (default: 3 x the training set's: two speed copies)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--get", nargs="+", metavar="NAME", help="print only these values, one a line")
