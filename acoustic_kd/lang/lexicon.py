@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import DataError
+from ..utils import text_lines
 
 SIL = "SIL"
 SPN = "SPN"
@@ -47,8 +48,7 @@ def load_lexicon(path, strip: bool = False) -> Lexicon:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "lexicon file does not exist", "give the path of a `WORD PHONES...` file")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [(n, raw.split()) for n, raw in enumerate(f, 1)]
+    rows = [(n, line.split()) for n, line in text_lines(path)]
     with_prob = [len(fields) > 2 and bool(_NUMBER.match(fields[1])) for _, fields in rows]
     lexiconp = bool(rows) and all(with_prob)
     lex: Lexicon = {}
@@ -128,3 +128,4 @@ def oov_report(texts: dict[str, str], lexicon: Lexicon) -> tuple[Counter, dict[s
             counts.update(oov)
             per_utt[utt] = oov
     return counts, per_utt
+
