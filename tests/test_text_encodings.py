@@ -1,6 +1,6 @@
 """Text encodings (acoustic_kd.utils.text_lines, the one text reader): a UTF-8 byte-order mark is
 dropped wherever a text file is read, and bytes that are not UTF-8 are a one-line error with
-file:line and the conversion to run, for every reader of a data dir or lexicon."""
+file:line and the conversion to run, for every reader of a data dir, lexicon or ARPA file."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 
 from acoustic_kd.data import DataDir, fix_data_dir, validate_data_dir
 from acoustic_kd.errors import DataError
-from acoustic_kd.lang import load_lexicon
+from acoustic_kd.lang import load_lexicon, read_arpa
 from acoustic_kd.utils import read_table, text_lines
 
 BOM = b"\xef\xbb\xbf"
 TABLES = {"wav.scp": b"a1 a1.wav\nb1 b1.wav\n", "text": b"a1 ONE TWO\nb1 CAF\xc3\x89\n",
           "utt2spk": b"a1 spk\nb1 spk\n", "spk2utt": b"spk a1 b1\n"}
 LEXICON = b"CAF\xc3\x89 K AE F EY\nONE W AH N\nTWO T UW\n"
+ARPA = b"\\data\\\nngram 1=3\n\n\\1-grams:\n-0.5 </s>\n-99 <s>\n-0.3 ONE\n\n\\end\\\n"
 
 
 def data_dir(tmp_path, name: str, body: bytes):
@@ -33,6 +34,7 @@ READERS = {   # file -> (its good bytes, how it is read, what a correct read giv
     "utt2spk": (TABLES["utt2spk"], lambda p: read_table(p)[0][:2], ("a1", "spk")),
     "wav.scp": (TABLES["wav.scp"], lambda p: validate_data_dir(p.parent), []),
     "lexicon.txt": (LEXICON, lambda p: sorted(load_lexicon(p))[0], "CAFÉ"),
+    "lm.arpa": (ARPA, lambda p: sorted(read_arpa(p)[0][0]), [("</s>",), ("<s>",), ("ONE",)]),
 }
 
 
