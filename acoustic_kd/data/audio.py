@@ -120,8 +120,9 @@ def _run_pipe(cmd: str, cwd: Path) -> bytes:
         raise AudioError(None, f"cannot run '{cmd}': {e}", "check the command") from None
     if res.returncode != 0:
         tail = res.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise AudioError(None, f"command '{cmd}' failed with exit code {res.returncode}: "
-                         + " | ".join(tail), "run the command by hand and fix it")
+        said = f": {' | '.join(tail)}" if tail else " (it printed nothing on stderr)"
+        raise AudioError(None, f"command '{cmd}' failed with exit code {res.returncode}{said}",
+                         "run the command by hand and fix it")
     return res.stdout
 
 
