@@ -260,7 +260,10 @@ def test_speed_perturb_changes_tempo_and_pitch_and_prefixes_ids(tmp_path):
 def test_missing_spk2utt_is_derived_from_utt2spk_and_written(tmp_path):
     # a bring-your-own data dir without spk2utt (optional, as README says) must be accepted:
     # the table is derived from utt2spk (grouped by speaker, C-sorted) and written beside it
+    # (by the loader: the validator writes nothing, not even with --check-audio)
     d = make_dir(tmp_path, spk2utt=None)
-    assert validate_data_dir(d) == []
-    assert (d / "spk2utt").read_text() == "adam a2\nzed a1 b1\n"
+    before = sorted(p.name for p in d.iterdir())
+    assert validate_data_dir(d) == [] and validate_data_dir(d, check_audio=True) == []
+    assert sorted(p.name for p in d.iterdir()) == before and "spk2utt" not in before
     assert DataDir.load(d).spk2utt == {"adam": ["a2"], "zed": ["a1", "b1"]}
+    assert (d / "spk2utt").read_text() == "adam a2\nzed a1 b1\n"

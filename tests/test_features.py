@@ -291,10 +291,10 @@ def test_sample_rate_auto_is_the_recordings_own(tmp_path, rng, capsys):
 
 
 def test_nan_features_are_a_counted_failure(tmp_path, rng, monkeypatch):
-    import acoustic_kd.features.stage as stage
+    import acoustic_kd.features.policy as policy
 
     d = make_data_dir(tmp_path, rng, speakers=("spkA",), per_speaker=3)
-    real = stage.compute_fbank
+    real = policy.compute_fbank
 
     def poisoned(x, sr, cfg):
         out = real(x, sr, cfg)
@@ -302,7 +302,7 @@ def test_nan_features_are_a_counted_failure(tmp_path, rng, monkeypatch):
             out[3, 7] = np.inf
         return out
 
-    monkeypatch.setattr(stage, "compute_fbank", poisoned)
+    monkeypatch.setattr(policy, "compute_fbank", poisoned)
     counts = make_features(d, FbankConfig(sample_rate=SR), nj=1)
     assert (counts["done"], counts["failed"]) == (2, 1)
     assert (d / "features_failed.txt").read_text() == "spkA-u1 non-finite feature values (NaN/inf)\n"

@@ -97,7 +97,7 @@ def stage(args: argparse.Namespace) -> Stage:
               "sets": [bool(x) for x in (args.train_ali, args.transfer_data, args.dev_data,
                                          args.test_data and args.test_ali)]}
     return Stage("train", args.out, config, inputs=inputs, code=DISTILL_CODE,
-                 outputs=output_paths(args.out))
+                 outputs=output_paths(args.out), owner="distill")
 
 
 def run(args: argparse.Namespace) -> int:

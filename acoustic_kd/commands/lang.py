@@ -9,7 +9,9 @@ import argparse
 from pathlib import Path
 
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
+from ..lang.arpa import install_arpa
 from ..lang.langdir import LangConfig, prepare_lang
+from ..lang.lexicon import MAX_OOV_RATE
 from ..stage import Stage
 from ..utils import read_table
 
@@ -24,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output lang dir")
     p.add_argument("--arpa", help="use this ARPA LM as G.arpa instead of estimating one from --data "
                                   "(its words must be in the lexicon)")
+    p.add_argument("--max-oov-rate", type=float, default=MAX_OOV_RATE, metavar="FRACTION",
+                   help="stop when more than this share of the running transcript words is not in "
+                        f"the lexicon (default {MAX_OOV_RATE:g})")
     p.add_argument("--config", help="recipe YAML (section 'lang')")
     p.add_argument("--force", action="store_true", help="rebuild even if done")
     add_config_args(p, LangConfig)
@@ -31,24 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _texts(d: str) -> dict[str, str]:
     return {k: v for k, v, _ in read_table(Path(d) / "text", min_fields=1)}
-
-
-def _install_arpa(src: Path, out: Path, words: set[str]) -> None:
-    """Validate a user's ARPA LM against the vocabulary and install it as out/G.arpa."""
-    from ..errors import DataError
-    from ..lang.arpa import read_arpa
-    from ..utils import atomic_write_text
-
-    if not src.exists():
-        raise DataError(src, "ARPA file does not exist", "check the --arpa path")
-    probs, _ = read_arpa(src)
-    if not probs or not probs[0]:
-        raise DataError(src, "no 1-grams found", "give an ARPA file (\\data\\, \\1-grams:, ...)")
-    unknown = sorted({w for ng in probs[0] for w in ng} - words - {"<s>", "</s>", "<unk>"})
-    if unknown:
-        raise DataError(src, f"{len(unknown)} LM word(s) not in the lexicon, e.g. {unknown[:5]}",
-                        "add them to the lexicon or prune them from the LM")
-    atomic_write_text(out / "G.arpa", src.read_text(encoding="utf-8"))
 
 
 def stage(args: argparse.Namespace, cfg: LangConfig) -> Stage:
@@ -74,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, str] = {}
     for d in args.vocab_data:
         extra.update(_texts(d))
-    lang = prepare_lang(_texts(args.data), args.lexicon, out, cfg, extra_texts=extra)
+    lang = prepare_lang(_texts(args.data), args.lexicon, out, cfg, extra_texts=extra,
+                        max_oov_rate=args.max_oov_rate)
     if args.arpa:
-        _install_arpa(Path(args.arpa), out, set(lang.words))
+        install_arpa(args.arpa, out, lang.words)
     st.finish()
     oov = (out / "oov.txt").read_text().splitlines()
     print(f"{out}: {len(lang.phones) - 1} phones, {len(lang.words) - 1} words, "

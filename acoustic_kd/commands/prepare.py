@@ -70,7 +70,7 @@ def stage(corpus: str, opts: dict) -> Stage:
     if isinstance(lexicon, str) and Path(lexicon).is_file():
         config["lexicon"] = "file"
     src = opts.get("src_dir")
-    return Stage("prepare", out, config, inputs=inputs, audio=[src] if src else [],
+    return Stage("prepare", out, config, inputs=inputs, audio=[src] if src else [], outputs=[out],
                  code=[CORPORA[corpus].__module__, "acoustic_kd.corpora.kaldi", "acoustic_kd.data.datadir",
                        "acoustic_kd.data.ops", "acoustic_kd.lang.lexicon"])
 

@@ -34,7 +34,7 @@ import soundfile as sf
 
 from ..data.datadir import DataDir
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_text, get_logger
+from ..utils import atomic_write_text, get_logger, read_text_file, text_lines
 from .kaldi import done_paths, install_sets, write_lexicon
 
 log = get_logger(__name__)
@@ -53,15 +53,14 @@ def graphemes(word: str) -> list[str]:
 
 def _read_pairs(path: Path, min_fields: int = 2) -> list[tuple[str, str, int]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) < min_fields:
-                raise DataError(path, f"line has no value after the id {parts[0]!r}",
-                                "give `<utt> <value>` on every line", lineno)
-            rows.append((parts[0], parts[1].strip() if len(parts) > 1 else "", lineno))
+    for lineno, line in text_lines(path):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) < min_fields:
+            raise DataError(path, f"line has no value after the id {parts[0]!r}",
+                            "give `<utt> <value>` on every line", lineno)
+        rows.append((parts[0], parts[1].strip() if len(parts) > 1 else "", lineno))
     return rows
 
 
@@ -88,7 +87,7 @@ def _upstream(src: Path) -> tuple[dict, dict, dict]:
                 raise DataError(trn, "transcript of a recording is missing",
                                 "restore the .mb.cleaned file or remove the .wav")
             audio[wav.stem] = wav
-            text[wav.stem] = " ".join(trn.read_text(encoding="utf-8").split())
+            text[wav.stem] = " ".join(read_text_file(trn).split())
             split[wav.stem] = name
     return audio, text, split
 
@@ -164,7 +163,7 @@ def prepare_mboshi(src_dir: str | os.PathLike, out_dir: str | os.PathLike, dev_e
                     local / "empty_transcripts.txt")
     if (src / "reference_alignments.txt").is_file():
         atomic_write_text(local / "reference_alignments.txt",
-                          (src / "reference_alignments.txt").read_text(encoding="utf-8"))
+                          read_text_file(src / "reference_alignments.txt"))
     if lexicon is None:
         words = {w for d in sets.values() for t in d.text.values() for w in t.split()}
         lexicon = local / "grapheme_lexicon.txt"

@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from ..config_types import check_fields
 from ..errors import DataError
-from ..utils import (atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger,
-                     is_done, mark_done)
+from ..outdir import staged_dir
+from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done, mark_done
 from .graph import read_word_ids, with_word_penalty
 from .search import best_path, word_spans
 
@@ -264,9 +264,10 @@ def decode_to_dir(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_pri
                   out_dir: str | Path, cfg: DecodeConfig, refs: dict[str, list[str]] | None = None,
                   alis: dict[str, np.ndarray] | None = None, frame_shift: float = 0.01,
                   extra: dict | None = None, force: bool = False) -> dict:
-    """Decode a set into `out_dir` atomically: hyp.txt, hyp.json (word times in s), wer, cer,
-    errs.txt, cer_errs.txt,
-    frame_acc (when `alis`), decode.json (config, timing, real-time factor, scores) and `.done`.
+    """Decode a set into `out_dir`: hyp.txt, hyp.json (word times in s), wer, cer, errs.txt,
+    cer_errs.txt, frame_acc (when `alis`), decode.json (config, timing, real-time factor, scores)
+    and `.done`, built in a temporary sibling and moved in file by file (`outdir.staged_dir`:
+    other files in `out_dir` stay).
 
     A finished dir is reused unless `force`; a killed run leaves only a temporary sibling, removed
     by the next run. Returns the decode.json summary.
@@ -287,7 +288,7 @@ def decode_to_dir(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_pri
     summary = {"config": dataclasses.asdict(cfg), "num_utts": len(utts), "timing": timing,
                "audio_s": audio_s, "rtf": timing["total_s"] / audio_s if audio_s else None,
                "graph": str(graph.path), **(extra or {})}
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with staged_dir(out_dir) as tmp:
         atomic_write_text(tmp / "hyp.txt", "".join(f"{u} {' '.join(hyps[u])}".rstrip() + "\n"
                                                    for u in c_sorted(hyps)))
         atomic_write_json(tmp / "hyp.json", {u: {

@@ -22,6 +22,7 @@ import numpy as np
 from ..config import from_dict, load_config, to_dict
 from ..config_types import check_fields, convert, field_types
 from ..errors import ConfigError
+from ..utils import text_lines
 
 #: Samples in [-1, 1] are multiplied by this before fbank: Kaldi reads 16-bit WAVs as integers in
 #: [-32768, 32767], so log energies (and any dither amount) match Kaldi's only on that scale.
@@ -104,7 +105,7 @@ class FbankConfig:
             raise ConfigError(f"{path}: Kaldi fbank config does not exist")
         values = to_dict(base or cls())
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, raw in text_lines(path):
             for token in shlex.split(raw, comments=True):
                 name, sep, value = token.partition("=")
                 opt = _KALDI_OPTIONS.get(name)
