@@ -168,5 +168,7 @@ def test_lang_passes_below_the_oov_rate_and_checks_the_option(tmp_path, capsys):
     text = "".join(f"u{i} YES NO YES NO YES\n" for i in range(4)) + "u9 YES NO MAYBE\n"
     assert lang_cli(tmp_path, text, "YES K EH N\nNO L OW\n") == 0           # 1 in 23 words: 4.3 %
     assert (tmp_path / "lang" / "oov.txt").read_text() == "MAYBE 1\n"
-    assert lang_cli(tmp_path, text, "YES K EH N\nNO L OW\n", "--max-oov-rate", "5", "--force") == 1
-    assert "--max-oov-rate must be a fraction in [0, 1], got 5.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:   # an option out of range: argparse's exit 2, one line
+        lang_cli(tmp_path, text, "YES K EH N\nNO L OW\n", "--max-oov-rate", "5", "--force")
+    assert e.value.code == 2
+    assert "argument --max-oov-rate: '5': expected a number in [0, 1]" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..config import add_config_args, load_config, overrides_from_args, to_dict
+from ..config_types import arg_type
 from ..lang.arpa import install_arpa
 from ..lang.langdir import LangConfig, prepare_lang
 from ..lang.lexicon import MAX_OOV_RATE
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output lang dir")
     p.add_argument("--arpa", help="use this ARPA LM as G.arpa instead of estimating one from --data "
                                   "(its words must be in the lexicon)")
-    p.add_argument("--max-oov-rate", type=float, default=MAX_OOV_RATE, metavar="FRACTION",
+    p.add_argument("--max-oov-rate", type=arg_type(float, "[0, 1]", name="fraction"), default=MAX_OOV_RATE, metavar="FRACTION",
                    help="stop when more than this share of the running transcript words is not in "
                         f"the lexicon (default {MAX_OOV_RATE:g})")
     p.add_argument("--config", help="recipe YAML (section 'lang')")
