@@ -23,8 +23,15 @@ def _command_modules():
         yield importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An option error is one line naming the option and what it takes (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="acoustic-kd",
         description="Speech acoustic-model distillation: recipes from corpus to exported student.")
     parser.add_argument("--version", action="version", version=f"acoustic_kd {__version__}")

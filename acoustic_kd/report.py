@@ -202,6 +202,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def kept_fraction(control: float, student: float, ensemble: float) -> float:
+    """The share of the ensemble's gain over the control that the student keeps:
+    (student − control) / (ensemble − control), the same for an accuracy and an error rate
+    (both differences change sign); nan when the ensemble equals the control. Above 1: the
+    student beat the ensemble."""
+    return (student - control) / (ensemble - control) if ensemble != control else float("nan")
+
+
 def kept_share(rows: list[SystemRow], sets: list[str]) -> str:
     """The distilled student's share of the ensemble's gain over the hard-target control, per set:
     frame accuracy (kd − hard)/(ensemble − hard) and WER (hard − kd)/(hard − ensemble); '' when a
@@ -217,8 +225,7 @@ def kept_share(rows: list[SystemRow], sets: list[str]) -> str:
             h, k, e = get(hard), get(kd), get(ens)
             if None in (h, k, e):
                 continue
-            gain = sign * (e - h)
-            share = "n/a (no ensemble gain)" if gain <= 0 else f"{sign * (k - h) / gain:.2f}"
+            share = "n/a (no ensemble gain)" if sign * (e - h) <= 0 else f"{kept_fraction(h, k, e):.2f}"
             parts.append(f"{what} {s} {share} (control {h:.2f}, student {k:.2f}, ensemble {e:.2f})")
     return ("Kept share of the ensemble's gain over the hard-target control: " + "; ".join(parts) +
             ".") if parts else ""

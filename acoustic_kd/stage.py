@@ -12,6 +12,13 @@ every acoustic_kd module that the stage's entry module imports, transitively (co
   (recorded in `.<name>.started`), else start afresh
 - `--force`                          -> delete the old outputs and re-run
 
+One run holds a stage's dir at a time: `begin` takes its lock (acoustic_kd.lock), `finish` lets go.
+
+Before any of this the stage claims its output dir (`acoustic_kd.outdir`): a dir holding another
+command's marker, or (for a stage that owns its whole dir, i.e. names `out_dir` among its outputs)
+visible files it did not write, is refused; "old outputs" are only ever what the stage wrote (for
+a whole dir: the entries its marker lists as `written`), so a file someone else put there stays.
+
 Input fingerprints: files up to `HASH_LIMIT` bytes by content (SHA-256), bigger ones and audio by
 size + modification time; a directory stands for the files under it (hidden files, i.e. markers
 and temporary siblings, excluded); a missing input is recorded as missing.
@@ -32,7 +39,9 @@ from pathlib import Path
 from typing import Iterable
 
 from .codesig import code_signature, entry_modules
-from .utils import done_marker, get_logger, mark_done, remove_path
+from .lock import DirLock
+from .outdir import claim_output_dir, legacy_owner, own_entries
+from .utils import done_marker, get_logger, mark_done, remove_path, text_lines
 
 log = get_logger("stage")
 
@@ -134,30 +143,40 @@ class Stage:
     inputs: files/dirs read; audio: files fingerprinted by size+mtime only (never hashed).
     code: the entry of the stage's work (a module name, a module or the function itself), or
     several: the signature hashes every acoustic_kd module they import, transitively.
-    outputs: files/dirs deleted before a re-run, so the old result is left nowhere.
-    resumable: the stage's code resumes interrupted work, so the settings of a started run are
-    recorded (`.<name>.started`); stages that write their result atomically in one go do not.
+    outputs: files/dirs deleted before a re-run, so the old result is left nowhere; `out_dir`
+    itself means the stage owns its whole dir (its own entries are deleted, never the dir).
+    resumable: the stage's code resumes interrupted work (else a started run is only recorded, in
+    `.<name>.started`, to show whose the dir is).
+    owner: the command named in the marker (default `name`), told apart from another command's.
     alias: an older name of the marker (`.<alias>.done`), taken over when no marker of the current
-    name is there, so that a finished result made before a rename is still found.
+    name is there and the old one is this stage's (`owner`), so that a finished result made before
+    a rename is still found.
     """
 
     def __init__(self, name: str, out_dir, config: dict | None = None, inputs: Iterable = (),
                  code=(), outputs: Iterable = (), marker: str | None = None,
-                 audio: Iterable = (), resumable: bool = True, alias: str | None = None):
+                 audio: Iterable = (), resumable: bool = True, owner: str | None = None,
+                 alias: str | None = None):
         self.name = name
+        self.owner = owner or name
         self.dir = Path(out_dir)
         self.config = _jsonable(config or {})
         self.inputs = [p if isinstance(p, tuple) else Path(p) for p in inputs if p is not None]
         self.audio = [p if isinstance(p, tuple) else Path(p) for p in audio if p is not None]
         self.code = entry_modules(code)
-        self.outputs = [Path(p) for p in outputs if p is not None]
+        outputs = [Path(p) for p in outputs if p is not None]
+        self.whole_dir = any(os.path.abspath(p) == os.path.abspath(self.dir) for p in outputs)
+        self.outputs = [p for p in outputs if os.path.abspath(p) != os.path.abspath(self.dir)]
         self.marker = done_marker(self.dir, name if marker is None else marker)
         self.started = self.marker.with_name(self.marker.name[:-len(".done")] + ".started")
         self.resumable = resumable
         self.alias = done_marker(self.dir, alias) if alias else None
+        self.owned = False      # the dir holds this stage's marker or the record of its started run
+        self.foreign: list[str] = []   # entries of a whole dir the stage did not write (kept)
         self.fresh = False
         self.reason = ""
         self._sig: dict | None = None
+        self._lock: DirLock | None = None
 
     # ------------------------------------------------------------ signature
     def signature(self) -> dict:
@@ -178,9 +197,28 @@ class Stage:
         return self.marker.exists() and self.recorded() == self.signature()
 
     # ------------------------------------------------------------ protocol
+    def claim(self) -> None:
+        """Check that this stage may write its dir (`outdir.claim_output_dir`; a DataError if not)
+        and note which of its entries are someone else's. A marker of the older name (`alias`)
+        still there after `begin` took over its own is another command's: refused as such."""
+        path = self.alias if self.alias is not None and self.alias.exists() and \
+            not self.marker.exists() else self.marker
+        marker = _read(path) if path.exists() else None
+        started = _read(self.started) if self.started.exists() else None
+        mine = marker if marker is not None and ("owner" in marker or "stage" in marker) else None
+        record = mine or started or marker
+        self.owned = record is not None
+        self.foreign = claim_output_dir(self.dir, self.owner, record, self.config, self.whole_dir,
+                                        (path.name, self.started.name))
+
     def begin(self, force: bool = False) -> bool:
-        """Decide whether to run; True = run it (old outputs already removed when `self.fresh`)."""
+        """Decide whether to run; True = run it (old outputs already removed when `self.fresh`).
+        Takes the dir's lock first (acoustic_kd.lock: LockError while another run holds it); held
+        until `finish`, or until this Stage is collected when its command failed."""
+        if _main_process():
+            self._lock = DirLock(self.dir).acquire()
         self._adopt_alias()
+        self.claim()
         sig = self.signature()
         if force:
             self.reason = "--force"
@@ -188,6 +226,7 @@ class Stage:
             old = self.recorded()
             if old == sig:
                 log.info("%s: %s is up to date; skipping (use --force to redo)", self.dir, self.name)
+                self.release()
                 return False
             self.reason = describe_changes(old, sig)
         elif self.started.exists():
@@ -203,23 +242,33 @@ class Stage:
         if self.reason:
             log.info("%s: %s re-runs: %s", self.dir, self.name, self.reason)
             self.discard()
-        if self.resumable:  # a plain write: a torn file only reads as "other settings" (start afresh)
-            self.started.parent.mkdir(parents=True, exist_ok=True)
-            self.started.write_text(json.dumps({"stage": sig}, sort_keys=True), encoding="utf-8")
+        # a plain write: a torn file only reads as "other settings" (start afresh)
+        self.started.parent.mkdir(parents=True, exist_ok=True)
+        self.started.write_text(json.dumps({"stage": sig, "owner": self.owner, "foreign": self.foreign},
+                                           sort_keys=True), encoding="utf-8")
         return True
 
     def _adopt_alias(self) -> None:
-        """Rename a marker written under the stage's older name to its current name."""
-        if self.alias is not None and self.alias.exists() and not self.marker.exists() \
-                and _main_process():
+        """Rename a marker written under the stage's older name to its current name, when this
+        stage wrote it (it names this stage's command, or an older version's marker names none
+        and `outdir.legacy_owner` recognises it): another command's marker of that name stays."""
+        if self.alias is None or not self.alias.exists() or self.marker.exists() \
+                or not _main_process():
+            return
+        old = _read(self.alias)
+        if old.get("owner", self.owner if legacy_owner(old, self.config) else None) == self.owner:
             os.replace(self.alias, self.marker)
 
     def discard(self) -> None:
-        """Delete the marker and the old outputs (those given now and those the marker recorded)."""
+        """Delete the marker and the old outputs: those given now, those the marker recorded and,
+        for a whole dir, its entries that are not foreign; nothing when the dir is not the stage's."""
+        if not self.owned:
+            return
         recorded = [self.dir / p for p in _read(self.marker).get("outputs", [])] \
             if self.marker.exists() else []
+        mine = own_entries(self.dir, self.foreign, (self.started.name,)) if self.whole_dir else []
         self.marker.unlink(missing_ok=True)
-        for p in [*self.outputs, *recorded]:
+        for p in [*self.outputs, *recorded, *mine]:
             remove_path(p)
 
     def finish(self, info: dict | None = None, outputs: Iterable = ()) -> None:
@@ -233,9 +282,18 @@ class Stage:
             payload["outputs"] = sorted(set(payload.get("outputs", [])) | set(extra))
         if self.reason:
             payload["ran_because"] = self.reason
+        if self.whole_dir:   # what a re-run may delete: what this run wrote, nothing else
+            skip = (self.marker.name, self.started.name)
+            payload["written"] = [p.name for p in own_entries(self.dir, self.foreign, skip)]
         mark_done(self.dir, self.marker.name[1:-len(".done")],
-                  {**payload, **(info or {}), "stage": self.signature()})
+                  {**payload, **(info or {}), "owner": self.owner, "stage": self.signature()})
         self.started.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        """Let the next run into the dir (done by `finish`)."""
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _main_process() -> bool:
@@ -258,11 +316,10 @@ def scp_archives(scp) -> list[tuple[Path, str, Path]]:
     if not scp.is_file():
         return []
     arks: dict[str, None] = {}
-    with open(scp, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split(None, 1)
-            if len(parts) == 2 and not parts[1].rstrip().endswith("|"):
-                arks[parts[1].strip().rsplit(":", 1)[0]] = None
+    for _, line in text_lines(scp):
+        parts = line.split(None, 1)
+        if len(parts) == 2 and not parts[1].rstrip().endswith("|"):
+            arks[parts[1].strip().rsplit(":", 1)[0]] = None
     out = []
     for a in arks:
         cands = [Path(a), scp.parent / a, scp.parent / "data" / Path(a).name]

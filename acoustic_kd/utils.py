@@ -98,29 +98,72 @@ def mark_done(directory: str | os.PathLike, name: str = "", info: dict | None = 
 
 
 # ---------------------------------------------------------------- Kaldi text tables
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open_binary(path: Path):
+    """`path` opened for reading bytes, through gzip when it is gzip-compressed."""
+    import gzip
+
+    with open(path, "rb") as f:
+        gz = f.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line end) of a UTF-8 text file: the one text reader.
+
+    Lines end in LF, CRLF or CR; a leading UTF-8 byte-order mark is dropped; a gzip-compressed
+    file is read through gzip. Bytes that are not UTF-8 are a DataError naming the file, the line
+    and the conversion to run.
+    """
+    import io
+
+    path = Path(path)
+    try:
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="") as f:
+            for lineno, raw in enumerate(f, 1):
+                yield lineno, raw.rstrip("\r\n")
+    except UnicodeDecodeError:
+        with _open_binary(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(path, f"not UTF-8: byte 0x{raw[e.start]:02x} at column "
+                                    f"{e.start + 1}", "convert the file to UTF-8, e.g. iconv -f "
+                                    f"latin1 -t utf-8 {path.name} > {path.name}.utf8, and use that",
+                                    lineno) from None
+        raise DataError(path, "not UTF-8", "convert the file to UTF-8 (e.g. with iconv)") from None
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """The whole of a UTF-8 text file read by `text_lines` (BOM dropped, "\\n" line ends)."""
+    return "".join(line + "\n" for _, line in text_lines(path))
+
+
 def read_table(path: str | os.PathLike, min_fields: int = 2) -> list[tuple[str, str, int]]:
     """Read a Kaldi-style `key value...` text file.
 
-    Accepts spaces or tabs and CRLF line ends. Returns [(key, rest, lineno)] in file order.
+    Accepts spaces or tabs, CRLF line ends and a UTF-8 BOM (`text_lines`). Returns
+    [(key, rest, lineno)] in file order.
     Blank lines are errors (Kaldi rejects them too) so that nothing is silently skipped.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file does not exist", "create it or check the path")
     out = []
-    with open(path, "r", encoding="utf-8", newline="") as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
-            parts = line.strip().split(None, 1)
-            if not parts:
-                raise DataError(path, "empty line", "delete the blank line", lineno)
-            if min_fields >= 2 and len(parts) < 2:
-                raise DataError(path, f"line has only the key '{parts[0]}' and no value",
-                                "give each key a value or remove the line", lineno)
-            key = parts[0]
-            rest = parts[1].strip() if len(parts) > 1 else ""
-            rest = " ".join(rest.split()) if "|" not in rest else rest
-            out.append((key, rest, lineno))
+    for lineno, line in text_lines(path):
+        parts = line.strip().split(None, 1)
+        if not parts:
+            raise DataError(path, "empty line", "delete the blank line", lineno)
+        if min_fields >= 2 and len(parts) < 2:
+            raise DataError(path, f"line has only the key '{parts[0]}' and no value",
+                            "give each key a value or remove the line", lineno)
+        key = parts[0]
+        rest = parts[1].strip() if len(parts) > 1 else ""
+        rest = " ".join(rest.split()) if "|" not in rest else rest
+        out.append((key, rest, lineno))
     return out
 
 

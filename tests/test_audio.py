@@ -51,18 +51,27 @@ def test_wav_flac_and_pipe_entries(tmp_path):
         np.testing.assert_allclose(y, x, atol=1e-4)
 
 
-def test_stereo_is_averaged_to_mono_and_logged(tmp_path, caplog):
+def test_stereo_is_averaged_to_mono_and_logged(tmp_path):
     x = tone()
     sf.write(tmp_path / "st.wav", np.stack([x, np.zeros_like(x)], axis=1), SR)
-    with caplog.at_level(logging.DEBUG, logger="acoustic_kd"):
-        logging.getLogger("acoustic_kd").propagate = True
-        try:
+    sf.write(tmp_path / "st3.wav", np.stack([x, x, x], axis=1), SR)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    logger = logging.getLogger("acoustic_kd.data.audio")
+    logger.addHandler(handler)
+    try:
+        for _ in range(3):    # a file of many segments is read many times: said once
             y, sr = read_wav_entry("st.wav", tmp_path)
-        finally:
-            logging.getLogger("acoustic_kd").propagate = False
+        y3, _ = read_wav_entry("st3.wav", tmp_path)
+    finally:
+        logger.removeHandler(handler)
     assert sr == SR and y.ndim == 1
     np.testing.assert_allclose(y, x / 2, atol=1e-4)
-    assert "2 channels averaged to mono" in caplog.text
+    np.testing.assert_allclose(y3, x, atol=1e-4)   # (16-bit samples)
+    assert [(r.levelno, r.getMessage()) for r in records] == [   # at INFO, as README promises
+        (logging.INFO, f"{tmp_path / 'st.wav'}: 2 channels averaged to mono"),
+        (logging.INFO, f"{tmp_path / 'st3.wav'}: 3 channels averaged to mono")]
 
 
 def test_resampling_and_wrong_rate_when_disabled(tmp_path):

@@ -63,7 +63,9 @@ import json, sys
 import acoustic_kd
 from acoustic_kd.nnet.stage import TrainJob
 assert acoustic_kd.__file__.startswith(sys.argv[2]), acoustic_kd.__file__
-st = TrainJob(train_data="data/train", train_ali="exp/tri/ali_train", out=sys.argv[1]).stage()
+# (epochs and batch size given: no corpus to plan them from)
+st = TrainJob(train_data="data/train", train_ali="exp/tri/ali_train", out=sys.argv[1],
+              options={"train": {"epochs": 2, "batch_size": 64}}).stage()
 ran = st.begin()
 if ran:
     st.finish()

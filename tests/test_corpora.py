@@ -115,7 +115,7 @@ def test_bring_your_own_kaldi_dirs(tmp_path):
 
 
 def test_registry_and_cli(tmp_path, capsys):
-    assert sorted(CORPORA) == ["fsdd", "kaldi", "librispeech", "mboshi", "synth_digits", "yesno"]
+    assert sorted(CORPORA) == ["fsdd", "kaldi", "lhotse", "librispeech", "mboshi", "synth_digits", "yesno"]
     src = tmp_path / "waves_yesno"
     src.mkdir()
     for stem in ("0_0_1", "0_1_1", "1_1_0"):
@@ -171,3 +171,41 @@ def test_mboshi_both_layouts_give_the_same_sets(tmp_path):
     assert graphemes("ke\u0301") == ["k", "é"]
     with pytest.raises(DataError, match="not a Mboshi corpus"):
         prepare_mboshi(tmp_path, tmp_path / "c")
+
+
+def test_mboshi_speaker_split_holds_one_speaker_out_deterministically(tmp_path, capsys):
+    """--split speaker: two speakers' upstream training utterances train; every utterance of the
+    held-out speaker goes to dev and test alternately (C order); the others' upstream test
+    utterances are left out (listed)."""
+    utts = {"abiayi_a_1": "train", "abiayi_a_2": "train", "abiayi_a_3": "test",
+            "kouarata_b_1": "train", "kouarata_b_2": "test", "kouarata_b_3": "train",
+            "kouarata_b_4": "train", "kouarata_b_5": "test", "martial_c_1": "train",
+            "martial_c_2": "test"}
+    src = tmp_path / "staged"
+    (src / "audio").mkdir(parents=True)
+    for u in utts:
+        sf.write(src / "audio" / f"{u}.flac", np.zeros(8000, np.float32), 16000)
+    (src / "transcripts.txt").write_text("".join(f"{u} wó adí\n" for u in utts), encoding="utf-8")
+    (src / "split.txt").write_text("".join(f"{u} {s}\n" for u, s in utts.items()))
+    out = tmp_path / "spk"
+    assert main(["prepare", "mboshi", "--src", str(src), "--out", str(out), "--split", "speaker"]) == 0
+    sets = {n: DataDir.load(out / n) for n in ("train", "dev", "test")}
+    assert sets["train"].utts == ["abiayi_a_1", "abiayi_a_2", "martial_c_1"]
+    assert sets["dev"].utts == ["kouarata_b_1", "kouarata_b_3", "kouarata_b_5"]
+    assert sets["test"].utts == ["kouarata_b_2", "kouarata_b_4"]
+    assert (out / "local" / "left_out.txt").read_text() == "abiayi_a_3\nmartial_c_2\n"
+    summary = json.loads((out / "local" / "summary.json").read_text())
+    assert summary["split"] == "speaker" and summary["held_out"] == "kouarata"
+    again = tmp_path / "again"
+    assert main(["prepare", "mboshi", "--src", str(src), "--out", str(again), "--split", "speaker"]) == 0
+    for n in ("train", "dev", "test"):
+        assert (again / n / "wav.scp").read_text() == (out / n / "wav.scp").read_text()
+    # another held-out speaker by --opt; an unknown one and a corpus without splits are refused
+    assert main(["prepare", "mboshi", "--src", str(src), "--out", str(tmp_path / "m"), "--split",
+                 "speaker", "--opt", "held_out=martial"]) == 0
+    assert DataDir.load(tmp_path / "m" / "test").utts == ["martial_c_2"]
+    assert main(["prepare", "mboshi", "--src", str(src), "--out", str(tmp_path / "x"), "--split",
+                 "speaker", "--opt", "held_out=nobody"]) == 1
+    assert "the speakers are ['abiayi', 'kouarata', 'martial']" in capsys.readouterr().err
+    assert main(["prepare", "yesno", "--src", str(src), "--out", str(tmp_path / "y"),
+                 "--split", "speaker"]) == 1

@@ -250,12 +250,20 @@ def test_speed_perturb_changes_tempo_and_pitch_and_prefixes_ids(tmp_path):
     assert peak == pytest.approx(440.0 * 0.9, abs=2.0)            # slower: the pitch drops too
     with pytest.raises(DataError, match="out of range"):
         speed_perturb_data_dir(d, tmp_path / "bad", 3.0, 8000)
+    # without --sample-rate: the rate the source's features were made at (its fbank.json)
+    assert main(["data-dir", "speed-perturb", str(d), str(tmp_path / "sp2"), "--factor", "1.1"]) == 1
+    (d / "fbank.json").write_text('{"sample_rate": 16000}')
+    assert main(["data-dir", "speed-perturb", str(d), str(tmp_path / "sp2"), "--factor", "1.1"]) == 0
+    assert sf.info(DataDir.load(tmp_path / "sp2").wav_scp["sp1.1-a1"]).samplerate == 16000
 
 
 def test_missing_spk2utt_is_derived_from_utt2spk_and_written(tmp_path):
     # a bring-your-own data dir without spk2utt (optional, as README says) must be accepted:
     # the table is derived from utt2spk (grouped by speaker, C-sorted) and written beside it
+    # (by the loader: the validator writes nothing, not even with --check-audio)
     d = make_dir(tmp_path, spk2utt=None)
-    assert validate_data_dir(d) == []
-    assert (d / "spk2utt").read_text() == "adam a2\nzed a1 b1\n"
+    before = sorted(p.name for p in d.iterdir())
+    assert validate_data_dir(d) == [] and validate_data_dir(d, check_audio=True) == []
+    assert sorted(p.name for p in d.iterdir()) == before and "spk2utt" not in before
     assert DataDir.load(d).spk2utt == {"adam": ["a2"], "zed": ["a1", "b1"]}
+    assert (d / "spk2utt").read_text() == "adam a2\nzed a1 b1\n"

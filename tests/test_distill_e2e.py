@@ -241,3 +241,21 @@ def test_a_student_normalises_its_features_as_its_teachers(recipe, capsys):
     err = capsys.readouterr().err
     assert members[0] in err and "global" in err and "speaker" in err, err
     assert not (root / "g_clash" / "final.pt").exists()
+
+
+def test_a_batch_size_the_options_leave_out_comes_from_the_plan_and_is_recorded(recipe):
+    """A member and a student trained without --batch-size take the plan's (256 frames below 1 h
+    of speech) and write it with its reason to OUT/plan.json."""
+    root, sets = recipe
+    data = ["--train-data", sets["train"][0], "--train-ali", sets["train"][1], "--epochs", "1",
+            "--log-every", "0", "--num-threads", "1"]
+    assert main(["train", *data, "--context", "1", "1", "--hidden", "8", "--layers", "1",
+                 "--out", str(root / "planned_m")]) == 0
+    assert main(["distill", *data, "--alpha", "1", "--student-context", "1", "1",
+                 "--student-hidden", "8", "--student-layers", "1", "--out", str(root / "planned_s")]) == 0
+    for out, what in (("planned_m", "member"), ("planned_s", "student")):
+        rec = json.loads((root / out / "plan.json").read_text())
+        assert rec["what"] == what and set(rec["chosen"]) == {"batch_size"}
+        assert rec["chosen"]["batch_size"]["value"] == 256 and "1 h" in rec["chosen"]["batch_size"]["reason"]
+        info = json.loads((root / out / "info.json").read_text())
+        assert info["config"]["train"]["batch_size"] == 256 and info["config"]["train"]["epochs"] == 1

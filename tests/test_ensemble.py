@@ -67,14 +67,14 @@ def test_evaluate_set_scores_members_and_combinations():
 
 
 def test_member_jobs_vary_seed_arch_and_order(tmp_path):
-    base = TrainJob(train_data="d", train_ali="a", out=str(tmp_path),
-                    options={"train": {"lr": 0.01, "seed": 99}})
+    given = {"lr": 0.01, "seed": 99, "epochs": 2, "batch_size": 64}   # (no corpus to plan from)
+    base = TrainJob(train_data="d", train_ali="a", out=str(tmp_path), options={"train": dict(given)})
     jobs = member_jobs(base, tmp_path, 3, base_seed=7, archs=["mlp", "tdnn"], data_order="fixed")
     assert [j.out for j in jobs] == [str(tmp_path / f"m{i}") for i in (1, 2, 3)]
     assert [j.configs()[1].seed for j in jobs] == [7, 8, 9]         # the member's seed wins
     assert [j.configs()[0].arch for j in jobs] == ["mlp", "tdnn", "mlp"]
     assert all(j.configs()[1].data_seed == 7 and j.configs()[1].lr == 0.01 for j in jobs)
-    assert base.options == {"train": {"lr": 0.01, "seed": 99}}      # the shared job is unchanged
+    assert base.options == {"train": given}                         # the shared job is unchanged
 
 
 def _data_dir(root, name, seed, utts=12):
@@ -94,7 +94,7 @@ def test_train_and_ensemble_commands(tmp_path, capsys):
     trd, tra = _data_dir(tmp_path, "train", 0, 30)
     dvd, dva = _data_dir(tmp_path, "dev", 1)
     small = ["--hidden", "24", "--layers", "1", "--context", "2", "2", "--epochs", "3",
-             "--batch-size", "64", "--warmup-steps", "5", "--lr", "0.003"]
+             "--batch-size", "64", "--warmup-steps", "5", "--lr", "0.003", "--cmvn", "speaker"]
     assert main(["train", "--train-data", trd, "--train-ali", tra, "--dev-data", dvd, "--dev-ali",
                  dva, "--out", str(tmp_path / "solo"), "--seed", "3", *small]) == 0
     model, meta = load_checkpoint(tmp_path / "solo" / "final.pt")

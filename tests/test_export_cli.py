@@ -149,3 +149,98 @@ def test_chunked_forward_and_search_equal_whole_utterance(exported, fmt):
         assert hyp.pop("cost") == pytest.approx(ref.pop("cost"), rel=1e-6)
         assert hyp == ref   # words, times, finality
     assert model.decode_features(feats, 50).words == [w for w, _, _ in truth]
+
+
+# ------------------------------------------------------------------ transcribe on bad input
+@pytest.fixture
+def logs(caplog):
+    """The acoustic_kd log records of the test (the package logger does not propagate otherwise)."""
+    import logging
+
+    logging.getLogger("acoustic_kd").propagate = True
+    yield caplog
+    logging.getLogger("acoustic_kd").propagate = False
+
+
+def _bad_batch(tmp_path) -> tuple[list[str], list[tuple[int, str]]]:
+    """A wav.scp of 2 good recordings between 4 bad ones: (its lines, [(bad line, its message)])."""
+    x, _ = tone_audio(["HIGH", "LOW"])
+    sf.write(tmp_path / "good.wav", x, SR, subtype="PCM_16")
+    nan = x.copy()
+    nan[100:110] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, SR, subtype="FLOAT")
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), SR, subtype="PCM_16")
+    lines = ["a good.wav", "b empty.wav", "c false |", "d nan.wav", "e missing.wav", "f good.wav"]
+    bad = [(2, "zero-length audio (0 samples)"), (3, "command 'false' failed with exit code 1"),
+           (4, "non-finite audio samples (NaN/inf)"), (5, "audio file does not exist")]
+    return lines, bad
+
+
+def test_transcribe_reports_each_bad_recording_and_goes_on(exported, tmp_path, capsys, logs):
+    lines, bad = _bad_batch(tmp_path)
+    (tmp_path / "wav.scp").write_text("".join(f"{ln}\n" for ln in lines))
+    capsys.readouterr()
+    rc = main(["transcribe", "--model", str(exported / "export"), "--wav-scp", str(tmp_path / "wav.scp"),
+               "--corpus-root", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out.splitlines() == ["a HIGH LOW", "f HIGH LOW"]
+    assert f"wav.scp: 4 of 6 recordings failed" in err and "Traceback" not in err
+    errors = [r.getMessage() for r in logs.records if r.levelname == "ERROR"]
+    assert len(errors) == 4
+    for (line, message), logged in zip(bad, errors):
+        assert logged.startswith(f"{tmp_path / 'wav.scp'}:{line}: ") and message in logged, logged
+        assert f"(utterance {lines[line - 1][0]} skipped)" in logged
+    # a NaN file named on the command line: the same message, the same exit status
+    rc = main(["transcribe", "--model", str(exported / "export"), str(tmp_path / "nan.wav"),
+               str(tmp_path / "good.wav")])
+    assert rc == 1 and capsys.readouterr().out.splitlines() == ["good HIGH LOW"]
+    assert "nan.wav: non-finite audio samples (NaN/inf)" in logs.records[-2].getMessage()
+
+
+@pytest.mark.parametrize("scp,files,line,first", [
+    ("u1 a.wav\nu2 a.wav\nu1 a.wav\n", [], 3, "wav.scp:1"),
+    ("a a.wav\n", ["a.wav"], 1, "a.wav"),          # a file on the command line has id 'a' too
+])
+def test_transcribe_refuses_duplicate_ids_before_any_output(exported, tmp_path, capsys, scp, files,
+                                                            line, first):
+    x, _ = tone_audio(["LOW"])
+    sf.write(tmp_path / "a.wav", x, SR, subtype="PCM_16")
+    (tmp_path / "wav.scp").write_text(scp)
+    capsys.readouterr()
+    assert main(["transcribe", "--model", str(exported / "export"), *(str(tmp_path / f) for f in files),
+                 "--wav-scp", str(tmp_path / "wav.scp"), "--corpus-root", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and f"wav.scp:{line}: duplicate id" in err and f"(first at {tmp_path / first}" in err
+
+
+def test_transcribe_nbest_needs_json_and_a_positive_count(exported, tmp_path, capsys):
+    x, _ = tone_audio(["LOW"])
+    sf.write(tmp_path / "a.wav", x, SR, subtype="PCM_16")
+    wav = str(tmp_path / "a.wav")
+    assert main(["transcribe", "--model", str(exported / "export"), "--nbest", "3", wav]) == 1
+    err = capsys.readouterr().err
+    assert "--nbest 3: n-best lists are printed as JSON lines; give --json and N >= 1" in err
+    with pytest.raises(SystemExit) as e:   # a negative count: the option's own range check
+        main(["transcribe", "--model", str(exported / "export"), "--json", "--nbest", "-1", wav])
+    assert e.value.code == 2 and "argument --nbest: '-1': expected an integer >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "int8", "torchscript"])
+@pytest.mark.parametrize("keep", [0.5, 0.0])   # truncated, empty
+def test_transcribe_with_a_damaged_model_file_says_re_export(exported, tmp_path, capsys, fmt, keep):
+    import shutil
+
+    from acoustic_kd.export import FORMAT_FILES
+
+    export = tmp_path / "export"
+    shutil.copytree(exported / "export", export)
+    model = export / FORMAT_FILES[fmt]
+    data = model.read_bytes()
+    model.write_bytes(data[:int(len(data) * keep)])
+    x, _ = tone_audio(["LOW"])
+    sf.write(tmp_path / "a.wav", x, SR, subtype="PCM_16")
+    assert main(["transcribe", "--model", str(export), "--format", fmt, str(tmp_path / "a.wav")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"acoustic-kd transcribe: error: {model}: cannot load the model, the file "
+                          "is truncated or corrupt") and f"re-export it: acoustic-kd export" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err

@@ -267,11 +267,34 @@ def test_features_command_and_moved_data_dir(tmp_path, rng):
     assert fs["spkA-u1"].shape == (fs.num_frames("spkA-u1"), 24)
 
 
+def test_sample_rate_auto_is_the_recordings_own(tmp_path, rng, capsys):
+    from acoustic_kd.data import DataDir
+    from acoustic_kd.data.audio import native_rate
+    from acoustic_kd.errors import DataError
+
+    d = make_data_dir(tmp_path / "a", rng)              # 8 kHz
+    y = tmp_path / "c.yaml"
+    y.write_text("features: {sample_rate: auto}\n")
+    assert cli.main(["features", "--data", str(d), "--config", str(y)]) == 0
+    assert json.loads((d / "fbank.json").read_text())["sample_rate"] == SR
+    assert f"sample_rate auto -> {SR} Hz" in capsys.readouterr().out
+    # mixed rates: the most common wins (ties: the higher); one 16 kHz recording among six at 8 kHz
+    sf.write(tmp_path / "a" / "wav" / "spkA-u0.wav", _signal(rng, 0.3, 16000), 16000)
+    assert native_rate(DataDir.load(d)) == SR
+    assert native_rate(DataDir.load(d), probe=1) == 16000   # only the first recording probed
+    (d / "wav.scp").write_text("")
+    (d / "text").write_text("")
+    (d / "utt2spk").write_text("")
+    (d / "spk2utt").write_text("")
+    with pytest.raises(DataError, match="wav.scp is empty"):
+        native_rate(DataDir.load(d, validate=False))
+
+
 def test_nan_features_are_a_counted_failure(tmp_path, rng, monkeypatch):
-    import acoustic_kd.features.stage as stage
+    import acoustic_kd.features.policy as policy
 
     d = make_data_dir(tmp_path, rng, speakers=("spkA",), per_speaker=3)
-    real = stage.compute_fbank
+    real = policy.compute_fbank
 
     def poisoned(x, sr, cfg):
         out = real(x, sr, cfg)
@@ -279,7 +302,7 @@ def test_nan_features_are_a_counted_failure(tmp_path, rng, monkeypatch):
             out[3, 7] = np.inf
         return out
 
-    monkeypatch.setattr(stage, "compute_fbank", poisoned)
+    monkeypatch.setattr(policy, "compute_fbank", poisoned)
     counts = make_features(d, FbankConfig(sample_rate=SR), nj=1)
     assert (counts["done"], counts["failed"]) == (2, 1)
     assert (d / "features_failed.txt").read_text() == "spkA-u1 non-finite feature values (NaN/inf)\n"

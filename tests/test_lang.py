@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 
@@ -11,6 +12,7 @@ from acoustic_kd.lang import (LangConfig, cmudict_lexicon, estimate_ngram, load_
                               oov_report, position_dependent, prepare_lang, read_arpa, strip_stress)
 
 TEXTS = {"u1": "ZERO ONE TWO", "u2": "TWO TWO OH", "u3": "ONE BANANA", "u4": "ZERO"}
+OOV_OK = 0.2   # TEXTS holds 1 OOV in 9 running words on purpose: above the default ceiling of 10 %
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def test_position_dependent():
 
 
 def test_prepare_lang_unk_policy(tmp_path, lexfile):
-    lang = prepare_lang(TEXTS, str(lexfile), tmp_path / "lang")
+    lang = prepare_lang(TEXTS, str(lexfile), tmp_path / "lang", max_oov_rate=OOV_OK)
     d = tmp_path / "lang"
     assert (d / "oov.txt").read_text() == "BANANA 1\n"
     assert (d / "oov_utts.txt").read_text() == "u3 BANANA\n"
@@ -77,7 +79,7 @@ def test_prepare_lang_unk_policy(tmp_path, lexfile):
 
 def test_prepare_lang_skip_policy_and_positions(tmp_path, lexfile):
     cfg = LangConfig(oov_policy="skip", position_dependent=True)
-    lang = prepare_lang(TEXTS, str(lexfile), tmp_path / "lang", cfg)
+    lang = prepare_lang(TEXTS, str(lexfile), tmp_path / "lang", cfg, max_oov_rate=OOV_OK)
     assert "SPN" not in lang.phones and lang.unk_word is None
     assert lang.map_oov(["ONE", "BANANA"]) == (["ONE", "BANANA"], ["BANANA"])
     assert lang.lexicon["ONE"] == [["W_B", "AH_I", "N_E"]] and lang.lexicon["OH"] == [["OW_S"]]
@@ -93,7 +95,8 @@ def _prob(probs, backoffs, w, hist):
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_arpa_normalised(tmp_path, lexfile, order):
-    prepare_lang(TEXTS, str(lexfile), tmp_path / "lang", LangConfig(lm_order=order))
+    prepare_lang(TEXTS, str(lexfile), tmp_path / "lang", LangConfig(lm_order=order),
+                 max_oov_rate=OOV_OK)
     probs, backoffs = read_arpa(tmp_path / "lang" / "G.arpa")
     assert len(probs) == order
     events = [ng[0] for ng in probs[0] if ng[0] != "<s>"]
@@ -131,3 +134,41 @@ def test_lang_cli_installs_a_user_arpa_and_rejects_unknown_words(tmp_path):
     assert main(["lang", "--data", str(d), "--lexicon", str(lex), "--out", str(tmp_path / "lang2"),
                  "--arpa", str(bad)]) == 1
     assert not (tmp_path / "lang2" / ".done").exists()
+
+
+def lang_cli(tmp_path, text: str, lexicon: str, *extra: str) -> int:
+    from acoustic_kd.cli import main
+
+    d = tmp_path / "train"
+    d.mkdir(exist_ok=True)
+    (d / "text").write_text(text)
+    (tmp_path / "lex.txt").write_text(lexicon)
+    return main(["lang", "--data", str(d), "--lexicon", str(tmp_path / "lex.txt"),
+                 "--out", str(tmp_path / "lang"), *extra])
+
+
+@pytest.mark.parametrize("text,lexicon,hint", [
+    ("u1 YES NO\nu2 NO NO\n", "yes K EH N\nno L OW\n", "in case only"),      # 100 %: lower-case lexicon
+    ("u1 YES NO MAYBE\nu2 PERHAPS NO\n", "YES K EH N\nNO L OW\n", ""),        # 40 %: other words
+])
+def test_lang_stops_above_the_oov_rate_naming_rate_and_words(tmp_path, capsys, text, lexicon, hint):
+    assert lang_cli(tmp_path, text, lexicon) == 1
+    err = capsys.readouterr().err
+    total = len(text.split()) - 2
+    oov = [w for w in text.split() if not w.startswith("u") and w not in lexicon.split()]
+    rate = 100 * len(oov) / total
+    assert f"lex.txt: {rate:.1f} % of the {total} running transcript words are not in the lexicon" in err
+    top = Counter(oov).most_common(1)[0][0]
+    assert f"most frequent: {top}" in err and "--max-oov-rate (now 0.1)" in err
+    assert (hint in err) and not (tmp_path / "lang" / ".done").exists()
+    assert lang_cli(tmp_path, text, lexicon, "--max-oov-rate", "1") == 0   # allowed on purpose
+
+
+def test_lang_passes_below_the_oov_rate_and_checks_the_option(tmp_path, capsys):
+    text = "".join(f"u{i} YES NO YES NO YES\n" for i in range(4)) + "u9 YES NO MAYBE\n"
+    assert lang_cli(tmp_path, text, "YES K EH N\nNO L OW\n") == 0           # 1 in 23 words: 4.3 %
+    assert (tmp_path / "lang" / "oov.txt").read_text() == "MAYBE 1\n"
+    with pytest.raises(SystemExit) as e:   # an option out of range: argparse's exit 2, one line
+        lang_cli(tmp_path, text, "YES K EH N\nNO L OW\n", "--max-oov-rate", "5", "--force")
+    assert e.value.code == 2
+    assert "argument --max-oov-rate: '5': expected a number in [0, 1]" in capsys.readouterr().err

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     model = build_model(ModelConfig(hidden=32, layers=2, context=(2, 2)), 6, 5)
     assert tr.num_frames % 59 == 1   # the last batch has 1 frame: rank 1's share is empty
     cfg = TrainConfig(epochs=2, batch_size=59, lr=3e-3, warmup_steps=3, log_every=1, patience=0,
-                      device="cpu")
+                      device="cpu", bf16=False)
     train(model, tr, dv, cfg, sys.argv[1])
 """)
 

@@ -29,15 +29,18 @@ pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 TINY = """
 features: {sample_rate: 8000, dither: 1.0}
+lang: {lm_order: 1}
 align: {mono_gauss: 120, tri_leaves: 40, tri_gauss: 240, tree_min_count: 20.0, mono_iters: 15, tri_iters: 10}
 model: {arch: mlp, hidden: 128, layers: 2, context: [5, 5]}
-train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1}
+train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1, bf16: false}
+decode: {beam: 15.0}
 tune: {acwts: [0.05, 0.1, 0.2], word_penalties: [0.0, 0.5]}
 """
 TINY_STUDENT = """
 student: {arch: mlp, hidden: 64, layers: 2, context: [5, 5]}
-train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1}
+train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1, bf16: false}
 distill: {T: 5.0, alpha: 0.5, teacher: cached}
+soft_targets: {k: 20}
 """
 
 

@@ -34,14 +34,16 @@ features: {sample_rate: 16000, num_mel_bins: 40, dither: 1.0}
 lang: {sil_prob: 0.5, lm_order: 1}
 align: {mono_gauss: 150, tri_leaves: 80, tri_gauss: 500, tree_min_count: 20.0, mono_iters: 10, tri_iters: 6}
 model: {arch: mlp, hidden: 128, layers: 2, context: [5, 5]}
-train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1}
+train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1, bf16: false}
 mkgraph: {transition_scale: 0.1}
+decode: {beam: 15.0}
 tune: {acwts: [0.067, 0.1, 0.15], word_penalties: [0.0, 0.5], transition_scales: [1.0]}
 """
 STUDENT = """
 student: {arch: mlp, hidden: 128, layers: 2, context: [5, 5]}
-train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1}
+train: {epochs: 6, batch_size: 256, lr: 0.003, cmvn: global, num_threads: 1, bf16: false}
 distill: {T: 5.0, alpha: 0.5, teacher: cached}
+soft_targets: {k: 20}
 """
 NUM_TEST = 40
 SYSTEMS = ("m1", "m2", "m3", "ensemble", "control", "student_kd")

@@ -23,6 +23,7 @@ import pytest
 import soundfile as sf
 
 from acoustic_kd.cli import main
+from acoustic_kd.errors import DataError
 from acoustic_kd.stage import Stage, describe_changes
 
 from conftest import REPO
@@ -92,6 +93,15 @@ def run_recipe(work: Path, *extra: str) -> subprocess.CompletedProcess:
     return res
 
 
+def written_by_the_stage(path: Path) -> None:
+    """Make `path` look like an output of the stage whose whole dir holds it (an output an earlier
+    version of the stage wrote and the new one does not): listed as `written` in its marker."""
+    for m in path.parent.glob(".*done"):
+        record = json.loads(m.read_text())
+        if "written" in record:
+            m.write_text(json.dumps({**record, "written": [*record["written"], path.name]}))
+
+
 def markers(root: Path) -> dict[str, str]:
     """{path: content} of every `.done` marker under root (the stages' and their parts')."""
     return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob(".*done"))}
@@ -149,13 +159,23 @@ def test_stage_skips_reruns_and_forgets_old_outputs(tmp_path):
 
 def test_a_marker_of_the_stage_s_older_name_is_taken_over(tmp_path):
     out = tmp_path / "out"
-    old = Stage("train", out, {"lr": 0.1}, code=Stage)
+    old = Stage("train", out, {"lr": 0.1}, code=Stage, owner="distill")   # as distill wrote it
     assert old.begin()
     old.finish()
     new = Stage("distill", out, {"lr": 0.1}, code=Stage, alias="train")
     assert not new.begin()                              # the finished result is found: skipped
     assert (out / ".distill.done").exists() and not (out / ".train.done").exists()
     assert Stage("distill", out, {"lr": 0.2}, code=Stage, alias="train").begin()
+
+
+def test_another_command_s_marker_of_the_older_name_is_left_alone(tmp_path):
+    out = tmp_path / "member"
+    member = Stage("train", out, {"model": 1, "dev": True}, code=Stage)   # a member's training
+    assert member.begin()
+    member.finish()
+    with pytest.raises(DataError, match="another command"):
+        Stage("distill", out, {"student": 1, "distill": 2}, code=Stage, alias="train").begin()
+    assert (out / ".train.done").exists() and not (out / ".distill.done").exists()
 
 
 def test_describe_changes_names_code_and_inputs():
@@ -169,8 +189,8 @@ def test_describe_changes_names_code_and_inputs():
 
 # ------------------------------------------------------------------ every command of the recipe
 def _stages(w: Path, title: str) -> dict[str, dict]:
-    """Per stage: its command as the recipe runs it, one changed option, the output dir and a check
-    that the output shows the new value."""
+    """Per stage: its command as the recipe runs it, one changed option, the output dir, the dir a
+    user's file is put into (`keep`) and a check that the output shows the new value."""
     d, e, conf, student = w / "data", w / "exp", str(w / "conf.yaml"), str(w / "student.yaml")
     ali = lambda s: str(e / "tri" / f"ali_{s}")  # noqa: E731
     members = [str(e / "members" / f"m{i}" / "final.pt") for i in (1, 2)]
@@ -182,63 +202,63 @@ def _stages(w: Path, title: str) -> dict[str, dict]:
         "prepare": dict(
             cmd=["prepare", "kaldi", "--src", str(w / "src"), "--lexicon", str(w / "lexicon.txt"),
                  "--out", str(d)],
-            change=["--opt", f"corpus_root={w / 'src'}"], out=d / "train",
+            change=["--opt", f"corpus_root={w / 'src'}"], out=d / "train", keep=d,
             check=lambda: (d / "train" / "wav.scp").exists()),
         "lang": dict(
             cmd=["lang", "--data", str(d / "train"), "--lexicon", str(d / "local" / "lexicon.txt"),
                  "--out", str(d / "lang"), "--config", conf],
-            change=["--sil-prob", "0.3"], out=d / "lang",
+            change=["--sil-prob", "0.3"], out=d / "lang", keep=d / "lang",
             check=lambda: rd(d / "lang" / "lang.json")["sil_prob"] == 0.3),
         "features": dict(
             cmd=["features", "--data", str(d / "test"), "--config", conf, "--nj", "1"],
-            change=["--num-mel-bins", "23"], out=d / "test" / "data",
+            change=["--num-mel-bins", "23"], out=d / "test" / "data", keep=d / "test",
             check=lambda: rd(d / "test" / "fbank.json")["num_mel_bins"] == 23),
         "align": dict(
             cmd=["align", "--data", str(d / "train"), "--lang", str(d / "lang"), "--exp", str(e),
                  "--config", conf, "--align-sets", str(d / "dev"), str(d / "test")],
-            change=["--tri-leaves", "10"], out=e / "tri",
+            change=["--tri-leaves", "10"], out=e / "tri", keep=e / "tri",
             check=lambda: rd(e / "tri" / "info.json")["config"]["align"]["tri_leaves"] == 10),
         "ensemble": dict(
             cmd=["ensemble", "--num-members", "2", "--nj", "1", "--out", str(e / "members"),
                  "--config", conf, *sets, *test, "--seed", "1"],
-            change=["--rules", "arithmetic"], out=None,
+            change=["--rules", "arithmetic"], out=None, keep=e / "members",
             check=lambda: list(rd(e / "members" / "eval.json")["sets"]["dev"]["ensemble"])
             == ["arithmetic"]),
         "train": dict(
             cmd=["train", *sets, "--config", conf, "--out", str(e / "members" / "m1"), "--seed", "1"],
-            change=["--lr", "0.01"], out=None,
+            change=["--lr", "0.01"], out=None, keep=e / "members" / "m1",
             check=lambda: rd(e / "members" / "m1" / "info.json")["config"]["train"]["lr"] == 0.01),
         "soft-targets": dict(
             cmd=["soft-targets", "--members", *members, "--data", str(d / "train"),
                  "--out", str(e / "ensemble" / "soft"), "--config", student],
-            change=["--T", "3"], out=e / "ensemble" / "soft",
+            change=["--T", "3"], out=e / "ensemble" / "soft", keep=e / "ensemble" / "soft",
             check=lambda: rd(e / "ensemble" / "soft" / "meta.json")["T"] == 3.0),
         "distill": dict(
             cmd=["distill", "--soft", str(e / "ensemble" / "soft"), *sets, *test,
                  "--student-config", student, "--seed", "1001", "--out", str(e / "student_kd")],
-            change=["--alpha", "0.3"], out=None,
+            change=["--alpha", "0.3"], out=None, keep=e / "student_kd",
             check=lambda: rd(e / "student_kd" / "distill.json")["distill"]["alpha"] == 0.3),
         "mkgraph": dict(
             cmd=["mkgraph", "--lang", str(d / "lang"), "--model", str(e / "tri" / "final.hmm.json"),
                  "--out", str(e / "tri" / "graph"), "--config", conf],
-            change=["--transition-scale", "1.0"], out=e / "tri" / "graph",
+            change=["--transition-scale", "1.0"], out=e / "tri" / "graph", keep=e / "tri" / "graph",
             check=lambda: rd(e / "tri" / "graph" / "graph.json")["config"]["transition_scale"] == 1.0),
         "decode": dict(
             cmd=["decode", "--graph", str(e / "tri" / "graph"), "--data", str(d / "dev"),
                  "--model", members[0], "--config", conf, "--ali", ali("dev"),
                  "--out", str(e / "decode" / "m1_dev"), "--tuned",
                  str(e / "decode" / "m1_test" / "tune.json")],
-            change=["--beam", "9"], out=e / "decode" / "m1_dev",
+            change=["--beam", "9"], out=e / "decode" / "m1_dev", keep=e / "decode" / "m1_dev",
             check=lambda: rd(e / "decode" / "m1_dev" / "decode.json")["config"]["beam"] == 9.0),
         "export": dict(
             cmd=["export", "--checkpoint", str(e / "student_kd" / "final.pt"),
                  "--graph", str(e / "tri" / "graph"), "--data", str(d / "train"),
                  "--out", str(e / "export"), "--acwt", str(e / "decode" / "student_kd_test" / "tune.json")],
-            change=["--beam", "9"], out=e / "export",
+            change=["--beam", "9"], out=e / "export", keep=e / "export",
             check=lambda: rd(e / "export" / "export.json")["decoding"]["beam"] == 9.0),
         "report": dict(
             cmd=["report", "--exp", str(e), "--num-members", "2", "--title", title],
-            change=["--notes", "changed"], out=e / "plots",
+            change=["--notes", "changed"], out=e / "plots", keep=e,
             check=lambda: "changed" in (e / "RESULTS.md").read_text()),
     }
 
@@ -257,9 +277,13 @@ def test_stage_skips_when_unchanged_and_reruns_on_a_changed_value(recipe, tree, 
     leftover = spec["out"] / "left-from-the-old-run" if spec["out"] is not None else None
     if leftover is not None:
         leftover.write_text("old")
+        written_by_the_stage(leftover)
+    notes = spec["keep"] / "user-notes.txt"   # a file no command wrote: every re-run keeps it
+    notes.write_text("mine")
     assert main(spec["cmd"] + spec["change"]) == 0
     assert markers(tree) != before, f"{name}: a changed value did not re-run the stage"
     assert leftover is None or not leftover.exists(), f"{name}: the old result is still there"
+    assert notes.read_text() == "mine", f"{name}: a file the command did not write was lost"
     assert spec["check"](), f"{name}: the output does not show the new value"
     again = markers(tree)
     assert main(spec["cmd"] + spec["change"]) == 0 and markers(tree) == again

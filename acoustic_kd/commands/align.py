@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 
 from ..config import add_config_args
+from ..config_types import positive_int
 from ..gmm.modes import AlignJob, run_align_job
 from ..gmm.run import PASSES
 from ..gmm.train import AlignConfig
+from ..plan import ALIGN_PLAN
 
 HELP = "GMM-HMM training and forced alignment (or DNN realignment, or import Kaldi ali-to-pdf output)"
 
@@ -37,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="recipe YAML (section 'align')")
     p.add_argument("--force", action="store_true", help="redo finished passes")
     p.add_argument("--import-kaldi", metavar="FILE", help="Kaldi ali-to-pdf output (ark/scp/text)")
-    p.add_argument("--num-pdfs", type=int, help="pdf count of the imported alignments")
+    p.add_argument("--num-pdfs", type=positive_int, help="pdf count of the imported alignments")
     p.add_argument("--out", help="output dir for --import-kaldi (alignment dir) or --nnet "
                    "(gets ali_<set>/ per --align-sets dir)")
     p.add_argument("--nnet", action="append", default=[], metavar="CKPT",
@@ -48,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--combine", default="arithmetic", choices=["arithmetic", "geometric"],
                    help="with several --nnet: ensemble combination rule")
     p.add_argument("--priors", help="with --nnet: priors.txt (default: the checkpoint's priors)")
-    add_config_args(p, AlignConfig)
+    add_config_args(p, AlignConfig, planned=ALIGN_PLAN)
 
 
 def run(args: argparse.Namespace) -> int:

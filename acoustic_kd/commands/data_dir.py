@@ -4,8 +4,9 @@
   fix DIR               keep the consistent utterances, log what was dropped (fix_data_dir.log)
   subset SRC DST        copy a subset: --utt-list FILE, --first N, --speakers S [S ...]
   combine DST SRC...    merge data dirs (ids must not clash)
-  speed-perturb SRC DST --factor F --sample-rate SR
-                        a copy played F times as fast (ids prefixed sp<F>-; WAVs in DST/wav)
+  speed-perturb SRC DST --factor F [--sample-rate SR]
+                        a copy played F times as fast (ids prefixed sp<F>-; WAVs in DST/wav) at SR
+                        (default: the rate of SRC's features, SRC/fbank.json)
 Relative wav.scp paths resolve against --corpus-root, else DIR/corpus_root, else the current dir.
 """
 
@@ -13,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from ..config_types import positive_float, positive_int
 from ..data.ops import (combine_data_dirs, fix_data_dir, speed_perturb_data_dir, subset_data_dir,
                         validate_data_dir)
+from ..errors import DataError
 from ..utils import read_table
 
 NAME = "data-dir"
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--utt-list", help="file with one utterance id per line (first field)")
-    p.add_argument("--first", type=int, help="the first N utterances in C order")
+    p.add_argument("--first", type=positive_int, help="the first N utterances in C order")
     p.add_argument("--speakers", nargs="+", help="keep these speakers")
     p = sub.add_parser("combine", help="merge data dirs")
     p.add_argument("dst")
@@ -41,9 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("speed-perturb", help="a speed-perturbed copy (Kaldi sp0.9 / sp1.1 style)")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--factor", type=float, required=True, help="speed factor, e.g. 0.9 or 1.1")
-    p.add_argument("--sample-rate", type=int, required=True, help="sample rate of the output WAVs")
+    p.add_argument("--factor", type=positive_float, required=True, help="speed factor, e.g. 0.9 or 1.1")
+    p.add_argument("--sample-rate", type=positive_int,
+                   help="sample rate of the output WAVs (default: SRC's features', SRC/fbank.json)")
     p.add_argument("--corpus-root", help="root for relative audio paths of SRC")
+
+
+def _feature_rate(data_dir: str) -> int:
+    """The sample rate a data dir's features were made at (its fbank.json)."""
+    path = Path(data_dir) / "fbank.json"
+    if not path.is_file():
+        raise DataError(path, "no features, so no sample rate to copy",
+                        "compute the features first (acoustic-kd features) or pass --sample-rate")
+    return int(json.loads(path.read_text())["sample_rate"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         utts = [k for k, _, _ in read_table(args.utt_list, min_fields=1)] if args.utt_list else None
         out = subset_data_dir(args.src, args.dst, utts=utts, first=args.first, speakers=args.speakers)
     elif args.action == "speed-perturb":
-        out = speed_perturb_data_dir(args.src, args.dst, args.factor, args.sample_rate, args.corpus_root)
+        out = speed_perturb_data_dir(args.src, args.dst, args.factor,
+                                     args.sample_rate or _feature_rate(args.src), args.corpus_root)
     else:
         out = combine_data_dirs(args.srcs, args.dst)
     print(f"{out.path}: {len(out.utt2spk)} utterances, {len(set(out.utt2spk.values()))} speakers")

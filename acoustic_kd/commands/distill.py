@@ -3,8 +3,9 @@
 Loss α·CE(hard) + (1−α)·T²·KL(p_teacher,T ‖ p_student,T). The teacher is either a cached store
 (--soft, from `acoustic-kd soft-targets`) or the members themselves (--online --members ...), which
 run on exactly the augmented batch the student sees. The hard control is this same command with
---alpha 1: same data, augmentation, epochs, optimiser and seed. Options: defaults < the `student:`,
-`train:`, `distill:`, `augment:` sections of --student-config < the command line.
+--alpha 1: same data, augmentation, epochs, optimiser and seed. Options: defaults (epochs and batch
+size from the corpus: acoustic-kd plan) < the `student:`, `train:`, `distill:`, `augment:` sections
+of --student-config < the command line.
 
 Examples:
   acoustic-kd distill --soft exp/ensemble/soft --train-data data/train \\
@@ -20,6 +21,7 @@ import argparse
 
 from ..config import add_config_args, job_from_args
 from ..distill.stage import SECTIONS, DistillJob, section_options
+from ..plan import STUDENT_PLAN
 
 HELP = "distill the ensemble into a student (cached or online teacher); --alpha 1 = hard control"
 
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shorthand for --teacher online")
     for section in ("distill", "augment", "train", "student"):
         cls, prefix = SECTIONS[section]
-        add_config_args(parser, cls, prefix=prefix)
+        add_config_args(parser, cls, prefix=prefix, planned=STUDENT_PLAN if section == "train" else ())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,18 +18,20 @@ from __future__ import annotations
 import argparse
 
 from ..config import add_config_args, job_from_args
+from ..config_types import nonnegative_int, positive_int
 from ..ensemble.combine import RULES
 from ..ensemble.evaluate import format_table
 from ..ensemble.stage import EnsembleJob
 from ..errors import ConfigError
 from ..nnet.stage import SECTIONS, section_options
+from ..plan import MEMBER_PLAN
 
 HELP = "train K DNN members as parallel jobs, combine and evaluate them"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-members", type=int, default=5, help="K (default: 5)")
-    parser.add_argument("--nj", type=int, default=1, help="members trained at once (default: 1)")
+    parser.add_argument("--num-members", type=positive_int, default=5, help="K (default: 5)")
+    parser.add_argument("--nj", type=positive_int, default=1, help="members trained at once (default: 1)")
     parser.add_argument("--out", required=True, help="ensemble dir, e.g. exp/members")
     parser.add_argument("--train-data", help="training data dir")
     parser.add_argument("--train-ali", help="training alignment dir")
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-data", default=None, help="test data dir (evaluation only)")
     parser.add_argument("--test-ali", default=None, help="test alignment dir")
     parser.add_argument("--config", default=None, help="recipe YAML passed to every member")
-    parser.add_argument("--seed", type=int, default=1, help="seed of member 1 (default: 1)")
+    parser.add_argument("--seed", type=nonnegative_int, default=1, help="seed of member 1 (default: 1)")
     parser.add_argument("--archs", nargs="+", default=None,
                         help="architectures cycled over members, e.g. mlp tdnn (default: config)")
     parser.add_argument("--data-order", choices=("seed", "fixed"), default="seed",
@@ -57,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def member_options(argv: list[str]) -> dict:
     """The members' model/train/augment options given after `--`, as `TrainJob.options`."""
     p = argparse.ArgumentParser(prog="acoustic-kd ensemble ... --", add_help=False)
-    for cls in SECTIONS.values():
-        add_config_args(p, cls)
+    for section, cls in SECTIONS.items():
+        add_config_args(p, cls, planned=MEMBER_PLAN if section == "train" else ())
     ns, rest = p.parse_known_args([a for a in argv if a != "--"])
     if rest:
         raise ConfigError(f"after `--`: {' '.join(rest)} are not model/train/augment options")

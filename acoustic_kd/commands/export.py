@@ -18,8 +18,11 @@ import argparse
 from pathlib import Path
 
 from ..config import job_from_args
+from ..config_types import field_arg_type
+from ..decode.decoder import DecodeConfig
 from ..export.stage import ExportJob
 
+_DECODE = DecodeConfig()
 HELP = "export a checkpoint to TorchScript / ONNX / int8 ONNX with all decoding metadata inside"
 
 
@@ -35,10 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--priors", help="priors.txt (default: the priors stored in the checkpoint)")
     p.add_argument("--acwt", default="0.1",
                    help="acoustic scale, or a tune.json / decode.json to read it from (default 0.1)")
-    p.add_argument("--word-penalty", type=float, default=None,
+    p.add_argument("--word-penalty", type=field_arg_type(DecodeConfig, "word_penalty"), default=None,
                    help="word insertion penalty baked into the graph (default: from --acwt file, else 0)")
-    p.add_argument("--beam", type=float, default=15.0, help="decoding beam (default 15)")
-    p.add_argument("--max-active", type=int, default=7000, help="max active tokens (default 7000)")
+    p.add_argument("--beam", type=field_arg_type(DecodeConfig, "beam"), default=_DECODE.beam,
+                   help=f"decoding beam (default {_DECODE.beam:g}, as decode's)")
+    p.add_argument("--max-active", type=field_arg_type(DecodeConfig, "max_active"),
+                   default=_DECODE.max_active, help=f"max active tokens (default {_DECODE.max_active})")
     p.add_argument("--force", action="store_true", help="re-export a finished OUT")
 
 

@@ -9,7 +9,9 @@ import argparse
 from pathlib import Path
 
 from ..config import add_config_args, job_from_args, overrides_from_args
+from ..config_types import arg_type
 from ..lang.langdir import LangConfig
+from ..lang.lexicon import MAX_OOV_RATE
 from ..lang.stage import LangJob
 
 HELP = "phones, lexicon, HMM topology and grammar (G.arpa) -> data/lang"
@@ -23,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output lang dir")
     p.add_argument("--arpa", help="use this ARPA LM as G.arpa instead of estimating one from --data "
                                   "(its words must be in the lexicon)")
+    p.add_argument("--max-oov-rate", type=arg_type(float, "[0, 1]", name="fraction"),
+                   default=MAX_OOV_RATE, metavar="FRACTION",
+                   help="stop when more than this share of the running transcript words is not in "
+                        f"the lexicon (default {MAX_OOV_RATE:g})")
     p.add_argument("--config", help="recipe YAML (section 'lang')")
     p.add_argument("--force", action="store_true", help="rebuild even if done")
     add_config_args(p, LangConfig)

@@ -1,7 +1,9 @@
 """Prepare a corpus as Kaldi data dirs: OUT/{train,dev,test}/ (validated) and OUT/local/.
 
 Corpora: fsdd and yesno read a local download (--src); kaldi copies your own data dirs (--src
-holding train/ dev/ test/, plus --lexicon FILE); synth_digits synthesizes one offline (--seed).
+holding train/ dev/ test/, plus --lexicon FILE); lhotse writes one data dir (--out data/train)
+from a RecordingSet and a SupervisionSet (--recordings R.jsonl.gz --supervisions S.jsonl.gz);
+synth_digits synthesizes one offline (--seed).
 Extra corpus options go through --opt KEY=VALUE (values parsed as YAML scalars), e.g.
 `acoustic-kd prepare yesno --src corpora/yesno --out data --opt lexicon=hebrew`.
 A finished preparation is skipped on re-run unless --force, a changed option, source file or code
@@ -16,6 +18,7 @@ import json
 import yaml
 
 from ..config import job_from_args
+from ..config_types import nonnegative_int, positive_int
 from ..corpora import CORPORA
 from ..corpora.stage import PrepareJob
 from ..errors import ConfigError
@@ -27,9 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", choices=sorted(CORPORA), help="corpus to prepare")
     parser.add_argument("--out", required=True, help="output dir (gets train/ dev/ test/ local/)")
     parser.add_argument("--src", help="corpus download / source data dirs (fsdd, yesno, kaldi)")
-    parser.add_argument("--seed", type=int, help="random seed (synthesized corpora)")
+    parser.add_argument("--seed", type=nonnegative_int, help="random seed (synthesized corpora)")
     parser.add_argument("--lexicon", help="lexicon file (kaldi) or variant (yesno: english|hebrew)")
-    parser.add_argument("--nj", type=int, help="parallel workers (where supported)")
+    parser.add_argument("--nj", type=positive_int, help="parallel workers (where supported)")
+    parser.add_argument("--recordings", help="lhotse: the RecordingSet manifest")
+    parser.add_argument("--supervisions", help="lhotse: the SupervisionSet manifest")
+    parser.add_argument("--split", help="mboshi: upstream (default) | speaker (two speakers train, "
+                        "the third, --opt held_out=NAME, is split into dev and test)")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                         help="extra option of the corpus's prepare function (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo even if already prepared")

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from ..config import job_from_args
+from ..config_types import positive_int
 from ..report import ReportJob
 
 HELP = "write exp/RESULTS.md (comparison table + plots) and print the table"
@@ -20,7 +21,7 @@ HELP = "write exp/RESULTS.md (comparison table + plots) and print the table"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp", required=True, help="experiment dir of a recipe")
-    p.add_argument("--num-members", type=int, default=5, help="ensemble size K (default: 5)")
+    p.add_argument("--num-members", type=positive_int, default=5, help="ensemble size K (default: 5)")
     p.add_argument("--sets", nargs="+", default=["dev", "test"], help="evaluation sets")
     p.add_argument("--title", default="acoustic_kd results", help="title of RESULTS.md")
     p.add_argument("--notes", default="", help="text added under the table (e.g. the command)")

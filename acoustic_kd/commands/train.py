@@ -16,6 +16,7 @@ import argparse
 
 from ..config import add_config_args, job_from_args
 from ..nnet.stage import SECTIONS, TrainJob, section_options
+from ..plan import MEMBER_PLAN
 
 HELP = "train a frame-level DNN (MLP/TDNN) on alignments; resumable, DDP under torchrun"
 
@@ -28,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output dir, e.g. exp/members/m1")
     parser.add_argument("--config", default=None, help="recipe YAML (`model:` and `train:` sections)")
     parser.add_argument("--force", action="store_true", help="retrain from scratch")
-    for cls in SECTIONS.values():
-        add_config_args(parser, cls)
+    for section, cls in SECTIONS.items():
+        add_config_args(parser, cls, planned=MEMBER_PLAN if section == "train" else ())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from ..data.datadir import DataDir
 from ..errors import DataError
-from ..utils import atomic_write_text, c_sorted, get_logger
+from ..utils import atomic_write_text, c_sorted, get_logger, text_lines
 from .kaldi import done_paths, install_sets, write_lexicon
 
 log = get_logger(__name__)
@@ -85,30 +85,28 @@ def _corpus_root(src: Path, sets: list[str]) -> Path:
 def read_speakers(path: Path) -> dict[str, str]:
     """{speaker id: 'm'|'f'} from a LibriSpeech SPEAKERS.TXT (`;` lines are comments)."""
     genders: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith(";"):
-                continue
-            fields = [x.strip() for x in line.split("|", 4)]
-            if len(fields) < 2 or fields[1].upper() not in ("M", "F"):
-                raise DataError(path, f"expected 'ID | SEX | ...' with SEX M or F, got {line.strip()!r}",
-                                "fix the line or remove SPEAKERS.TXT (genders are optional)", lineno)
-            genders[fields[0]] = fields[1].lower()
+    for lineno, line in text_lines(path):
+        if not line.strip() or line.lstrip().startswith(";"):
+            continue
+        fields = [x.strip() for x in line.split("|", 4)]
+        if len(fields) < 2 or fields[1].upper() not in ("M", "F"):
+            raise DataError(path, f"expected 'ID | SEX | ...' with SEX M or F, got {line.strip()!r}",
+                            "fix the line or remove SPEAKERS.TXT (genders are optional)", lineno)
+        genders[fields[0]] = fields[1].lower()
     return genders
 
 
 def _read_transcripts(path: Path, prefix: str) -> dict[str, str]:
     """{utt: words} of one `<spk>-<chapter>.trans.txt`; ids must start with `prefix`."""
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split(None, 1)
-            if not parts:
-                continue
-            if len(parts) < 2 or not parts[0].startswith(prefix):
-                raise DataError(path, f"expected '{prefix}<n> WORDS...', got {line.strip()!r}",
-                                "re-download the set (the transcript is damaged)", lineno)
-            out[parts[0]] = " ".join(parts[1].upper().split())
+    for lineno, line in text_lines(path):
+        parts = line.split(None, 1)
+        if not parts:
+            continue
+        if len(parts) < 2 or not parts[0].startswith(prefix):
+            raise DataError(path, f"expected '{prefix}<n> WORDS...', got {line.strip()!r}",
+                            "re-download the set (the transcript is damaged)", lineno)
+        out[parts[0]] = " ".join(parts[1].upper().split())
     return out
 
 

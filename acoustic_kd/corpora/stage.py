@@ -14,9 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config_types import FieldError
 from ..errors import ConfigError
 from ..stage import Stage
 from . import CORPORA
+
+
+# options that are paths or run settings, not part of the result's config
+_PATHS = ("out_dir", "src_dir", "nj", "force", "recordings", "supervisions")
 
 
 @dataclass
@@ -30,6 +35,9 @@ class PrepareJob:
     seed: int | None = None
     lexicon: str | None = None
     nj: int | None = None
+    split: str | None = None
+    recordings: str | None = None
+    supervisions: str | None = None
     force: bool = False
     opts: dict = field(default_factory=dict)
 
@@ -37,7 +45,9 @@ class PrepareJob:
         """The keyword arguments of the prepare function (unset ones left out), checked against
         what it takes."""
         opts = {"out_dir": self.out, "src_dir": self.src, "seed": self.seed,
-                "lexicon": self.lexicon, "nj": self.nj, "force": self.force or None, **self.opts}
+                "lexicon": self.lexicon, "nj": self.nj, "force": self.force or None,
+                "split": self.split, "recordings": self.recordings,
+                "supervisions": self.supervisions, **self.opts}
         opts = {k: v for k, v in opts.items() if v is not None}
         params = inspect.signature(CORPORA[self.corpus]).parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -53,15 +63,15 @@ class PrepareJob:
         """The prepare stage: the corpus download (audio by size and modification time), a lexicon
         file and the options in; the data dirs the corpus function returns out (recorded in the
         marker, so that a changed option or source removes them before they are made again)."""
-        config = {"corpus": self.corpus, **{k: v for k, v in opts.items()
-                                            if k not in ("out_dir", "src_dir", "nj", "force")}}
+        config = {"corpus": self.corpus, **{k: v for k, v in opts.items() if k not in _PATHS}}
         lexicon = opts.get("lexicon")
         inputs = [lexicon] if isinstance(lexicon, str) and Path(lexicon).is_file() else []
         if inputs:
             config["lexicon"] = "file"
+        inputs += [opts[k] for k in ("recordings", "supervisions") if k in opts]
         src = opts.get("src_dir")
         return Stage("prepare", self.out, config, inputs=inputs, audio=[src] if src else [],
-                     code=CORPORA[self.corpus])
+                     code=CORPORA[self.corpus], outputs=[self.out])
 
     def run(self) -> tuple[dict[str, str], float | None]:
         """({set: data dir}, seconds taken; None when the preparation was up to date)."""
@@ -72,6 +82,12 @@ class PrepareJob:
             return json.loads(st.marker.read_text()).get("prepared", {}), None
         t0 = time.time()
         fresh = {"force": True} if st.fresh and "force" in inspect.signature(fn).parameters else {}
-        out = {k: str(v) for k, v in fn(**{**opts, **fresh}).items()}
-        st.finish({"prepared": out}, outputs=[v for v in out.values() if Path(v).exists()])
+        try:
+            out = {k: str(v) for k, v in fn(**{**opts, **fresh}).items()}
+        except FieldError as e:   # a corpus config value given with --opt
+            raise ConfigError(f"prepare {self.corpus} --opt {e.key}={e.value}: expected "
+                              f"{e.expected}") from None
+        st.finish({"prepared": out},   # (never the stage dir itself: it keeps later stages' files)
+                  outputs=[v for v in out.values()
+                           if Path(v).exists() and Path(v).resolve() != st.dir.resolve()])
         return out, time.time() - t0

@@ -38,6 +38,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+from ..config_types import check_fields
 from ..errors import ConfigError
 from ..utils import atomic_path, atomic_write_text, get_logger, is_done, mark_done, write_table
 from . import espeak
@@ -70,41 +71,68 @@ TRAIN_ONLY_VARIANTS = ("whisper", "whisperf")
 class SynthDigitsConfig:
     """Everything that determines the corpus (stored in each split's `.done` marker)."""
 
-    seed: int = field(default=0, metadata={"help": "master seed; same seed -> identical corpus"})
-    num_train: int = field(default=1500, metadata={"help": "training utterances"})
-    num_dev: int = field(default=200, metadata={"help": "dev utterances"})
-    num_test: int = field(default=200, metadata={"help": "test utterances"})
-    sample_rate: int = field(default=16000, metadata={"help": "output sample rate (Hz)"})
-    min_words: int = field(default=1, metadata={"help": "fewest digit words per utterance"})
-    max_words: int = field(default=7, metadata={"help": "most digit words per utterance"})
+    seed: int = field(default=0, metadata={"help": "master seed; same seed -> identical corpus",
+                                           "range": "[0, inf)"})
+    num_train: int = field(default=1500, metadata={"help": "training utterances", "range": "[0, inf)"})
+    num_dev: int = field(default=200, metadata={"help": "dev utterances", "range": "[0, inf)"})
+    num_test: int = field(default=200, metadata={"help": "test utterances", "range": "[0, inf)"})
+    sample_rate: int = field(default=16000, metadata={"help": "output sample rate (Hz)",
+                                                      "range": "[1000, inf)"})
+    min_words: int = field(default=1, metadata={"help": "fewest digit words per utterance",
+                                                "range": "[1, inf)"})
+    max_words: int = field(default=7, metadata={"help": "most digit words per utterance",
+                                                "range": "[1, inf)"})
     voices: str = field(default="", metadata={"help": "comma list of espeak voices; empty = all English"})
     variants: str = field(default="", metadata={"help": "comma list of espeak variants; empty = all shipped"})
-    dev_variant_frac: float = field(default=0.15, metadata={"help": "share of variants held out for dev"})
-    test_variant_frac: float = field(default=0.15, metadata={"help": "share of variants held out for test"})
-    rate_min: int = field(default=120, metadata={"help": "slowest speaking rate (words/min)"})
-    rate_max: int = field(default=240, metadata={"help": "fastest speaking rate (words/min)"})
-    pitch_min: int = field(default=15, metadata={"help": "lowest espeak pitch (0-100)"})
-    pitch_max: int = field(default=85, metadata={"help": "highest espeak pitch (0-100)"})
-    range_min: int = field(default=10, metadata={"help": "flattest espeak pitch range (0-100)"})
-    range_max: int = field(default=90, metadata={"help": "widest espeak pitch range (0-100)"})
-    word_gap_prob: float = field(default=0.3, metadata={"help": "chance of pauses between words"})
-    word_gap_max: int = field(default=15, metadata={"help": "longest pause between words (10 ms units)"})
-    pad_min_s: float = field(default=0.05, metadata={"help": "shortest silence before/after speech (s)"})
-    pad_max_s: float = field(default=0.5, metadata={"help": "longest silence before/after speech (s)"})
-    level_min_db: float = field(default=-35.0, metadata={"help": "quietest speech RMS (dBFS)"})
-    level_max_db: float = field(default=-15.0, metadata={"help": "loudest speech RMS (dBFS)"})
+    dev_variant_frac: float = field(default=0.15, metadata={"help": "share of variants held out for dev",
+                                                            "range": "[0, 1)"})
+    test_variant_frac: float = field(default=0.15, metadata={"help": "share of variants held out for test",
+                                                             "range": "[0, 1)"})
+    rate_min: int = field(default=120, metadata={"help": "slowest speaking rate (words/min; espeak: 80-450)",
+                                                 "range": "[80, 450]"})
+    rate_max: int = field(default=240, metadata={"help": "fastest speaking rate (words/min)",
+                                                 "range": "[80, 450]"})
+    pitch_min: int = field(default=15, metadata={"help": "lowest espeak pitch (0-100)", "range": "[0, 100]"})
+    pitch_max: int = field(default=85, metadata={"help": "highest espeak pitch (0-100)", "range": "[0, 100]"})
+    range_min: int = field(default=10, metadata={"help": "flattest espeak pitch range (0-100)",
+                                                 "range": "[0, 100]"})
+    range_max: int = field(default=90, metadata={"help": "widest espeak pitch range (0-100)",
+                                                 "range": "[0, 100]"})
+    word_gap_prob: float = field(default=0.3, metadata={"help": "chance of pauses between words",
+                                                        "range": "[0, 1]"})
+    word_gap_max: int = field(default=15, metadata={"help": "longest pause between words (10 ms units)",
+                                                    "range": "[1, inf)"})
+    pad_min_s: float = field(default=0.05, metadata={"help": "shortest silence before/after speech (s)",
+                                                     "range": "[0, inf)"})
+    pad_max_s: float = field(default=0.5, metadata={"help": "longest silence before/after speech (s)",
+                                                    "range": "[0, inf)"})
+    level_min_db: float = field(default=-35.0, metadata={"help": "quietest speech RMS (dBFS)",
+                                                         "range": "(-inf, 0]"})
+    level_max_db: float = field(default=-15.0, metadata={"help": "loudest speech RMS (dBFS)",
+                                                         "range": "(-inf, 0]"})
     noise_types: str = field(default="white,pink,babble", metadata={"help": "noise kinds drawn uniformly"})
-    snr_min_db: float = field(default=0.0, metadata={"help": "lowest SNR (dB)"})
-    snr_max_db: float = field(default=20.0, metadata={"help": "highest SNR (dB)"})
-    clean_prob: float = field(default=0.1, metadata={"help": "chance of near-clean audio (SNR 40-50 dB)"})
-    babble_talkers_max: int = field(default=6, metadata={"help": "most babble talkers (fewest: 2)"})
-    babble_pool: int = field(default=24, metadata={"help": "utterances per split mixed into babble"})
+    snr_min_db: float = field(default=0.0, metadata={"help": "lowest SNR (dB)", "range": "(-inf, inf)"})
+    snr_max_db: float = field(default=20.0, metadata={"help": "highest SNR (dB)", "range": "(-inf, inf)"})
+    clean_prob: float = field(default=0.1, metadata={"help": "chance of near-clean audio (SNR 40-50 dB)",
+                                                     "range": "[0, 1]"})
+    babble_talkers_max: int = field(default=6, metadata={"help": "most babble talkers (fewest: 2)",
+                                                         "range": "[2, inf)"})
+    babble_pool: int = field(default=24, metadata={"help": "utterances per split mixed into babble",
+                                                   "range": "[0, inf)"})
+
+    def __post_init__(self):
+        check_fields(self)
 
     def check(self) -> None:
-        if not 1 <= self.min_words <= self.max_words:
-            raise ConfigError(f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
-        if min(self.num_train, self.num_dev, self.num_test) < 0 or self.num_train + self.num_test == 0:
-            raise ConfigError("utterance counts must be >= 0 with some train or test utterances")
+        if not self.min_words <= self.max_words:
+            raise ConfigError(f"need min_words <= max_words, got {self.min_words}, {self.max_words}")
+        for lo, hi in (("rate_min", "rate_max"), ("pitch_min", "pitch_max"), ("range_min", "range_max"),
+                       ("pad_min_s", "pad_max_s"), ("level_min_db", "level_max_db"),
+                       ("snr_min_db", "snr_max_db")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ConfigError(f"need {lo} <= {hi}, got {getattr(self, lo)}, {getattr(self, hi)}")
+        if self.num_train + self.num_test == 0:
+            raise ConfigError("utterance counts must give some train or test utterances")
         unknown = set(self.noise_types.split(",")) - {"white", "pink", "babble"}
         if unknown:
             raise ConfigError(f"unknown noise types {sorted(unknown)} (known: white, pink, babble)")

@@ -1,7 +1,7 @@
 """Load utterance audio from a data dir: wav.scp paths (WAV/FLAC/...), `cmd |` pipes, segments.
 
 Samples come back as float32 mono in [-1, 1], shape [N]. Multi-channel audio is averaged to
-mono (logged at debug level). Resampling uses `scipy.signal.resample_poly`. Relative paths resolve
+mono (logged at INFO level, once per file and process). Resampling uses `scipy.signal.resample_poly`. Relative paths resolve
 against the data dir's corpus root (see `acoustic_kd.data.datadir`). Every failure raises `AudioError`
 naming the wav.scp/segments file and line (or the audio path) and the fix.
 """
@@ -25,6 +25,7 @@ from .datadir import DataDir, Problem
 
 log = get_logger(__name__)
 
+_MIXED_DOWN: set[str] = set()   # multi-channel files already logged by this process
 SEGMENT_TOLERANCE_S = 0.01  # segments ending at most this far past the end are clipped, not errors
 Where = tuple[str, "int | None"]  # (data-dir file, line) named in messages
 
@@ -119,8 +120,9 @@ def _run_pipe(cmd: str, cwd: Path) -> bytes:
         raise AudioError(None, f"cannot run '{cmd}': {e}", "check the command") from None
     if res.returncode != 0:
         tail = res.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise AudioError(None, f"command '{cmd}' failed with exit code {res.returncode}: "
-                         + " | ".join(tail), "run the command by hand and fix it")
+        said = f": {' | '.join(tail)}" if tail else " (it printed nothing on stderr)"
+        raise AudioError(None, f"command '{cmd}' failed with exit code {res.returncode}{said}",
+                         "run the command by hand and fix it")
     return res.stdout
 
 
@@ -139,7 +141,9 @@ def _read(entry: str, corpus_root, where: Where | None,
         except sf.LibsndfileError as e:
             raise AudioError(name, f"unreadable or corrupt audio ({e.error_string})", fix) from None
     if x.shape[1] > 1:
-        log.debug("%s: %d channels averaged to mono", name, x.shape[1])
+        if name not in _MIXED_DOWN:   # once per file: a file of many segments is read many times
+            _MIXED_DOWN.add(name)
+            log.info("%s: %d channels averaged to mono", name, x.shape[1])
         return x.mean(axis=1, dtype=np.float32), int(sr)
     return x[:, 0], int(sr)
 
@@ -234,3 +238,27 @@ def check_data_audio(data: DataDir) -> list[Problem]:
             except AudioError as e:
                 problems.append(Problem(e.path, e.line, e.problem, e.fix, "bad_audio", utt))
     return problems
+
+
+def native_rate(data: DataDir, probe: int = 200) -> int:
+    """The sample rate (Hz) most of a data dir's recordings have (ties: the higher), from the
+    headers of up to `probe` recordings spread evenly over wav.scp (pipes are run)."""
+    recs = sorted(data.wav_scp)
+    if not recs:
+        raise AudioError(data.path, "wav.scp is empty: no audio to take a sample rate from",
+                         "give a data dir with recordings, or set features.sample_rate")
+    step = max(1, len(recs) // probe)
+    counts: dict[int, int] = {}
+
+    def rate(rec: str, where: Where) -> int:
+        with _sound_file(*_open(data.wav_scp[rec], data.corpus_root, where)) as f:
+            return f.samplerate
+
+    for rec in recs[::step][:probe]:
+        where = data.where("wav.scp", rec)
+        sr = _with_where(where, rate, rec, where)
+        counts[sr] = counts.get(sr, 0) + 1
+    if len(counts) > 1:
+        log.warning("%s: recordings at several sample rates %s (of %d probed); the most common is "
+                    "used and the others are resampled to it", data.path, counts, sum(counts.values()))
+    return max(counts, key=lambda r: (counts[r], r))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from ..utils import atomic_path, atomic_write_text, c_sorted, get_logger
+from ..utils import atomic_path, atomic_write_text, c_sorted, get_logger, read_text_file, text_lines
 
 log = get_logger(__name__)
 
@@ -60,15 +60,14 @@ _WHAT = {"wav.scp": "audio path", "text": "transcript", "utt2spk": "speaker", "s
 def _read_rows(path: Path, problems: list[Problem], collapse: bool = True) -> Rows:
     """Read `key value` lines tolerantly; blank lines become problems, not exceptions."""
     rows: Rows = []
-    with open(path, "r", encoding="utf-8", newline="") as f:
-        for lineno, raw in enumerate(f, 1):
-            parts = raw.rstrip("\r\n").strip().split(None, 1)
-            if not parts:
-                problems.append(Problem(str(path), lineno, "empty line", "delete the blank line",
-                                        "empty_line"))
-                continue
-            rest = parts[1].strip() if len(parts) > 1 else ""
-            rows.append((parts[0], " ".join(rest.split()) if collapse else rest, lineno))
+    for lineno, line in text_lines(path):
+        parts = line.strip().split(None, 1)
+        if not parts:
+            problems.append(Problem(str(path), lineno, "empty line", "delete the blank line",
+                                    "empty_line"))
+            continue
+        rest = parts[1].strip() if len(parts) > 1 else ""
+        rows.append((parts[0], " ".join(rest.split()) if collapse else rest, lineno))
     return rows
 
 
@@ -124,14 +123,15 @@ def resolve_corpus_root(data_dir: Path | None, corpus_root: str | os.PathLike | 
     if corpus_root is not None:
         return Path(corpus_root).resolve()
     if data_dir is not None and (Path(data_dir) / "corpus_root").is_file():
-        text = (Path(data_dir) / "corpus_root").read_text(encoding="utf-8").strip()
+        text = read_text_file(Path(data_dir) / "corpus_root").strip()
         if text:
             return (Path(data_dir) / text).resolve()
     return Path.cwd()
 
 
-def _scan(path: Path) -> tuple[dict[str, dict[str, tuple[str, int]]], list[Problem]]:
-    """Read every present table of a data dir: ({file: {key: (value, line)}}, problems)."""
+def _scan(path: Path, write: bool = True) -> tuple[dict[str, dict[str, tuple[str, int]]], list[Problem]]:
+    """Read every present table of a data dir: ({file: {key: (value, line)}}, problems); a missing
+    spk2utt is derived from utt2spk (and written into the dir unless `write` is False)."""
     if not path.is_dir():
         raise DataError(path, "data dir does not exist", "check the path or prepare the corpus first")
     problems: list[Problem] = []
@@ -144,17 +144,20 @@ def _scan(path: Path) -> tuple[dict[str, dict[str, tuple[str, int]]], list[Probl
             problems.append(Problem(str(p), None, "required file is missing",
                                     f"create {name} (Kaldi data dir format)", "missing_file"))
     if "spk2utt" not in tables and "utt2spk" in tables:
-        tables["spk2utt"] = _derive_spk2utt(path, tables["utt2spk"])
+        tables["spk2utt"] = _derive_spk2utt(path, tables["utt2spk"], write)
     return tables, problems
 
 
-def _derive_spk2utt(path: Path, utt2spk: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+def _derive_spk2utt(path: Path, utt2spk: dict[str, tuple[str, int]],
+                    write: bool = True) -> dict[str, tuple[str, int]]:
     """spk2utt rows derived from utt2spk (Kaldi's utt2spk_to_spk2utt.pl), written beside it when
-    the directory is writable (a read-only source dir keeps the derived table in memory only)."""
+    `write` and the directory is writable (else the derived table stays in memory only)."""
     groups: dict[str, list[str]] = {}
     for utt in c_sorted(utt2spk):
         groups.setdefault(utt2spk[utt][0], []).append(utt)
     rows = {spk: (" ".join(groups[spk]), i + 1) for i, spk in enumerate(c_sorted(groups))}
+    if not write:
+        return rows
     try:
         atomic_write_text(path / "spk2utt", "".join(f"{s} {v}\n" for s, (v, _) in rows.items()))
         log.info("%s: spk2utt was missing; derived from utt2spk and written", path)
@@ -267,10 +270,11 @@ class DataDir:
 
     @classmethod
     def load(cls, path: str | os.PathLike, corpus_root: str | os.PathLike | None = None,
-             validate: bool = True) -> "DataDir":
-        """Read a data dir; with `validate` raise one DataError listing every problem."""
+             validate: bool = True, write: bool = True) -> "DataDir":
+        """Read a data dir; with `validate` raise one DataError listing every problem; `write`:
+        a missing spk2utt may be written into the dir (see `_scan`)."""
         path = Path(path)
-        tables, problems = _scan(path)
+        tables, problems = _scan(path, write)
         if validate:
             _cross_check(path, tables, problems)
             if problems:

@@ -13,7 +13,7 @@ from pathlib import Path
 import soundfile as sf
 
 from ..errors import DataError
-from ..utils import atomic_path, atomic_write_text, c_sorted, get_logger
+from ..utils import atomic_path, atomic_write_text, c_sorted, get_logger, read_text_file, text_lines
 from .audio import check_data_audio, load_audio, resample
 from .datadir import (FIX_LOG, REQUIRED, DataDir, Problem, _cross_check, _parse_segment, _pos, _scan,
                       resolve_corpus_root)
@@ -26,12 +26,13 @@ __all__ = ["combine_data_dirs", "fix_data_dir", "speed_perturb_data_dir", "subse
 
 def validate_data_dir(path: str | os.PathLike, corpus_root: str | os.PathLike | None = None,
                       check_audio: bool = False) -> list[Problem]:
-    """Every problem of a data dir (empty list = valid); `check_audio` also opens each audio file."""
+    """Every problem of a data dir (empty list = valid); `check_audio` also opens each audio file.
+    Writes nothing (a missing spk2utt is derived in memory)."""
     path = Path(path)
-    tables, problems = _scan(path)
+    tables, problems = _scan(path, write=False)
     _cross_check(path, tables, problems)
     if check_audio and not problems:
-        problems.extend(check_data_audio(DataDir.load(path, corpus_root, validate=False)))
+        problems.extend(check_data_audio(DataDir.load(path, corpus_root, validate=False, write=False)))
     return problems
 
 
@@ -127,11 +128,10 @@ PER_UTT_FILES = ("feats.scp", "utt2num_frames", "word_times.txt", "phone_times.t
 def _carry_per_utt_files(src: Path, dst: Path, keep: set[str]) -> None:
     for name in PER_UTT_FILES:
         if (src / name).is_file():
-            lines = (src / name).read_text(encoding="utf-8").splitlines(keepends=True)
-            atomic_write_text(dst / name, "".join(ln for ln in lines
+            atomic_write_text(dst / name, "".join(f"{ln}\n" for _, ln in text_lines(src / name)
                                                   if (ln.split(maxsplit=1) or [""])[0] in keep))
     if (src / "fbank.json").is_file():
-        atomic_write_text(dst / "fbank.json", (src / "fbank.json").read_text(encoding="utf-8"))
+        atomic_write_text(dst / "fbank.json", read_text_file(src / "fbank.json"))
 
 
 def combine_data_dirs(srcs, dst: str | os.PathLike) -> DataDir:

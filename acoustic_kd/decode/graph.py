@@ -34,6 +34,7 @@ from pathlib import Path
 import kaldifst as kf
 
 from ..config import load_config, to_dict
+from ..config_types import check_fields
 from ..errors import ConfigError, DataError
 from ..hmm import HmmModel
 from ..lang.arpa import read_arpa
@@ -51,9 +52,9 @@ class GraphConfig:
     """Options of `acoustic-kd mkgraph`."""
 
     transition_scale: float = field(default=0.1, metadata={
-        "help": "scale on HMM transition log-probs (Kaldi's --self-loop-scale)"})
+        "help": "scale on HMM transition log-probs (Kaldi's --self-loop-scale)", "range": "[0, inf)"})
     sil_prob: float | None = field(default=None, metadata={
-        "help": "optional-silence probability (default: lang.json sil_prob)"})
+        "help": "optional-silence probability (default: lang.json sil_prob)", "range": "[0, 1)"})
     determinize: bool = field(default=True, metadata={
         "help": "determinize and minimize the graph (Kaldi's mkgraph: disambiguation symbols, "
                 "self-loops added after); false = the plain composition"})
@@ -63,7 +64,11 @@ class GraphConfig:
     context: str = field(default="word-internal", metadata={
         "help": "phonetic context across words: 'word-internal' (the HMM's training convention: "
                 "a word edge sees the boundary '#') or 'cross-word' (a C transducer, "
-                "kaldifst.compose_context: word edges see the neighbouring words' phones)"})
+                "kaldifst.compose_context: word edges see the neighbouring words' phones)",
+        "choices": ("word-internal", "cross-word")})
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 # ------------------------------------------------------------------ lang dir -> graph inputs
@@ -121,8 +126,6 @@ def graph_inputs(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig) -> GraphI
     prons = pron_chains(lang.lexicon, word_ids, hmm, lang_dir / "lexicon.txt")
     sil_chain = list(hmm.silence_hmm())
     sil_prob = lang.sil_prob if cfg.sil_prob is None else cfg.sil_prob
-    if cfg.context not in ("word-internal", "cross-word"):
-        raise ConfigError(f"context must be 'word-internal' or 'cross-word', got {cfg.context!r}")
     if cfg.context == "cross-word" and not (cfg.determinize and hasattr(hmm, "phone_hmm")):
         raise ConfigError("cross-word context needs --determinize true and an HMM model")
     whole_hmm = hmm.to_dict() if cfg.context == "cross-word" and hasattr(hmm, "to_dict") else None

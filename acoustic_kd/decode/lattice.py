@@ -32,6 +32,7 @@ import kaldi_decoder as kd
 import kaldifst as kf
 import numpy as np
 
+from ..config_types import check_fields
 from ..errors import DataError
 from ..lang.arpa import read_arpa
 from ..utils import atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger
@@ -48,11 +49,17 @@ LN10 = math.log(10.0)
 class LatticeConfig:
     """Options of `acoustic-kd decode --lattice`."""
 
-    lattice_beam: float = field(default=8.0, metadata={"help": "lattice beam (cost units)"})
-    nbest: int = field(default=10, metadata={"help": "n-best entries kept per utterance"})
+    lattice_beam: float = field(default=8.0, metadata={
+        "help": "lattice beam (cost units)", "range": "(0, inf)"})
+    nbest: int = field(default=10, metadata={"help": "n-best entries kept per utterance",
+                                             "range": "[1, inf)"})
     rescore_lm: str | None = field(default=None, metadata={
         "help": "ARPA LM to rescore the n-best with (replaces the graph's G.arpa scores)"})
-    lm_scale: float = field(default=1.0, metadata={"help": "scale on the rescoring LM's costs"})
+    lm_scale: float = field(default=1.0, metadata={
+        "help": "scale on the rescoring LM's costs", "range": "[0, inf)"})
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass

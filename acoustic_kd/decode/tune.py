@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..config_types import check_fields
 from ..errors import ConfigError
 from ..utils import get_logger
 from .decoder import DecodeConfig, Graph, LogPostFn, decode_set, words_of
@@ -42,16 +43,25 @@ class TuneConfig:
     """Grid searched on dev."""
 
     acwts: list[float] = field(default_factory=lambda: [0.05, 0.067, 0.083, 0.1, 0.125, 0.15, 0.2],
-                               metadata={"help": "acoustic scales tried on dev (initial grid)"})
+                               metadata={"help": "acoustic scales tried on dev (initial grid)",
+                                         "range": "(0, inf)"})
     word_penalties: list[float] = field(default_factory=lambda: [-0.5, 0.0, 0.5, 1.0],
                                         metadata={"help": "word insertion penalties tried on dev "
-                                                          "(initial grid)"})
+                                                          "(initial grid)", "range": "(-inf, inf)"})
     transition_scales: list[float] = field(default_factory=list, metadata={
         "help": "HMM transition scales tried on dev (a graph per scale, built beside --graph); "
-                "empty = only the graph given"})
+                "empty = only the graph given", "range": "[0, inf)"})
     max_widen: int = field(default=8, metadata={
-        "help": "widening steps allowed while the best dev point is on a grid edge (0 = never widen)"})
-    metric: str = field(default="wer", metadata={"help": "dev error rate minimised: 'wer' or 'cer'"})
+        "help": "widening steps allowed while the best dev point is on a grid edge (0 = never widen)",
+        "range": "[0, inf)"})
+    metric: str = field(default="wer", metadata={"help": "dev error rate minimised",
+                                                 "choices": ("wer", "cer")})
+
+    def __post_init__(self):
+        check_fields(self)
+        if not self.acwts or not self.word_penalties:
+            raise ConfigError("tune: empty tuning grid (give acwts and word_penalties at least one "
+                              "value each)")
 
 
 @dataclass
@@ -111,22 +121,12 @@ def _choose(grid: list[dict], axes: dict[str, list[float]], key: str) -> dict:
     return pick_best(inner or ties, key)
 
 
-def _check_grid(cfg: TuneConfig) -> None:
-    if cfg.metric not in ("wer", "cer"):
-        raise ConfigError(f"tune metric must be 'wer' or 'cer', got {cfg.metric!r}")
-    if not cfg.acwts or not cfg.word_penalties:
-        raise ConfigError("empty tuning grid")
-    if min(cfg.acwts) <= 0:
-        raise ConfigError(f"acoustic scales must be > 0, got {sorted(cfg.acwts)}")
-
-
 def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneResult:
     """Evaluate `evaluate(acwt, penalty) -> dev WER %` (or a dict with 'wer' and optionally 'cer'
     and counts, all recorded) on the grid, widening it while the best point is on an edge.
 
     With cfg.transition_scales the grid has a third axis and `evaluate(acwt, penalty, scale)`.
     """
-    _check_grid(cfg)
     key = cfg.metric
     scales = sorted(cfg.transition_scales)
     axes = {"acwt": sorted({float(a) for a in cfg.acwts}),

@@ -26,6 +26,7 @@ from ..nnet.models import ModelConfig, build_model, count_params, macs_per_frame
 from ..nnet.stage import checkpoint_meta, clear_outputs, dev_accuracy, output_paths, train_stats
 from ..nnet.stream import StreamingFrameDataset
 from ..nnet.trainer import TrainConfig
+from ..plan import record_plan, train_plan
 from ..stage import Stage, ali_inputs, feature_inputs
 from ..utils import atomic_write_json, get_logger, write_exp_info
 from ..model_meta import CheckpointMeta, same_features
@@ -210,9 +211,13 @@ class DistillJob:
 
     def configs(self) -> tuple[ModelConfig, TrainConfig, DistillConfig, AugmentConfig]:
         """(student, train, distill, augment) configs: defaults < the teachers' feature
-        normalisation (`teacher_meta`) < YAML < command line."""
-        student, train_cfg, kd, aug = (load_config(cls, self.student_config, s, self.options.get(s))
-                                       for s, (cls, _) in SECTIONS.items())
+        normalisation (`teacher_meta`) < YAML < command line; the epochs and batch size the
+        config leaves out are planned from --train-data (acoustic_kd.plan)."""
+        y, opts = self.student_config, self.options
+        student = load_config(ModelConfig, y, "student", opts.get("student"))
+        kd = load_config(DistillConfig, y, "distill", opts.get("distill"))
+        aug = load_config(AugmentConfig, y, "augment", opts.get("augment"))
+        train_cfg = self.train_plan()[0]
         told = set((load_yaml(self.student_config).get("train") or {})) | \
             {k for k, v in self.options.get("train", {}).items() if v is not None}
         teachers = teacher_meta(self.members, self.soft) if set(NORMALISATION) - told else None
@@ -220,6 +225,11 @@ class DistillJob:
             train_cfg = dataclasses.replace(train_cfg, **{k: getattr(teachers, k)
                                                           for k in NORMALISATION if k not in told})
         return student, train_cfg, kd, aug
+
+    def train_plan(self):
+        """`plan.train_plan` of the student's `train:` options -> (config, plan, chosen, fields)."""
+        return train_plan(TrainConfig, self.student_config, "train",
+                          self.options.get("train") or {}, self.train_data, student=True)
 
     def stage(self) -> Stage:
         """The distill stage: the teacher (soft-target store or members), features and alignments
@@ -256,6 +266,7 @@ class DistillJob:
         record = Path(self.out) / "distill.json"
         if not st.begin(self.force) and record.exists():
             return json.loads(record.read_text())
+        record_plan(self.out, *self.train_plan()[1:], "student")
         res = distill_stage(student, train_cfg, kd, aug, self.train_data, self.train_ali,
                             self.dev_data, self.dev_ali, self.out, soft=self.soft,
                             members=self.members, transfer_data=self.transfer_data,

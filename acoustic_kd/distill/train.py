@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..config import to_dict
-from ..ensemble.combine import check_rule
+from ..config_types import check_fields
+from ..ensemble.combine import RULES
 from ..ensemble.runner import TeacherEnsemble, union_context
 from ..errors import ConfigError, DataError
 from ..nnet.data import FrameDataset, epoch_permutation, split_for_rank
@@ -40,43 +41,41 @@ class DistillConfig:
 
     T: Optional[float] = field(default=None, metadata={
         "help": "temperature of teacher and student softmax (None: the soft-target store's T, "
-                f"or {DEFAULT_T:g} online, the best of the 1-12 sweep in acoustic_kd.distill)"})
+                f"or {DEFAULT_T:g} online, the best of the 1-12 sweep in acoustic_kd.distill)",
+        "range": "(0, inf)"})
     T_final: Optional[float] = field(default=None, metadata={
-        "help": "temperature at the end (linear schedule; online only; None = constant)"})
+        "help": "temperature at the end (linear schedule; online only; None = constant)",
+        "range": "(0, inf)"})
     alpha: float = field(default=0.5, metadata={
-        "help": "weight of the hard-label CE (1 = the hard-target control, no teacher)"})
+        "help": "weight of the hard-label CE (1 = the hard-target control, no teacher)",
+        "range": "[0, 1]"})
     alpha_final: Optional[float] = field(default=None, metadata={
-        "help": "alpha after warmup (0 = a pure-KD phase; None = constant alpha)"})
-    warmup_epochs: float = field(default=0.0, metadata={"help": "epochs at `alpha` first"})
+        "help": "alpha after warmup (0 = a pure-KD phase; None = constant alpha)", "range": "[0, 1]"})
+    warmup_epochs: float = field(default=0.0, metadata={
+        "help": "epochs at `alpha` first", "range": "[0, inf)"})
     anneal_epochs: float = field(default=0.0, metadata={
-        "help": "epochs of cosine annealing alpha -> alpha_final (0 = switch at once)"})
-    rule: str = field(default="arithmetic", metadata={"help": "arithmetic | geometric (online)"})
+        "help": "epochs of cosine annealing alpha -> alpha_final (0 = switch at once)",
+        "range": "[0, inf)"})
+    rule: str = field(default="arithmetic", metadata={
+        "help": "member combination (online)", "choices": RULES})
     tail: str = field(default="uniform", metadata={
         "help": "a top-k store's remainder mass: rest (one merged class) | uniform (spread over "
-                "the classes not stored); see acoustic_kd.distill.loss"})
+                "the classes not stored); see acoustic_kd.distill.loss", "choices": TAILS})
     teacher: str = field(default="cached", metadata={
-        "help": "cached (soft-target store) | online (members run on every augmented batch)"})
+        "help": "cached (soft-target store) | online (members run on every augmented batch)",
+        "choices": ("cached", "online")})
     teacher_bf16: bool = field(default=False, metadata={
         "help": "online teacher under bfloat16 autocast (faster on CPUs with avx512_bf16 / GPUs)"})
     train_fraction: float = field(default=1.0, metadata={
-        "help": "random fraction of the training utterances used (paper Table 5: 0.03)"})
-    fraction_seed: int = field(default=0, metadata={"help": "seed of the train-fraction subset"})
+        "help": "random fraction of the training utterances used (paper Table 5: 0.03)",
+        "range": "(0, 1]"})
+    fraction_seed: int = field(default=0, metadata={
+        "help": "seed of the train-fraction subset", "range": "[0, inf)"})
     init_from: str = field(default="", metadata={
         "help": "checkpoint (a member or a student) whose weights initialise the student"})
 
     def __post_init__(self):
-        check_rule(self.rule)
-        if self.tail not in TAILS:
-            raise ConfigError(f"distill.tail must be one of {', '.join(TAILS)}, got {self.tail!r}")
-        if self.teacher not in ("cached", "online"):
-            raise ConfigError(f"distill.teacher must be cached or online, got {self.teacher!r}")
-        if not 0 < self.train_fraction <= 1:
-            raise ConfigError(f"distill.train_fraction must be in (0, 1], got {self.train_fraction}")
-        for a in (self.alpha, self.alpha_final):
-            if a is not None and not 0 <= a <= 1:
-                raise ConfigError(f"distill.alpha values must be in [0, 1], got {a}")
-        if (self.T is not None and self.T <= 0) or (self.T_final is not None and self.T_final <= 0):
-            raise ConfigError("distill temperatures must be positive")
+        check_fields(self)
 
     def schedule(self, epochs: int, store_T: float | None = None) -> Schedule:
         """The α/T schedule over `epochs`; T defaults to the store's (cached) or DEFAULT_T."""

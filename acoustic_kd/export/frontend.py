@@ -14,6 +14,7 @@ import numpy as np
 from ..data.audio import resample
 from ..features.cmvn import apply_cmvn, compute_cmvn_stats
 from ..features.fbank import INT16_SCALE, FbankConfig, compute_fbank
+from ..features.policy import audio_problem
 
 
 CMVN_ROWS = 1 << 14   # frames normalised at a time
@@ -40,6 +41,9 @@ class FeaturePipeline:
         x = np.asarray(samples, dtype=np.float32)
         if x.ndim != 1:
             raise ValueError(f"expected mono audio [N], got shape {x.shape}")
+        why = audio_problem(x) if x.size else ""   # no samples: no frames, an empty hypothesis
+        if why:
+            raise ValueError(why)
         return compute_fbank(resample(x, int(sample_rate), self.sample_rate), self.sample_rate,
                              self.config)
 

@@ -199,6 +199,14 @@ def load_exported(directory: str | os.PathLike, format: str = "onnx",
     if not path.exists():
         raise DataError(path, "model file does not exist",
                         "point --model at a directory written by `acoustic-kd export`")
-    backend = TorchScriptBackend(path, num_threads) if format == "torchscript" else \
-        OnnxBackend(path, num_threads)
+    try:
+        backend = TorchScriptBackend(path, num_threads) if format == "torchscript" else \
+            OnnxBackend(path, num_threads)
+    except ImportError:
+        raise
+    except Exception as e:  # onnxruntime's InvalidProtobuf / Fail, torch's RuntimeError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DataError(path, f"cannot load the model, the file is truncated or corrupt ({first})",
+                        "re-export it: acoustic-kd export ... --out "
+                        f"{Path(directory)} --force") from None
     return ExportedModel(backend, str(path), format)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config_types import convert_scalar
+from ..decode.decoder import DecodeConfig
 from ..decode.graph import graph_variant
 from ..decode.stage import tuned_values
 from ..errors import ConfigError
@@ -34,18 +36,20 @@ class ExportJob:
     priors: str | None = None
     acwt: str = "0.1"
     word_penalty: float | None = None
-    beam: float = 15.0
-    max_active: int = 7000
+    beam: float = DecodeConfig.beam
+    max_active: int = DecodeConfig.max_active
     force: bool = False
 
     def settings(self) -> dict:
         """{acwt, word_penalty, transition_scale (None unless tuned)}; --word-penalty wins."""
         try:
-            acwt, penalty, scale = float(self.acwt), 0.0, None
+            float(self.acwt)
         except ValueError:
             if not Path(self.acwt).is_file():
                 raise ConfigError(f"--acwt {self.acwt!r} is neither a number nor a file") from None
             acwt, penalty, scale = tuned_values(self.acwt)
+        else:
+            acwt, penalty, scale = _number_acwt(self.acwt), 0.0, None
         if self.word_penalty is not None:
             penalty = self.word_penalty
         return {"acwt": acwt, "word_penalty": penalty, "transition_scale": scale}
@@ -94,3 +98,11 @@ class ExportJob:
                check_feats=check)
         st.finish()
         return True
+
+
+def _number_acwt(text: str) -> float:
+    """--acwt given as a number, range-checked as decode's acwt (a ConfigError if out of range)."""
+    try:
+        return convert_scalar(float, text, DecodeConfig.__dataclass_fields__["acwt"].metadata)
+    except ValueError as e:
+        raise ConfigError(f"--acwt {text}: expected {e} (or a tune.json / decode.json)") from None

@@ -38,7 +38,8 @@ from ..model_meta import PRIOR_FLOOR, CheckpointMeta
 from ..nnet.checkpoint import load_checkpoint
 from ..nnet.infer import log_posteriors as torch_log_posteriors
 from ..nnet.models import count_params, macs_per_frame
-from ..utils import atomic_path, atomic_write_json, get_logger, git_revision, versions
+from ..outdir import staged_dir
+from ..utils import atomic_write_json, get_logger, git_revision, versions
 from . import metadata as md
 from .readme import render_readme
 from .runtime import FORMAT_FILES, load_exported
@@ -265,8 +266,9 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     deployment (default: the global stats stored in the checkpoint). hmm_json: the HmmModel (default
     the one graph.json records, else graph_dir/../final.hmm.json). word_penalty is baked into the graph. priors [P]: overrides the
     checkpoint's priors (as `decode --priors`). check_feats [T, D]: CMVN'd features on which the
-    exports are compared with the checkpoint (default: 300 random frames). The directory is
-    written atomically (a failed export leaves no partial OUT).
+    exports are compared with the checkpoint (default: 300 random frames). The files are made in a
+    temporary sibling and moved into `out_dir` only when all are written (a failed export leaves no
+    partial file there; other files in `out_dir` stay).
     """
     checkpoint, graph_dir, out_dir = Path(checkpoint), Path(graph_dir), Path(out_dir)
     model, meta = load_checkpoint(checkpoint)
@@ -280,7 +282,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     props = md.encode(meta_out)
     left, right = meta_out["model"]["context"]
     dim = meta_out["model"]["input_dim"]
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with staged_dir(out_dir) as tmp:
         write_torchscript(model, left, right, dim, tmp / FORMAT_FILES["torchscript"], props)
         write_onnx(SplicedLogPosteriors(model, left, right).eval(), dim,
                    tmp / FORMAT_FILES["onnx"], props, opset)

@@ -14,12 +14,15 @@ import shlex
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import kaldi_native_fbank as knf
 import numpy as np
 
 from ..config import from_dict, load_config, to_dict
+from ..config_types import check_fields, convert, field_types
 from ..errors import ConfigError
+from ..utils import text_lines
 
 #: Samples in [-1, 1] are multiplied by this before fbank: Kaldi reads 16-bit WAVs as integers in
 #: [-32768, 32767], so log energies (and any dither amount) match Kaldi's only on that scale.
@@ -32,24 +35,43 @@ class FbankConfig:
     and dither (0, not 1: deterministic features)."""
 
     sample_rate: int = field(default=16000, metadata={
-        "help": "audio is resampled to this rate (Hz) before fbank (Kaldi --sample-frequency)"})
-    num_mel_bins: int = field(default=40, metadata={"help": "number of triangular mel bins = feature dim"})
-    frame_length_ms: float = field(default=25.0, metadata={"help": "analysis window length in ms"})
-    frame_shift_ms: float = field(default=10.0, metadata={"help": "hop between frames in ms"})
+        "help": "audio is resampled to this rate (Hz) before fbank (Kaldi --sample-frequency)",
+        "range": "[1, inf)"})
+    num_mel_bins: int = field(default=40, metadata={
+        "help": "number of triangular mel bins = feature dim", "range": "[3, inf)"})
+    frame_length_ms: float = field(default=25.0, metadata={
+        "help": "analysis window length in ms", "range": "(0, inf)"})
+    frame_shift_ms: float = field(default=10.0, metadata={
+        "help": "hop between frames in ms", "range": "(0, inf)"})
     dither: float = field(default=0.0, metadata={
         "help": "Gaussian dither std on the int16 sample scale (Kaldi uses 1; recipes use 1). The "
-                "noise is seeded by the signal itself, so features stay deterministic"})
+                "noise is seeded by the signal itself, so features stay deterministic",
+        "range": "[0, inf)"})
     window_type: str = field(default="povey", metadata={
-        "help": "povey | hamming | hanning | rectangular | sine | blackman"})
-    preemph_coeff: float = field(default=0.97, metadata={"help": "pre-emphasis coefficient"})
+        "help": "analysis window",
+        "choices": ("povey", "hamming", "hanning", "rectangular", "sine", "blackman")})
+    preemph_coeff: float = field(default=0.97, metadata={
+        "help": "pre-emphasis coefficient", "range": "[0, 1]"})
     remove_dc_offset: bool = field(default=True, metadata={"help": "subtract each frame's mean first"})
-    low_freq: float = field(default=20.0, metadata={"help": "low cutoff of the mel bins (Hz)"})
+    low_freq: float = field(default=20.0, metadata={
+        "help": "low cutoff of the mel bins (Hz)", "range": "[0, inf)"})
     high_freq: float = field(default=0.0, metadata={
-        "help": "high cutoff of the mel bins (Hz); 0 = Nyquist, negative = offset from Nyquist"})
+        "help": "high cutoff of the mel bins (Hz); 0 = Nyquist, negative = offset from Nyquist",
+        "range": "(-inf, inf)"})
     snip_edges: bool = field(default=True, metadata={
         "help": "true: only frames that fit in the signal, T = 1 + (N - L) // S; false: T = round(N / S)"})
     use_energy: bool = field(default=False, metadata={"help": "append log energy (D = num_mel_bins + 1)"})
-    energy_floor: float = field(default=0.0, metadata={"help": "floor on the energy (absolute, not log)"})
+    energy_floor: float = field(default=0.0, metadata={
+        "help": "floor on the energy (absolute, not log)", "range": "[0, inf)"})
+
+    def __post_init__(self):
+        check_fields(self)
+        try:   # the mel banks' own limits (cutoffs vs the Nyquist rate, bins vs the FFT size)
+            knf.OnlineFbank(self.knf_options())
+        except ValueError as e:
+            raise ConfigError(f"features: {e} (sample_rate {self.sample_rate}, num_mel_bins "
+                              f"{self.num_mel_bins}, frame_length_ms {self.frame_length_ms:g}, "
+                              f"low_freq {self.low_freq:g}, high_freq {self.high_freq:g})") from None
 
     @property
     def dim(self) -> int:
@@ -82,8 +104,8 @@ class FbankConfig:
         if not path.is_file():
             raise ConfigError(f"{path}: Kaldi fbank config does not exist")
         values = to_dict(base or cls())
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for lineno, raw in text_lines(path):
             for token in shlex.split(raw, comments=True):
                 name, sep, value = token.partition("=")
                 opt = _KALDI_OPTIONS.get(name)
@@ -92,10 +114,14 @@ class FbankConfig:
                         f"{path}:{lineno}: unsupported option '{token}' (supported: "
                         f"{', '.join(sorted(_KALDI_OPTIONS))}, each written --name=value)")
                 try:
-                    values[opt] = _parse_value(value, types[opt])
-                except ValueError:
-                    raise ConfigError(f"{path}:{lineno}: bad value for {name}: '{value}'") from None
-        return cls(**values)
+                    values[opt] = convert(field_types(cls)[opt], value, fields[opt].metadata)
+                except ValueError as e:
+                    raise ConfigError(f"{path}:{lineno}: bad value for {name}: '{value}' "
+                                      f"(expected {e})") from None
+        try:
+            return cls(**values)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
     def knf_options(self) -> knf.FbankOptions:
         """The equivalent kaldi_native_fbank.FbankOptions."""
@@ -112,20 +138,9 @@ _KALDI_OPTIONS = {
 }
 
 
-def _parse_value(value: str, tp) -> object:
-    tp = {"int": int, "float": float, "bool": bool, "str": str}.get(tp, tp) if isinstance(tp, str) else tp
-    if tp is bool:
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(value)
-        return value.lower() in ("true", "1")
-    if tp is int:
-        return int(float(value)) if float(value).is_integer() else int(value)
-    return tp(value)
-
-
 @functools.lru_cache(maxsize=16)
 def _knf_options(values: tuple) -> knf.FbankOptions:
-    cfg = FbankConfig(*values)
+    cfg = SimpleNamespace(**{f.name: v for f, v in zip(_FIELDS, values)})   # (no re-check)
     o = knf.FbankOptions()
     fo = o.frame_opts
     fo.samp_freq = float(cfg.sample_rate)

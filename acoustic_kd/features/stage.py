@@ -12,7 +12,8 @@ done stage unless forced; a changed config, table or audio file redoes the work 
 
 Utterances whose audio is unreadable, empty, too short for one frame, or whose features hold
 NaN/inf are listed in `features_failed.txt` (`utt reason`) and left out of `feats.scp`; the rest
-of the set completes. Only when every utterance fails is it an error.
+of the set completes (the per-utterance policy of `features.policy`, which `transcribe` shares).
+Only when every utterance fails is it an error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..config_types import positive_int
 from ..data.audio import load_audio
 from ..data.datadir import DataDir
 from ..errors import DataError
@@ -34,8 +36,9 @@ from ..jobs import Job, run_jobs
 from ..stage import Stage
 from ..utils import atomic_write_json, atomic_write_text, get_logger, write_table
 from .cmvn import accumulate_cmvn_stats, write_cmvn
-from .fbank import FbankConfig, compute_fbank
+from .fbank import FbankConfig
 from .io import ArkWriter
+from .policy import attempt, checked_fbank
 
 log = get_logger(__name__)
 
@@ -43,8 +46,6 @@ DONE_NAME = "features"
 FAILED_FILE = "features_failed.txt"
 BLOCK_UTTS = 64  # utterances read ahead of fbank computation (see _audio_blocks)
 BLOCK_SAMPLES = 4_000_000  # ... or this many samples (16 MB of float32), whichever comes first
-# Errors that mean "this utterance's audio is bad"; anything else is a bug and stops the job.
-_AUDIO_ERRORS = (DataError, OSError, RuntimeError, ValueError, EOFError)
 
 
 def split_utts(utts: list[str], nj: int) -> list[list[str]]:
@@ -81,7 +82,7 @@ def compute_part(data: DataDir, utts: list[str], cfg: FbankConfig, paths: dict[s
         for block in _audio_blocks(data, utts, cfg.sample_rate):
             done: dict[str, list[np.ndarray]] = {}  # speaker -> this block's features
             for utt, x in block:
-                feats, reason = (None, x) if isinstance(x, str) else _checked_fbank(x, cfg)
+                feats, reason = (None, x) if isinstance(x, str) else checked_fbank(x, cfg)
                 if feats is None:
                     failed[utt] = reason
                     continue
@@ -115,35 +116,14 @@ def _audio_blocks(data: DataDir, utts: list[str], sample_rate: int):
     block: list[tuple[str, np.ndarray | str]] = []
     size = 0
     for utt in utts:
-        try:
-            x: np.ndarray | str = load_audio(data, utt, sample_rate)
-            size += x.size
-        except _AUDIO_ERRORS as e:
-            x = f"cannot read audio: {e}".replace("\n", " ")
-        block.append((utt, x))
+        samples, why = attempt(load_audio, data, utt, sample_rate)
+        size += 0 if samples is None else samples.size
+        block.append((utt, f"cannot read audio: {why}" if samples is None else samples))
         if len(block) >= BLOCK_UTTS or size >= BLOCK_SAMPLES:
             yield block
             block, size = [], 0
     if block:
         yield block
-
-
-def _checked_fbank(x: np.ndarray, cfg: FbankConfig) -> tuple[np.ndarray | None, str]:
-    """(features [T, D], "") or (None, why they are unusable)."""
-    if x.size == 0:
-        return None, "empty audio (0 samples)"
-    if not np.isfinite(x).all():
-        return None, "non-finite audio samples (NaN/inf); fix or remove the recording"
-    try:
-        feats = compute_fbank(x, cfg.sample_rate, cfg)
-    except RuntimeError as e:  # kaldi-native-fbank rejects pathological input this way
-        return None, f"fbank failed: {e}"
-    if feats.shape[0] == 0:
-        return None, (f"too short: {x.size} samples is less than one {cfg.frame_length_ms:g} ms "
-                      f"frame at {cfg.sample_rate} Hz")
-    if not np.isfinite(feats).all():
-        return None, "non-finite feature values (NaN/inf)"
-    return feats, ""
 
 
 def _signature(cfg: FbankConfig, data: DataDir, utts: list[str]) -> dict:
@@ -304,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m acoustic_kd.features", description=main.__doc__)
     ap.add_argument("--data", required=True, help="data dir")
     ap.add_argument("--config", required=True, help="FbankConfig as JSON")
-    ap.add_argument("--part", type=int, required=True, help="1-based part index")
-    ap.add_argument("--nj", type=int, required=True, help="number of parts")
+    ap.add_argument("--part", type=positive_int, required=True, help="1-based part index")
+    ap.add_argument("--nj", type=positive_int, required=True, help="number of parts")
     ap.add_argument("--corpus-root", default=None, help="root for relative wav.scp paths")
     args = ap.parse_args(argv)
     data_dir = Path(args.data)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..ali import import_kaldi_alignments, write_alignments
 from ..config import load_config, overrides_from_args
 from ..errors import ConfigError
+from ..plan import ALIGN_PLAN, plan_for, planned_config, record_plan
 from .run import run_align
 from .train import AlignConfig
 
@@ -131,7 +132,9 @@ def run_import_mode(job: AlignJob) -> int:
 
 def run_gmm_mode(job: AlignJob) -> int:
     """Train the GMM passes on --data and align it and --align-sets."""
-    cfg = load_config(AlignConfig, job.config, "align", job.options)
+    cfg, plan, chosen = planned_config(AlignConfig, job.config, "align", job.options,
+                                       lambda: plan_for(job.data, job.lang), ALIGN_PLAN)
+    record_plan(job.exp, plan, chosen, ALIGN_PLAN, "align")
     summary = run_align(job.data, job.lang, job.exp, cfg, job.align_sets, job.gmm_pass, job.force,
                         job.through)
     for name, s in summary.items():

@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..config_types import check_fields
 from ..errors import DataError
 from ..hmm import BOUNDARY, HmmModel
 from ..lang.langdir import Lang
@@ -35,78 +36,104 @@ log = get_logger(__name__)
 class AlignConfig:
     """Options of `acoustic-kd align` (GMM-HMM training and forced alignment)."""
 
-    num_ceps: int = field(default=13, metadata={"help": "cepstra of the GMM features (+ deltas)"})
+    num_ceps: int = field(default=13, metadata={"help": "cepstra of the GMM features (+ deltas)",
+                                                "range": "[1, inf)"})
     norm_vars: bool = field(default=True, metadata={
         "help": "also normalise cepstral variances (helps in noise)"})
     cmvn: str = field(default="utterance", metadata={
         "help": "cepstral mean/variance normalisation unit: 'utterance' (noise differs per "
-                "utterance) or 'speaker' (utt2spk)"})
+                "utterance) or 'speaker' (utt2spk)", "choices": ("utterance", "speaker")})
     delta_order: int = field(default=2, metadata={
-        "help": "time derivatives appended to the cepstra (2 = deltas + delta-deltas, 0 = none)"})
+        "help": "time derivatives appended to the cepstra (2 = deltas + delta-deltas, 0 = none)",
+        "range": "[0, inf)"})
     delta_window: int = field(default=2, metadata={
         "help": "frames on each side in a delta regression; wider is steadier in noise, narrower "
-                "places speech/silence boundaries more precisely (see gmm/feats.py)"})
+                "places speech/silence boundaries more precisely (see gmm/feats.py)", "range": "[1, inf)"})
     flat_start_vad: bool = field(default=True, metadata={
         "help": "flat start from frame energy (c0): quiet edges and pauses start as silence "
                 "(see gmm/flatstart.py) instead of all frames being split evenly"})
     flat_start_min_pause: int = field(default=20, metadata={
-        "help": "shortest quiet run (frames) inside an utterance that the flat start makes a pause"})
-    mono_iters: int = field(default=25, metadata={"help": "monophone EM iterations"})
-    mono_gauss: int = field(default=600, metadata={"help": "target total monophone Gaussians"})
+        "help": "shortest quiet run (frames) inside an utterance that the flat start makes a pause",
+        "range": "[1, inf)"})
+    mono_iters: int = field(default=25, metadata={"help": "monophone EM iterations", "range": "[1, inf)"})
+    mono_gauss: int = field(default=600, metadata={"help": "target total monophone Gaussians",
+                                                   "range": "[1, inf)"})
     mono_subset: int = field(default=0, metadata={
         "help": "flat-start the first half of the monophone iterations on this many shortest "
-                "utterances (0 = all), as Kaldi's train_mono does"})
+                "utterances (0 = all), as Kaldi's train_mono does", "range": "[0, inf)"})
     mono_realign_iters: list[int] = field(
         default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 22],
-        metadata={"help": "monophone iterations that start with a realignment"})
-    tri_leaves: int = field(default=500, metadata={"help": "target number of tied states (leaves)"})
-    tri_gauss: int = field(default=3000, metadata={"help": "target total triphone Gaussians"})
-    tri_iters: int = field(default=20, metadata={"help": "triphone EM iterations"})
+        metadata={"help": "monophone iterations that start with a realignment", "range": "[0, inf)"})
+    tri_leaves: int = field(default=2000, metadata={
+        "help": "target number of tied states (leaves); 2000 / 10000 Gaussians at ~3 h (Mboshi, "
+                "recipes/mboshi/RESULTS.md: 500 gave degenerate alignments)", "range": "[1, inf)"})
+    tri_gauss: int = field(default=10000, metadata={"help": "target total triphone Gaussians",
+                                                    "range": "[1, inf)"})
+    tri_iters: int = field(default=20, metadata={"help": "triphone EM iterations", "range": "[1, inf)"})
     tri_realign_iters: list[int] = field(default_factory=lambda: [5, 10, 15],
-                                         metadata={"help": "triphone realignment iterations"})
+                                         metadata={"help": "triphone realignment iterations",
+                                                   "range": "[0, inf)"})
     tri2_leaves: int = field(default=2500, metadata={
-        "help": "tied states of the LDA+MLLT stage (tri2; trained with `align --through tri2`)"})
-    tri2_gauss: int = field(default=15000, metadata={"help": "total Gaussians of the tri2 stage"})
-    tri2_iters: int = field(default=35, metadata={"help": "tri2 EM iterations"})
+        "help": "tied states of the LDA+MLLT stage (tri2; trained with `align --through tri2`)",
+        "range": "[1, inf)"})
+    tri2_gauss: int = field(default=15000, metadata={"help": "total Gaussians of the tri2 stage",
+                                                     "range": "[1, inf)"})
+    tri2_iters: int = field(default=35, metadata={"help": "tri2 EM iterations", "range": "[1, inf)"})
     tri2_realign_iters: list[int] = field(default_factory=lambda: [10, 20, 30],
-                                          metadata={"help": "tri2 realignment iterations"})
+                                          metadata={"help": "tri2 realignment iterations",
+                                                    "range": "[0, inf)"})
     tri3_leaves: int = field(default=0, metadata={
         "help": "tied states of the speaker-adaptive (fMLLR) stage (tri3; `align --through tri3`); "
-                "0 = tri2_leaves"})
-    tri3_gauss: int = field(default=0, metadata={"help": "total Gaussians of tri3; 0 = tri2_gauss"})
-    tri3_iters: int = field(default=35, metadata={"help": "tri3 EM iterations"})
+                "0 = tri2_leaves", "range": "[0, inf)"})
+    tri3_gauss: int = field(default=0, metadata={"help": "total Gaussians of tri3; 0 = tri2_gauss",
+                                                 "range": "[0, inf)"})
+    tri3_iters: int = field(default=35, metadata={"help": "tri3 EM iterations", "range": "[1, inf)"})
     tri3_realign_iters: list[int] = field(default_factory=lambda: [10, 20, 30],
-                                          metadata={"help": "tri3 realignment iterations"})
+                                          metadata={"help": "tri3 realignment iterations",
+                                                    "range": "[0, inf)"})
     fmllr_iters: list[int] = field(default_factory=lambda: [2, 4, 6, 12], metadata={
-        "help": "tri3 iterations that re-estimate the per-speaker fMLLR transforms"})
+        "help": "tri3 iterations that re-estimate the per-speaker fMLLR transforms", "range": "[0, inf)"})
     fmllr_em_iters: int = field(default=2, metadata={
         "help": "fMLLR estimation: times the Gaussian posteriors are recomputed under the current "
-                "transform, each followed by row-by-row updates"})
+                "transform, each followed by row-by-row updates", "range": "[1, inf)"})
     fmllr_passes: int = field(default=10, metadata={
-        "help": "fMLLR estimation: row-by-row sweeps over the statistics per posterior pass"})
+        "help": "fMLLR estimation: row-by-row sweeps over the statistics per posterior pass",
+        "range": "[1, inf)"})
     fmllr_min_frames: float = field(default=500.0, metadata={
-        "help": "speakers with fewer (weighted) frames keep the identity transform"})
+        "help": "speakers with fewer (weighted) frames keep the identity transform", "range": "[0, inf)"})
     fmllr_silence_weight: float = field(default=0.0, metadata={
-        "help": "weight of silence frames in fMLLR estimation (0 = left out)"})
+        "help": "weight of silence frames in fMLLR estimation (0 = left out)", "range": "[0, 1]"})
     lda_context: int = field(default=3, metadata={
-        "help": "frames spliced on each side of the cepstra before LDA (tri2)"})
-    lda_dim: int = field(default=40, metadata={"help": "LDA output dimension (tri2)"})
+        "help": "frames spliced on each side of the cepstra before LDA (tri2)", "range": "[0, inf)"})
+    lda_dim: int = field(default=40, metadata={"help": "LDA output dimension (tri2)", "range": "[1, inf)"})
     mllt_iters: list[int] = field(default_factory=lambda: [2, 4, 6, 12], metadata={
-        "help": "tri2 iterations that re-estimate the MLLT transform"})
-    tree_min_count: float = field(default=50.0, metadata={"help": "min frames on each side of a split"})
-    tree_min_gain: float = field(default=20.0, metadata={"help": "min log-likelihood gain of a split"})
-    beam: float = field(default=10.0, metadata={"help": "alignment beam (scaled score units)"})
-    retry_beam: float = field(default=40.0, metadata={"help": "beam of the second try"})
-    acoustic_scale: float = field(default=0.1, metadata={"help": "acoustic scale for alignment"})
+        "help": "tri2 iterations that re-estimate the MLLT transform", "range": "[0, inf)"})
+    tree_min_count: float = field(default=50.0, metadata={"help": "min frames on each side of a split",
+                                                          "range": "[0, inf)"})
+    tree_min_gain: float = field(default=20.0, metadata={"help": "min log-likelihood gain of a split",
+                                                         "range": "[0, inf)"})
+    beam: float = field(default=10.0, metadata={"help": "alignment beam (scaled score units)",
+                                                "range": "(0, inf)"})
+    retry_beam: float = field(default=40.0, metadata={"help": "beam of the second try", "range": "(0, inf)"})
+    acoustic_scale: float = field(default=0.1, metadata={"help": "acoustic scale for alignment",
+                                                         "range": "(0, inf)"})
     self_loop_scale: float = field(default=0.1, metadata={
         "help": "scale of the HMM self-loop/forward log-probabilities in alignment (Kaldi's "
-                "--self-loop-scale); 1.0 lets the duration model outweigh the scaled acoustics"})
+                "--self-loop-scale); 1.0 lets the duration model outweigh the scaled acoustics",
+                "range": "[0, inf)"})
     boost_silence: float = field(default=1.0, metadata={
-        "help": "likelihood factor for silence / spoken-noise pdfs in training alignments"})
-    batch_size: int = field(default=32, metadata={"help": "utterances aligned together"})
-    var_floor: float = field(default=0.01, metadata={"help": "variance floor, fraction of global"})
-    min_gauss_frames: float = field(default=20.0, metadata={"help": "min frames per Gaussian"})
-    mixup_power: float = field(default=0.2, metadata={"help": "Gaussians per pdf ~ occupancy^power"})
+        "help": "likelihood factor for silence / spoken-noise pdfs in training alignments",
+        "range": "(0, inf)"})
+    batch_size: int = field(default=32, metadata={"help": "utterances aligned together", "range": "[1, inf)"})
+    var_floor: float = field(default=0.01, metadata={"help": "variance floor, fraction of global",
+                                                     "range": "(0, inf)"})
+    min_gauss_frames: float = field(default=20.0, metadata={"help": "min frames per Gaussian",
+                                                            "range": "[0, inf)"})
+    mixup_power: float = field(default=0.2, metadata={"help": "Gaussians per pdf ~ occupancy^power",
+                                                      "range": "[0, inf)"})
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 class _Data:

@@ -11,10 +11,11 @@ boundary. Phones with word-position suffixes (`AH_B`) are classed by their base 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config_types import check_fields
 from ..hmm import BOUNDARY, HmmModel, Tree
 from ..lang.lexicon import base_phone
 from .diag_gmm import gaussian_stats_loglike, matmul
@@ -55,9 +56,15 @@ PHONE_CLASSES: dict[str, set[str]] = {
 class TreeConfig:
     """Tree-building thresholds (frames and log-likelihood units)."""
 
-    num_leaves: int = 500
-    min_count: float = 50.0
-    min_gain: float = 10.0
+    num_leaves: int = field(default=500, metadata={"help": "leaves (tied states) to grow",
+                                                   "range": "[1, inf)"})
+    min_count: float = field(default=50.0, metadata={"help": "min frames on each side of a split",
+                                                     "range": "[0, inf)"})
+    min_gain: float = field(default=10.0, metadata={"help": "min log-likelihood gain of a split",
+                                                    "range": "[0, inf)"})
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def questions(phones: list[str]) -> list[frozenset[str]]:

@@ -1,4 +1,4 @@
-"""The grammar: n-gram estimation from training transcripts and ARPA reading / writing.
+"""The grammar: n-gram estimation from training transcripts, ARPA reading (checked) and writing.
 
 Order 1: a word loop with add-one smoothed unigram probabilities. Order 2-5: Witten-Bell discounting
 with Katz-style backoff to the add-one unigram. Probabilities are log10, as in ARPA files.
@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, read_text_file, text_lines
 
 
 def _ngram_counts(sentences: list[list[str]], order: int) -> list[Counter]:
@@ -86,40 +86,112 @@ def write_arpa(path, sentences: list[list[str]], vocab: list[str], order: int = 
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def read_arpa(path) -> tuple[list[dict], dict]:
-    """Parse an ARPA file -> (log10 probs per order {ngram tuple: lp}, backoffs {ngram: log10 a})."""
-    probs: list[dict] = []
-    backoffs: dict = {}
-    order = 0
-    for lineno, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        line = raw.strip()
-        m = re.match(r"\\(\d+)-grams:", line)
-        if m:
-            order = int(m.group(1))
-            probs.append({})
-            continue
-        if not line or line.startswith("\\") or line.startswith("ngram ") or order == 0:
-            continue
-        parts = line.split()
-        if len(parts) not in (order + 1, order + 2):
-            raise DataError(path, f"malformed {order}-gram line", "regenerate G.arpa", lineno)
-        ng = tuple(parts[1:order + 1])
-        probs[order - 1][ng] = float(parts[0])
-        if len(parts) == order + 2:
-            backoffs[ng] = float(parts[-1])
-    return probs, backoffs
+_SECTION = re.compile(r"\\(\d+)-grams:$")
+_COUNT = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)$")
+_SPECIAL = {"<s>", "</s>", "<unk>"}
 
 
-def install_arpa(src: str | Path, out_dir: str | Path, words: set[str]) -> None:
-    """Validate a user's ARPA LM against the vocabulary and install it as out_dir/G.arpa."""
+class _ArpaReader:
+    """State of one pass over an ARPA file (see `read_arpa`): the declared counts, the n-grams read
+    so far, where each section began, and the file for messages."""
+
+    def __init__(self, path, words):
+        self.path, self.words = path, words
+        self.declared: dict[int, int] = {}
+        self.probs: list[dict] = []
+        self.backoffs: dict = {}
+        self.order, self.section_line, self.last = 0, 0, 0
+
+    def fail(self, problem: str, lineno: int, fix: str = "fix or regenerate the ARPA file") -> None:
+        raise DataError(self.path, problem, fix, lineno)
+
+    def number(self, text: str, what: str, lineno: int) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        raise DataError(self.path, f"{what} '{text}' is not a number", "fix or regenerate the ARPA "
+                        "file", lineno)
+
+    def header(self, line: str, lineno: int) -> None:
+        m = _COUNT.match(line)
+        if not m:
+            self.fail(f"expected 'ngram N=COUNT' in the \\data\\ section, got '{line}'", lineno)
+        self.declared[int(m.group(1))] = int(m.group(2))
+
+    def start_section(self, n: int, lineno: int) -> None:
+        self.end_section()
+        if n not in self.declared or n != len(self.probs) + 1:
+            self.fail(f"section \\{n}-grams: is not the next order the \\data\\ section declares "
+                      f"(declared: {sorted(self.declared)})", lineno)
+        self.order, self.section_line = n, lineno
+        self.probs.append({})
+
+    def end_section(self) -> None:
+        if self.order and len(self.probs[-1]) != self.declared[self.order]:
+            self.fail(f"'ngram {self.order}={self.declared[self.order]}' declared, but the "
+                      f"\\{self.order}-grams: section holds {len(self.probs[-1])}", self.section_line,
+                      "correct the count in the \\data\\ section, or regenerate the file")
+
+    def entry(self, line: str, lineno: int) -> None:
+        parts, n = line.split(), self.order
+        if len(parts) not in (n + 1, n + 2):
+            self.fail(f"a {n}-gram line needs a log10 probability, {n} word(s) and an optional "
+                      f"backoff weight; got {len(parts)} field(s)", lineno)
+        lp = self.number(parts[0], "log10 probability", lineno)
+        if lp > 0:
+            self.fail(f"log10 probability {parts[0]} is positive (a probability above 1)", lineno)
+        ng = tuple(parts[1:n + 1])
+        if self.words is not None:
+            unknown = [w for w in ng if w not in self.words and w not in _SPECIAL]
+            if unknown:
+                self.fail(f"word '{unknown[0]}' is not in the lexicon", lineno,
+                          "add it to the lexicon or prune it from the LM")
+        self.probs[n - 1][ng] = lp
+        if len(parts) == n + 2:
+            self.backoffs[ng] = self.number(parts[-1], "backoff weight", lineno)
+
+
+def read_arpa(path, words=None) -> tuple[list[dict], dict]:
+    """Read and check an ARPA file (plain or gzip) -> (log10 probs per order {ngram tuple: lp},
+    backoffs {ngram: log10 a}).
+
+    Checked, each a DataError naming file:line: the \\data\\ counts against the sections, numeric
+    fields, no positive log10 probability, the closing \\end\\, and with `words` (a set) that
+    every n-gram word is one of them (or <s>, </s>, <unk>). Text before \\data\\ is ignored.
+    """
+    r = _ArpaReader(path, words)
+    state = "preamble"   # -> data -> ngrams -> end
+    for lineno, raw in text_lines(path):
+        line, r.last = raw.strip(), lineno
+        if state == "preamble":
+            state = "data" if line == "\\data\\" else state
+        elif not line or state == "end":
+            continue
+        elif line == "\\end\\":
+            r.end_section()
+            state = "end"
+        elif _SECTION.match(line):
+            r.start_section(int(_SECTION.match(line).group(1)), lineno)
+            state = "ngrams"
+        elif state == "data":
+            r.header(line, lineno)
+        else:
+            r.entry(line, lineno)
+    if state != "end":
+        what = "no \\data\\ section" if state == "preamble" else "no \\end\\ line"
+        r.fail(f"{what} (a truncated or non-ARPA file?)", r.last or None)
+    if len(r.probs) != len(r.declared) or not r.probs or not r.probs[0]:
+        r.fail(f"the \\data\\ section declares orders {sorted(r.declared)} but "
+               f"{len(r.probs)} n-gram section(s) follow", r.last)
+    return r.probs, r.backoffs
+
+
+def install_arpa(src, out_dir, words) -> None:
+    """Check a user's ARPA LM (plain or gzip) against the vocabulary `words` and write it as
+    out_dir/G.arpa (plain text)."""
     src = Path(src)
-    if not src.exists():
+    if not src.is_file():
         raise DataError(src, "ARPA file does not exist", "check the --arpa path")
-    probs, _ = read_arpa(src)
-    if not probs or not probs[0]:
-        raise DataError(src, "no 1-grams found", "give an ARPA file (\\data\\, \\1-grams:, ...)")
-    unknown = sorted({w for ng in probs[0] for w in ng} - words - {"<s>", "</s>", "<unk>"})
-    if unknown:
-        raise DataError(src, f"{len(unknown)} LM word(s) not in the lexicon, e.g. {unknown[:5]}",
-                        "add them to the lexicon or prune them from the LM")
-    atomic_write_text(Path(out_dir) / "G.arpa", src.read_text(encoding="utf-8"))
+    read_arpa(src, set(words))
+    atomic_write_text(Path(out_dir) / "G.arpa", read_text_file(src))

@@ -10,7 +10,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from ..utils import text_lines
 
 SIL = "SIL"
 SPN = "SPN"
@@ -47,8 +48,7 @@ def load_lexicon(path, strip: bool = False) -> Lexicon:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "lexicon file does not exist", "give the path of a `WORD PHONES...` file")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [(n, raw.split()) for n, raw in enumerate(f, 1)]
+    rows = [(n, line.split()) for n, line in text_lines(path)]
     with_prob = [len(fields) > 2 and bool(_NUMBER.match(fields[1])) for _, fields in rows]
     lexiconp = bool(rows) and all(with_prob)
     lex: Lexicon = {}
@@ -128,3 +128,29 @@ def oov_report(texts: dict[str, str], lexicon: Lexicon) -> tuple[Counter, dict[s
             counts.update(oov)
             per_utt[utt] = oov
     return counts, per_utt
+
+
+#: Default ceiling of the OOV rate (share of running transcript words not in the lexicon) above
+#: which `acoustic-kd lang` stops: a few per cent are normal for a real lexicon, tens of per cent
+#: mean a lexicon that does not match the transcripts (case, spelling, another language).
+MAX_OOV_RATE = 0.1
+
+
+def check_oov_rate(texts: dict[str, str], oov_counts: Counter, lexicon: Lexicon, source,
+                   max_rate: float = MAX_OOV_RATE) -> float:
+    """The OOV rate of `texts` (OOV tokens / running words); a DataError naming `source`, the rate
+    and the most frequent OOV words when it is above `max_rate` (a fraction in [0, 1])."""
+    if not 0.0 <= max_rate <= 1.0:
+        raise ConfigError(f"--max-oov-rate must be a fraction in [0, 1], got {max_rate}")
+    total = sum(len(t.split()) for t in texts.values())
+    rate = sum(oov_counts.values()) / total if total else 0.0
+    if rate <= max_rate:
+        return rate
+    top = [w for w, _ in oov_counts.most_common(5)]
+    folded = {w.casefold() for w in lexicon}
+    case = sum(w.casefold() in folded for w in oov_counts) > len(oov_counts) // 2
+    hint = "the lexicon's words differ from the transcripts' in case only; " if case else ""
+    raise DataError(source, f"{100 * rate:.1f} % of the {total} running transcript words are not in "
+                    f"the lexicon ({len(oov_counts)} word types, most frequent: {', '.join(top)})",
+                    f"{hint}make the lexicon match the transcripts (case, spelling) or add the words; "
+                    f"or allow more with --max-oov-rate (now {max_rate:g})")

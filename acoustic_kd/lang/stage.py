@@ -15,6 +15,7 @@ from ..stage import Stage
 from ..utils import read_table
 from .arpa import install_arpa
 from .langdir import Lang, LangConfig, prepare_lang
+from .lexicon import MAX_OOV_RATE
 
 
 def read_texts(data_dir: str | Path) -> dict[str, str]:
@@ -33,6 +34,7 @@ class LangJob:
     vocab_data: list[str] = field(default_factory=list)
     arpa: str | None = None
     config: str | None = None
+    max_oov_rate: float = MAX_OOV_RATE
     force: bool = False
     options: dict = field(default_factory=dict)
 
@@ -57,8 +59,9 @@ class LangJob:
         extra: dict[str, str] = {}
         for d in self.vocab_data:
             extra.update(read_texts(d))
-        lang = prepare_lang(read_texts(self.data), self.lexicon, self.out, cfg, extra_texts=extra)
+        lang = prepare_lang(read_texts(self.data), self.lexicon, self.out, cfg, extra_texts=extra,
+                            max_oov_rate=self.max_oov_rate)
         if self.arpa:
-            install_arpa(self.arpa, self.out, set(lang.words))
+            install_arpa(self.arpa, self.out, lang.words)
         st.finish()
         return lang

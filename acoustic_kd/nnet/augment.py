@@ -15,33 +15,33 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import ConfigError
+from ..config_types import check_fields
 
 
 @dataclass
 class AugmentConfig:
     """Augmentation of training batches (YAML section `augment`; all off by default)."""
 
-    time_masks: int = field(default=0, metadata={"help": "time masks per window (SpecAugment)"})
-    time_width: int = field(default=3, metadata={"help": "max frames per time mask"})
-    freq_masks: int = field(default=0, metadata={"help": "frequency masks per window"})
-    freq_width: int = field(default=8, metadata={"help": "max bins per frequency mask"})
+    time_masks: int = field(default=0, metadata={
+        "help": "time masks per window (SpecAugment)", "range": "[0, inf)"})
+    time_width: int = field(default=3, metadata={"help": "max frames per time mask", "range": "[0, inf)"})
+    freq_masks: int = field(default=0, metadata={"help": "frequency masks per window", "range": "[0, inf)"})
+    freq_width: int = field(default=8, metadata={"help": "max bins per frequency mask", "range": "[0, inf)"})
     stretch: float = field(default=0.0, metadata={
-        "help": "speed perturbation of the window: time-stretch factor in [1-s, 1+s] (0 = off)"})
+        "help": "speed perturbation of the window: time-stretch factor in [1-s, 1+s] (0 = off)",
+        "range": "[0, 1)"})
     volume_std: float = field(default=0.0, metadata={
-        "help": "std of a per-window constant offset of the log-mel features (volume change)"})
+        "help": "std of a per-window constant offset of the log-mel features (volume change)",
+        "range": "[0, inf)"})
     noise_std: float = field(default=0.0, metadata={
-        "help": "std of additive Gaussian noise (features are CMVN-normalised, ~unit scale)"})
+        "help": "std of additive Gaussian noise (features are CMVN-normalised, ~unit scale)",
+        "range": "[0, inf)"})
     mixup_alpha: float = field(default=0.0, metadata={
-        "help": "Beta(a, a) parameter of frame mixup across the batch (0 = off)"})
-    mixup_prob: float = field(default=1.0, metadata={"help": "fraction of batches mixed"})
+        "help": "Beta(a, a) parameter of frame mixup across the batch (0 = off)", "range": "[0, inf)"})
+    mixup_prob: float = field(default=1.0, metadata={"help": "fraction of batches mixed", "range": "[0, 1]"})
 
     def __post_init__(self):
-        if min(self.time_masks, self.time_width, self.freq_masks, self.freq_width) < 0 or \
-                self.noise_std < 0 or self.mixup_alpha < 0 or not 0 <= self.mixup_prob <= 1 or \
-                not 0 <= self.stretch < 1 or self.volume_std < 0:
-            raise ConfigError("augment: counts, widths, noise_std, volume_std, mixup_alpha must be "
-                              ">= 0, stretch in [0, 1) and mixup_prob in [0, 1]")
+        check_fields(self)
 
     @property
     def enabled(self) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..config_types import check_fields
 from ..errors import ConfigError
 
 
@@ -18,29 +19,26 @@ from ..errors import ConfigError
 class ModelConfig:
     """Acoustic model architecture (YAML section `model`)."""
 
-    arch: str = field(default="mlp", metadata={"help": "mlp | tdnn"})
+    arch: str = field(default="mlp", metadata={"help": "network type", "choices": ("mlp", "tdnn")})
     hidden: int = field(default=512, metadata={
-        "help": "hidden width (at batch 512 the matmuls run at ~0.85 of the CPU's fp32 peak)"})
-    layers: int = field(default=3, metadata={"help": "hidden layers (MLP) or conv layers (TDNN)"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout after each hidden layer"})
-    norm: str = field(default="none", metadata={"help": "none | batch | layer"})
+        "help": "hidden width (at batch 512 the matmuls run at ~0.85 of the CPU's fp32 peak)",
+        "range": "[1, inf)"})
+    layers: int = field(default=3, metadata={
+        "help": "hidden layers (MLP) or conv layers (TDNN)", "range": "[1, inf)"})
+    dropout: float = field(default=0.0, metadata={
+        "help": "dropout after each hidden layer", "range": "[0, 1)"})
+    norm: str = field(default="none", metadata={
+        "help": "normalisation after each hidden layer", "choices": ("none", "batch", "layer")})
     context: tuple[int, int] = field(default=(10, 10), metadata={
-        "help": "left right context frames (the paper used 20 5)"})
-    tdnn_kernel: int = field(default=3, metadata={"help": "TDNN kernel size"})
+        "help": "left right context frames (the paper used 20 5)", "range": "[0, inf)"})
+    tdnn_kernel: int = field(default=3, metadata={"help": "TDNN kernel size", "range": "[1, inf)"})
     tdnn_dilations: tuple[int, ...] = field(default=(1, 2, 3), metadata={
-        "help": "TDNN dilation per layer (repeated/truncated to `layers`)"})
+        "help": "TDNN dilation per layer (repeated/truncated to `layers`)", "range": "[1, inf)"})
 
     def __post_init__(self):
-        self.context = tuple(int(c) for c in self.context)  # YAML/CLI give lists
-        self.tdnn_dilations = tuple(int(d) for d in self.tdnn_dilations)
-        if len(self.context) != 2 or min(self.context) < 0:
-            raise ConfigError(f"model.context must be two non-negative ints, got {self.context}")
-        if self.arch not in ("mlp", "tdnn"):
-            raise ConfigError(f"model.arch must be mlp or tdnn, got {self.arch!r}")
-        if self.norm not in ("none", "batch", "layer"):
-            raise ConfigError(f"model.norm must be none, batch or layer, got {self.norm!r}")
-        if self.layers < 1 or self.hidden < 1:
-            raise ConfigError("model.layers and model.hidden must be positive")
+        check_fields(self)   # YAML/CLI lists become tuples
+        if len(self.context) != 2:
+            raise ConfigError(f"model.context must be two ints (left right), got {list(self.context)}")
 
     @property
     def window(self) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import to_dict
 from .checkpoint import read_checkpoint
 
 
@@ -30,6 +31,23 @@ def set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def resume_mismatch(ckpt: dict, model: torch.nn.Module, train_config: dict) -> str:
+    """'' when a training checkpoint continues this very run (same model, input, pdfs and training
+    config), else what differs."""
+    got = {"model config": ckpt.get("model_config"), "input dim": ckpt.get("input_dim"),
+           "pdf count": ckpt.get("num_pdfs"), "training config": ckpt.get("meta", {}).get("train_config")}
+    want = {"model config": to_dict(model.config), "input dim": int(model.input_dim),
+            "pdf count": int(model.num_pdfs), "training config": train_config}
+    return ", ".join(k for k in want if got[k] != want[k])
+
+
+def clear_resume_state(out_dir: Path, is_main: bool = True) -> None:
+    """Remove the training checkpoints a run resumes from (epoch-N.pt, latest.pt)."""
+    if is_main:
+        for p in [*out_dir.glob("epoch-*.pt"), out_dir / "latest.pt"]:
+            p.unlink(missing_ok=True)
 
 
 def find_resume(out_dir: Path) -> dict | None:

@@ -20,6 +20,7 @@ import torch
 from ..ali import read_alignments, read_num_pdfs, read_priors
 from ..config import load_config, overrides_from_args, to_dict
 from ..errors import AcousticKDError, ConfigError, DataError
+from ..plan import record_plan, train_plan
 from ..stage import Stage, ali_inputs, feature_inputs
 from ..utils import atomic_write_json, get_logger, write_exp_info
 from .data import FrameDataset
@@ -31,8 +32,7 @@ from .trainer import TrainConfig, train
 log = get_logger("nnet.stage")
 
 _OUTPUTS = ("final.pt", "best.pt", "latest.pt", "train_log.jsonl", ".train.done", ".distill.done",
-            "info.json",
-            "distill.json")
+            "info.json", "distill.json")
 
 
 def load_frames(data_dir: str | Path, ali_dir: str | Path | None, context: tuple[int, int],
@@ -149,9 +149,16 @@ class TrainJob:
         return dataclasses.replace(self, options=opts)
 
     def configs(self) -> tuple[ModelConfig, TrainConfig, AugmentConfig]:
-        """Resolved (model, train, augment) configs: defaults < YAML < command line."""
-        return tuple(load_config(cls, self.config, s, self.options.get(s))
-                     for s, cls in SECTIONS.items())
+        """Resolved (model, train, augment) configs: defaults < YAML < command line; the epochs
+        and batch size the config leaves out are planned from --train-data (acoustic_kd.plan)."""
+        return (load_config(ModelConfig, self.config, "model", self.options.get("model")),
+                self.train_plan()[0],
+                load_config(AugmentConfig, self.config, "augment", self.options.get("augment")))
+
+    def train_plan(self):
+        """`plan.train_plan` of this run's `train:` options -> (config, plan, chosen, fields)."""
+        return train_plan(TrainConfig, self.config, "train", self.options.get("train") or {},
+                          self.train_data)
 
     def stage(self) -> Stage:
         """The train stage: features + alignments of the training (and dev) set in, OUT's
@@ -173,6 +180,8 @@ class TrainJob:
         model_cfg, train_cfg, aug_cfg = self.configs()
         st = self.stage()
         ran = st.begin(self.force)
+        if ran:
+            record_plan(self.out, *self.train_plan()[1:], "member")
         res = run_train_stage(self.train_data, self.train_ali, self.dev_data, self.dev_ali,
                               self.out, model_cfg, train_cfg, force=st.fresh, aug_cfg=aug_cfg)
         if ran:

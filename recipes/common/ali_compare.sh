@@ -36,25 +36,5 @@ for seed in $seeds; do   # seed by seed, so that a partial run already compares 
   done
 done
 
-python3 - "$out" "$fraction" "${labels[*]}" $seeds <<'PY'
-import statistics as st, sys
-from pathlib import Path
-from acoustic_kd.decode.score import read_wer_file
-out, frac, labels, seeds = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split(), sys.argv[4:]
-def rate(a, s, kind):
-    p = out / f"f{frac}_{a}_s{s}" / "decode" / kind
-    return read_wer_file(p).rate if p.exists() else float("nan")
-def ms(x):
-    return f"{st.mean(x):.2f} ± {st.stdev(x):.2f}" if len(x) > 1 else f"{x[0]:.2f}"
-lines = [f"# The same DNN on each stage's alignments (train fraction {frac}, seeds {' '.join(seeds)})", "",
-         "| alignments | " + " | ".join(f"seed {s} WER / CER" for s in seeds) + " | WER mean ± std | CER mean ± std |",
-         "|---|" + "---|" * (len(seeds) + 2)]
-for a in labels:
-    w, c = [rate(a, s, "wer") for s in seeds], [rate(a, s, "cer") for s in seeds]
-    lines.append(f"| {a} | " + " | ".join(f"{x:.2f} / {y:.2f}" for x, y in zip(w, c))
-                 + f" | {ms(w)} | {ms(c)} |")
-lines += ["", "Test WER / CER (%), scales tuned on dev."]
-text = "\n".join(lines) + "\n"
-(out / f"COMPARE_f{frac}.md").write_text(text)
-print(text)
-PY
+# shellcheck disable=SC2086
+python3 "$(dirname "$0")/study.py" ali-summary "$out" --fraction "$fraction" --labels="${labels[*]}" $seeds

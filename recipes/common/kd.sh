@@ -15,7 +15,7 @@
 #   5 soft        exp/ensemble/soft: top-k soft targets at temperature T (cached teacher)
 #   6 distill     exp/student_kd: student trained on the ensemble's soft targets
 #   7 control     exp/control: the same student on hard targets only (alpha = 1)
-#   8 decode      exp/<gmm-stage>/graph + exp/decode/<system>_{dev,test}: WER and frame accuracy
+#   8 decode      exp/<gmm-pass>/graph + exp/decode/<system>_{dev,test}: WER and frame accuracy
 #   9 export      exp/export: TorchScript / ONNX / int8; transcribe the test set with int8
 #  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
 #
@@ -55,9 +55,9 @@ opt data data "the data directory stage 0 wrote"
 opt exp exp "the experiment directory"
 opt train_seed 1 "seed of the first member (stage 4); the students' seed is this + 1000"
 opt lm "" "an ARPA file to use as G (its words must be in the lexicon); default: estimated by stage 1"
-opt gmm_pass tri "the GMM pass whose alignments, tree and HMM the networks use: tri | tri2 (LDA+MLLT) | tri3 (SAT); --gmm-stage is its older name"
+opt gmm_pass auto "the GMM pass whose alignments, tree and HMM the networks use: tri | tri2 (LDA+MLLT) | tri3 (SAT) | auto (the corpus plan, acoustic-kd plan: tri2 from 1 h of training speech); --gmm-stage is its older name"
 opt_alias gmm_stage gmm_pass
-opt tune_dev_every 1 "decode scales are tuned on every N-th dev utterance (data/dev_tune if N > 1)"
+opt tune_dev_every auto "decode scales are tuned on every N-th dev utterance (data/dev_tune if N > 1); auto: the corpus plan, about 500 dev words"
 opt speed_perturb "0.9 1.1" "speed factors: the students train on the training set + copies at these speeds (\"\" = the training set only)"
 opt recipe_title "acoustic_kd results" "the title of exp/RESULTS.md (stage 10)"
 opt lang_args "" "more options of stage 1's acoustic-kd lang"
@@ -87,8 +87,10 @@ for n in stage stop_stage train_seed; do
   [[ ${!n} =~ ^-?[0-9]+$ ]] || die "--${n//_/-} must be an integer, not '${!n}'"
 done
 for n in nj members_nj num_members tune_dev_every; do
+  [ "$n" = tune_dev_every ] && [ "${!n}" = auto ] && continue
   [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "--${n//_/-} must be a positive integer, not '${!n}'"
 done
+case "$gmm_pass" in tri|tri2|tri3|auto) ;; *) die "--gmm-pass is tri, tri2, tri3 or auto, not '$gmm_pass'" ;; esac
 case "$distill_mode" in cached|online) ;; *) die "--distill-mode is cached or online, not '$distill_mode'" ;; esac
 if [ -z "$config" ]; then
   config=$(recipe_config) || die "no --config given and $PWD/conf does not hold exactly one recipe config (conf/*.yaml not named *student* or *compare*)"
@@ -106,7 +108,16 @@ done
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
-if [ "$tune_dev_every" -gt 1 ]; then tune_dev=$data/dev_tune; else tune_dev=$data/dev; fi
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 2 ] && \
+   { [ "$gmm_pass" = auto ] || [ "$tune_dev_every" = auto ]; }; then   # (stages 2-9 use them)
+  planned=$(acoustic-kd plan --data "$data/train" --dev "$data/dev" --get gmm_stage tune_dev_every)
+  { read -r p_gmm; read -r p_tune; } <<< "$planned"
+  [ "$gmm_pass" = auto ] && gmm_pass=$p_gmm && log "--gmm-pass auto: $p_gmm (acoustic-kd plan)"
+  [ "$tune_dev_every" = auto ] && tune_dev_every=$p_tune && \
+    log "--tune-dev-every auto: $p_tune (acoustic-kd plan: about 500 dev words)"
+fi
+
+if [ "$tune_dev_every" != auto ] && [ "$tune_dev_every" -gt 1 ]; then tune_dev=$data/dev_tune; else tune_dev=$data/dev; fi
 sets=(train dev test)
 members=(); for i in $(seq 1 "$num_members"); do members+=("$exp/members/m$i/final.pt"); done
 read -r -a speed_factors <<< "$speed_perturb"
@@ -135,10 +146,9 @@ if run_stage 2; then
   if [ "${#speed_factors[@]}" -gt 0 ]; then
     if [ ! -s "$data/train_all/feats.scp" ]; then
       log "Stage 2: speed-perturbed copies of the training set for the students ($speed_perturb)"
-      sr=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sample_rate"])' "$data/train/fbank.json")
       copies=()
-      for f in "${speed_factors[@]}"; do
-        acoustic-kd data-dir speed-perturb "$data/train" "$data/train_sp$f" --factor "$f" --sample-rate "$sr"
+      for f in "${speed_factors[@]}"; do   # (at the sample rate of the training set's features)
+        acoustic-kd data-dir speed-perturb "$data/train" "$data/train_sp$f" --factor "$f"
         copies+=("$data/train_sp$f")
       done
       acoustic-kd data-dir combine "$data/train_all" "$data/train" "${copies[@]}"

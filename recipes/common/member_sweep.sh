@@ -30,19 +30,4 @@ for spec in "${specs[@]}"; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 
-python3 - "$name" "$variants" <<'PY'
-import json, sys
-from pathlib import Path
-name, variants = Path(sys.argv[1]), [s.split(":", 1) for s in sys.argv[2].split("|")]
-lines = ["| variant | options | dev frame acc per epoch (%) | best epoch | best dev (%) | train acc there (%) |",
-         "|---|---|---|---|---|---|"]
-for v, opts in variants:
-    recs = [json.loads(l) for l in open(name / v / "train_log.jsonl") if '"epoch"' in l]
-    ep = [r for r in recs if r.get("type") == "epoch" and r.get("dev_acc") is not None]
-    best = max(ep, key=lambda r: r["dev_acc"])
-    curve = " ".join(f"{100 * r['dev_acc']:.1f}" for r in ep)
-    lines.append(f"| {v} | `{opts.strip() or '-'}` | {curve} | {best['epoch']} | "
-                 f"{100 * best['dev_acc']:.2f} | {100 * best['train_acc']:.2f} |")
-(name / "SWEEP.md").write_text("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+python3 "$(dirname "$0")/study.py" sweep-summary "$name" --variants="$variants"

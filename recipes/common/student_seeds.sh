@@ -68,50 +68,7 @@ for seed in $seeds; do
 done
 
 [ "$summary" = true ] || exit 0
-python3 - "$exp" "$name" "$kd_opts $common_opts" "$recipe_seed" "$ensemble" "$tune_once" "$recipe_control" $seeds <<'PY'
-import json, statistics as st, sys
-from pathlib import Path
-from acoustic_kd.decode.score import read_wer_file
-exp, name, opts, recipe_seed, ens_name, tune_once, recipe_control, seeds = (
-    Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip(), sys.argv[4], sys.argv[5],
-    sys.argv[6] == "true", sys.argv[7], sys.argv[8:])
-def val(d):
-    return (float((d / "frame_acc").read_text()), read_wer_file(d / "wer").rate,
-            read_wer_file(d / "cer").rate)
-def where(sys_, s):
-    if s == recipe_seed:
-        r = recipe_control if sys_ == "control" else sys_
-        return exp / r, exp / "decode" / f"{r}_test"
-    return exp / name / f"s{s}" / sys_, exp / "decode" / name / f"{sys_}_s{s}_test"
-ens = val(exp / "decode" / f"{ens_name}_test")
-rows, kept, kept_wer = {}, [], []
-for s in seeds:
-    kd, hard = val(where("student_kd", s)[1]), val(where("control", s)[1])
-    rows.setdefault("distilled student", []).append(kd)
-    rows.setdefault("hard-target control", []).append(hard)
-    kept.append((kd[0] - hard[0]) / (ens[0] - hard[0]) if ens[0] != hard[0] else float("nan"))
-    kept_wer.append((hard[1] - kd[1]) / (hard[1] - ens[1]) if ens[1] != hard[1] else float("nan"))
-def ms(xs):
-    return f"{st.mean(xs):.2f} ± {st.stdev(xs) if len(xs) > 1 else 0:.2f}"
-secs = {sys_: [json.loads((where(sys_, s)[0] / "distill.json").read_text())["seconds"]
-               for s in seeds] for sys_ in ("student_kd", "control")}
-extra = f" (extra options `{opts}`)" if opts else ""
-lines = [f"Seeds {' '.join(seeds)} (students; ensemble fixed){extra}: test set, mean ± std", "",
-         "| system | frame acc test % | WER test % | CER test % |", "|---|---|---|---|"]
-for system, v in rows.items():
-    lines.append(f"| {system} | {ms([a for a, _, _ in v])} | {ms([w for _, w, _ in v])} | "
-                 f"{ms([c for _, _, c in v])} |")
-lines.append(f"| ensemble (one run) | {ens[0]:.2f} | {ens[1]:.2f} | {ens[2]:.2f} |")
-lines += ["", "kept share of the ensemble's gain over the control, per seed "
-          f"({' '.join(seeds)}): frame accuracy (kd − hard)/(ensemble − hard) "
-          f"{' '.join(f'{k:.2f}' for k in kept)} → {ms(kept)}; WER (hard − kd)/(hard − ensemble) "
-          f"{' '.join(f'{k:.2f}' for k in kept_wer)} → {ms(kept_wer)}",
-          f"training wall time per student (s): distilled {ms(secs['student_kd'])}, "
-          f"hard control {ms(secs['control'])}"]
-if tune_once and len(seeds) > 1:
-    lines.append(f"decode scales tuned on dev for seed {seeds[0]} and reused for the other seeds")
-text = "\n".join(lines) + "\n"
-(exp / name).mkdir(parents=True, exist_ok=True)
-(exp / name / "SEEDS.md").write_text(text)
-print(text)
-PY
+tune_flag=(); [ "$tune_once" = true ] && tune_flag=(--tune-once)
+# shellcheck disable=SC2086
+python3 "$(dirname "$0")/study.py" seeds-summary --exp "$exp" --name "$name" --opts="$kd_opts $common_opts" \
+  --recipe-seed="$recipe_seed" --ensemble "$ensemble" "${tune_flag[@]}" $seeds

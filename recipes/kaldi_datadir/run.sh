@@ -2,7 +2,9 @@
 # kaldi_datadir: bring your own corpus. Point it at existing Kaldi data dirs (train/, dev/, test/
 # each with wav.scp, text, utt2spk; optional segments) and a lexicon (word phone...; multiple
 # pronunciations and stress digits allowed). Relative wav.scp paths resolve against --corpus-root.
-# 8 and 16 kHz audio both work (set features.sample_rate in the config to the rate you want).
+# Nothing else is needed: the sample rate is the recordings' own, the sizes (tree, Gaussians,
+# epochs, batch, alignment pass, decode-tuning subset) follow the corpus (acoustic-kd plan), the
+# rest is the recipe measured on Mboshi (conf/); Mboshi through here gives recipes/mboshi's systems.
 #
 # Usage: ./run.sh --src DIR --lexicon FILE [--corpus-root DIR] [options of ../common/kd.sh]
 #   e.g. ./run.sh --src /corpus/data --lexicon /corpus/lexicon.txt --lm /corpus/lm.arpa

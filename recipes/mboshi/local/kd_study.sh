@@ -74,15 +74,9 @@ if want decode; then
 fi
 if want dense; then
   log "top-k against dense soft targets, on the 3 % subset (same frames, seed and schedule)"
-  python3 - <<'PY'
-from acoustic_kd.ali import read_alignments
-from acoustic_kd.distill.train import fraction_utts
-from acoustic_kd.features.featureset import FeatureSet
-fs, alis = FeatureSet("data/train", cmvn="none"), read_alignments("exp/tri2/ali_train")
-utts = [u for u in fs.utts if u in alis]     # as `distill --train-fraction 0.03 --fraction-seed 1`
-utts = fraction_utts(utts, [fs.num_frames(u) for u in utts], 0.03, 1)
-open("data/train_3pct.list", "w").write("".join(u + "\n" for u in utts))
-PY
+  # the utterances of `distill --train-fraction 0.03 --fraction-seed 1`, as a data dir
+  python3 ../common/study.py fraction-list --data data/train --ali exp/tri2/ali_train --fraction 0.03 \
+    --seed 1 --out data/train_3pct.list
   acoustic-kd data-dir subset data/train data/train_3pct --utt-list data/train_3pct.list
   # shellcheck disable=SC2086
   acoustic-kd soft-targets --members $members --data data/train_3pct --dense true \
@@ -139,32 +133,7 @@ if want members; then
 fi
 if want curves; then
   log "dev frame accuracy per epoch: exp/plots/dev_curves.png"
-  python3 - <<'PY'
-from pathlib import Path
-import json
-from acoustic_kd.report import plot_curves, read_train_log
-dirs = {f"member m{i}": Path(f"exp/members/m{i}") for i in range(1, 6)}
-from acoustic_kd.report import control_name
-dirs.update({"student (seed 1001)": Path("exp/student_kd"),
-             "control (seed 1001)": Path("exp") / control_name(Path("exp"))})
-for d in sorted(Path("exp/seeds").glob("s*")):
-    dirs.update({f"student (seed {d.name[1:]})": d / "student_kd",
-                 f"control (seed {d.name[1:]})": next((d / n for n in ("control", "student_hard")
-                                                       if (d / n).is_dir()), d / "control")})
-curves = {n: [r for r in read_train_log(d / "train_log.jsonl") if r.get("type") == "epoch"]
-          for n, d in dirs.items()}
-curves = {n: c for n, c in curves.items() if c}
-kinds = {"member": dict(color="0.55", lw=1), "student": dict(color="C0"),
-         "control": dict(color="C1", ls="--")}
-markers = {}
-styles = {n: {**kinds[n.split()[0]], "marker": markers.setdefault(n.split("seed")[-1], "o^sv"[len(markers) % 4])}
-          if n.split()[0] != "member" else kinds["member"] for n in curves}
-ev = Path("exp/members/eval.json")   # the ensemble's dev accuracy (stage 4's evaluation)
-ens = json.loads(ev.read_text())["sets"]["dev"]["ensemble"]["arithmetic"]["acc"] if ev.exists() else None
-levels = {"ensemble (5 members)": ens} if ens is not None else {}
-print(plot_curves(curves, Path("exp/plots/dev_curves.png"), "Mboshi dev frame accuracy per epoch", styles,
-                  levels),
-      "-", ", ".join(curves))
-PY
+  python3 ../common/study.py curves --exp exp --out exp/plots/dev_curves.png \
+    --title "Mboshi dev frame accuracy per epoch" --recipe-seed "$recipe_seed" --seeds-dir exp/seeds
 fi
 log "done"
