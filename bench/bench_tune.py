@@ -58,21 +58,23 @@ def dev_set(corpus: Path, hmm, words: set[str], n: int, noise: float, sharp: flo
     return posts, refs
 
 
-def compare_tuners(graph, posts, refs, priors) -> dict:
-    """Both tuners on the grid: seconds, choice, dev WER, surfaces."""
+def compare_tuners(graph, posts, refs, priors, methods: list[str]) -> dict:
+    """The tuners on the grid: seconds, choice, dev WER, surfaces."""
     from acoustic_kd.decode.decoder import DecodeConfig
     from acoustic_kd.decode.tune import TuneConfig, tune_on_dev
 
     out = {}
-    for method in ("redecode", "lattice"):
+    for method in methods:
         wall, cpu = time.perf_counter(), time.process_time()
-        res = tune_on_dev(graph, list(posts), refs, posts.__getitem__, priors, DecodeConfig(),
-                          TuneConfig(**GRID, tune_method=method))
+        res = tune_on_dev(graph, list(posts), refs, posts.__getitem__, priors,
+                          DecodeConfig(beam=15.0), TuneConfig(**GRID, tune_method=method))
         out[method] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
                        "acwt": res.acwt, "word_penalty": res.word_penalty, "dev_wer": res.dev_wer,
                        "points": len(res.grid), "lattices": res.lattices,
                        "surface": {f"{g['acwt']:g}/{g['word_penalty']:g}": g["wer"]
                                    for g in res.grid}}
+    if len(out) < 2:
+        return out
     rd, lat = out["redecode"]["surface"], out["lattice"]["surface"]
     pick = f"{out['lattice']['acwt']:g}/{out['lattice']['word_penalty']:g}"
     out["redecode_wer_at_lattice_choice"] = rd.get(pick)
@@ -113,7 +115,7 @@ def beam_width(graph, posts, refs, priors, acwt: float = 0.05) -> dict:
 
     out = {}
     for ref in (0.0, 0.1):
-        cfg = DecodeConfig(acwt=acwt, beam_acwt=ref, beam_sample_frames=10 ** 9)
+        cfg = DecodeConfig(acwt=acwt, beam=15.0, beam_acwt=ref, beam_sample_frames=10 ** 9)
         t0 = time.process_time()
         res, timing = decode_set(graph, list(posts), posts.__getitem__, priors, cfg, probe=True)
         hyps = {u: words_of(graph, r) for u, r in res.items()}
@@ -132,6 +134,9 @@ def main() -> int:
     ap.add_argument("--sharp", type=float, default=5.0, help="scale of the scores")
     ap.add_argument("--decoder-utts", type=int, default=3, help="sentences timed per decoder")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--methods", nargs="+", default=["redecode", "lattice"],
+                    choices=["redecode", "lattice"], help="tuners compared")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tune.json")
     args = ap.parse_args()
     if not (args.corpus / "transcripts.txt").exists():
         print(f"{args.corpus}: no transcripts.txt; nothing measured")
@@ -151,15 +156,15 @@ def main() -> int:
         posts, refs = dev_set(args.corpus, hmm, set(lg.lexicon), args.utts, args.noise,
                               args.sharp, args.seed)
         priors = np.full(hmm.num_pdfs, -math.log(hmm.num_pdfs))
-        result = {"args": {k: str(v) for k, v in vars(args).items()},
+        result = {"args": {k: str(v) for k, v in vars(args).items()}, "beam": 15.0,
                   "graph": {k: graph.info.get(k) for k in ("num_states", "num_arcs", "num_pdfs")},
                   "dev": {"utts": len(posts), "frames": sum(len(x) for x in posts.values())},
-                  "tuners": compare_tuners(graph, posts, refs, priors),
+                  "tuners": compare_tuners(graph, posts, refs, priors, args.methods),
                   "decoders": decoder_seconds(graph, posts, priors, args.decoder_utts),
                   "beam_at_0.05": beam_width(graph, posts, refs, priors)}
-    (REPO / "bench" / "results").mkdir(exist_ok=True)
-    (REPO / "bench" / "results" / "tune.json").write_text(json.dumps(result, indent=1))
-    for m in ("redecode", "lattice"):
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    for m in args.methods:
         t = result["tuners"][m]
         print(f"{m:9s} {t['cpu_s']:7.1f} s CPU {t['wall_s']:7.1f} s wall  {t['points']} points  "
               f"acwt {t['acwt']:g} penalty {t['word_penalty']:g}  dev WER {t['dev_wer']:.2f}")

@@ -127,7 +127,7 @@ def batch_best(b: LatBatch, acwts, penalties) -> tuple[list[list[list[int]]], np
 
 
 def best_paths(lat: LatArrays, acwts, penalties) -> tuple[list[list[int]], np.ndarray]:
-    """Word ids of one lattice's best path at each point (acwts[k], penalties[k]) and its cost [K]."""
+    """Word ids of one lattice's best path at each point (acwts[k], penalties[k]), its cost [K]."""
     words, cost = batch_best(batch([""], [lat]), acwts, penalties)
     return words[0], cost[0]
 
