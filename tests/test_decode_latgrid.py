@@ -153,6 +153,10 @@ def test_lattice_tuner_picks_a_point_as_good_as_redecoding(noisy, monkeypatch, s
     assert 1 <= len(lat.lattices) < len(lat.grid)                 # a few decodes, many points
     assert sum(r["points"] for r in lat.lattices) == len(lat.grid)
     assert all(g["lattice_acwt"] <= g["acwt"] for g in lat.grid)
+    assert len(lat.verified) == 3                                 # the finalists, decoded directly
+    assert lat.dev_wer == min(v["wer"] for v in lat.verified)
+    assert (lat.acwt, lat.word_penalty) in {(v["acwt"], v["word_penalty"]) for v in lat.verified}
+    assert all(v["wer"] == redecoded[(v["acwt"], v["word_penalty"])] for v in lat.verified)
 
 
 def test_the_search_widens_at_low_scales_and_beam_acwt_narrows_it(noisy):
