@@ -153,7 +153,7 @@ def lattice_size(lats: dict[str, LatArrays | None], frames: int) -> dict:
     """States and arcs of a set's lattices, in all and per frame (`frames` in all)."""
     kept = [x for x in lats.values() if x is not None]
     states, arcs = sum(x.num_states for x in kept), sum(len(x.src) for x in kept)
-    return {"utts": len(lats), "empty": len(lats) - len(kept),
+    return {"lattices": len(lats), "empty": len(lats) - len(kept),
             "not_final": sum(not x.reached_final for x in kept), "states": states, "arcs": arcs,
             "states_per_frame": states / max(frames, 1), "arcs_per_frame": arcs / max(frames, 1)}
 
