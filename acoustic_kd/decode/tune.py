@@ -1,26 +1,12 @@
 """Acoustic scale and word insertion penalty tuned on a dev set, never on the test set.
 
-Each grid point is scored on dev (log-posteriors computed once and reused) in one of two ways
-(`tune_method`):
-
-- 'lattice' (Kaldi's scoring, the default): dev is decoded into lattices at a few acoustic scales
-  (`latgen.LatticeSearch`, word penalty the middle of the grid's), and every grid point's 1-best
-  is the best path of those lattices at its (acwt, penalty) (`latgrid.best_paths`, all points of a
-  batch in one pass). The lattices decoded at scale a score the points with acwt in
-  [a, a x lattice_span]: a lower scale's search spans more acoustic cost, so its lattices keep the
-  paths a higher scale prefers, not the other way round. New lattices are decoded only when
-  widening leaves every covered range, so a grid of 24-40 points costs one to three decodes;
-  widening the penalty axis costs no decode at all. The `verify_top` best points are then decoded
-  on dev directly, as the test set will be, and the choice is the best of them: at a high
-  acoustic scale a direct search's beam can lose paths that lattices from a lower scale keep, so
-  the two surfaces may differ there.
-- 'redecode': dev is decoded again at every grid point.
-
-The best point is the lowest dev error rate (`metric`: WER, or CER for graphemic / unsegmented
-languages). Ties -- common on small, easy dev sets -- go to a point inside the grid, then to the
-one that leans least on the acoustic model: the smaller acoustic scale, then the larger HMM
-transition scale (when several graphs are tried, `transition_scales`), then the penalty closest
-to 0.
+Each grid point is scored on dev (log-posteriors computed once) in one of two ways (`tune_method`):
+'lattice' (Kaldi's scoring, the default) takes each point's 1-best from dev lattices
+(`_lattice_search`); 'redecode' decodes dev again at every point. The best point is the lowest
+dev error rate (`metric`: WER, or CER for graphemic / unsegmented languages). Ties -- common on
+small, easy dev sets -- go to a point inside the grid, then to the one that leans least on the
+acoustic model: the smaller acoustic scale, then the larger HMM transition scale (when several
+graphs are tried, `transition_scales`), then the penalty closest to 0.
 
 A best point on the edge of the acoustic-scale or penalty axis (or one as good as the best) is not
 accepted as it is: the grid widens past that edge by one step (acoustic scales geometrically by
@@ -29,10 +15,10 @@ scored, and this repeats until the best point is interior or `max_widen` steps w
 widening that finds nothing better than the best so far (a plateau reaching the edge) ends the
 widening in that direction, and the choice falls on the plateau's interior. Each widening is
 logged; an optimum still on the edge after `max_widen` steps is reported with a warning and
-`interior: false` in tune.json. An axis given a single value is held fixed. The chosen values, the
-whole surface (every point, with its WER, CER and error counts, and for 'lattice' the scale of
-the lattices that scored it), the lattice decodes (scale, beams, sizes, seconds), the points
-verified by direct decodes and the tuning's wall time are recorded (`tune.json`) and then applied unchanged to the test set.
+`interior: false`. An axis given a single value is held fixed. tune.json records the chosen
+values, the whole surface (every point's WER, CER and error counts, and the scale of the lattices
+that scored it), the lattice decodes, the points verified by direct decodes and the wall time;
+the values are then applied unchanged to the test set.
 """
 
 from __future__ import annotations
@@ -320,9 +306,13 @@ def _redecoder(graphs: dict, cache: dict[str, np.ndarray], refs: dict, log_prior
 
 def _lattice_search(graphs: dict, cache: dict[str, np.ndarray], refs: dict,
                     log_priors: np.ndarray, base: DecodeConfig, cfg: TuneConfig) -> TuneResult:
-    """`grid_search` with every point scored by the best paths of dev lattices decoded at an
-    acoustic scale at most cfg.lattice_span below its own (`_anchors`; a new decode only when
-    widening leaves the covered range)."""
+    """`grid_search` with every point's 1-best the best path of dev lattices (`latgen`), decoded at
+    an acoustic scale at most cfg.lattice_span below its own (a lower scale's search spans more
+    acoustic cost, so its lattices keep the paths a higher scale prefers, not the other way round;
+    `_anchors`), all points of a batch in one pass (`latgrid`). Lattices are decoded again only
+    when widening leaves every covered range: a grid of 24-40 points costs one to three decodes,
+    widening the penalties none. Then the cfg.verify_top best points are decoded directly, as test
+    will be, and the choice is the best of them (`_verify`)."""
     anchors: list[tuple[float, dict, dict]] = []        # (acwt, {scale: lattices}, record)
     arrays = {ts: GraphArrays.from_fst(g.fst) for ts, g in graphs.items()}
 
