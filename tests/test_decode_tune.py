@@ -163,15 +163,21 @@ def test_decode_cli_tunes_on_dev_and_writes_outputs(setup, capsys):
             "--out", str(out), "--tune-on-dev", str(dev), "--dev-logpost-scp", str(dev / "post.scp"),
             "--acwts", "0.001", "0.5", "1.0", "--word-penalties", "0.0"]
     assert main(args) == 0
-    assert capsys.readouterr().out.startswith("%WER 0.00 [ 0 / 4, 0 ins, 0 del, 0 sub ]")
+    printed = capsys.readouterr().out
+    assert printed.startswith("%WER 0.00 [ 0 / 4, 0 ins, 0 del, 0 sub ]")
+    assert "s search" in printed and "active states per frame" in printed
     assert not stale.exists()
     assert (out / "hyp.txt").read_text() == "t1 NO YES\nt2 YES\nt3 NO\n"
     tune = json.loads((out / "tune.json").read_text())
     assert tune["dev"] == str(dev) and tune["acwt"] == 0.5 and tune["interior"]
     assert [g["acwt"] for g in tune["grid"]] == [0.001, 0.5, 1.0, 2.0]   # 1.0 ties 0.5: widened once
     assert tune["grid"][0]["del"] == 5                         # the surface keeps the error counts
+    assert tune["method"] == "lattice" and tune["wall_s"] > 0
+    assert [lat["acwt"] for lat in tune["lattices"]] == [0.001, 0.5, 2.0]   # each covers [a, 2a]
     summary = json.loads((out / "decode.json").read_text())
     assert summary["config"]["acwt"] == 0.5 and summary["num_utts"] == 3
+    probe = summary["timing"]["search"]
+    assert probe["sample_utts"] >= 1 and probe["arcs_per_frame"] > probe["states_per_frame"] > 0
     times = json.loads((out / "hyp.json").read_text())["t2"]["times"]
     assert times == [[pytest.approx(0.09), pytest.approx(0.36)]]    # 3 SIL states x 3 frames first
     for f in ("wer", "errs.txt", ".done", "info.json"):
@@ -242,3 +248,22 @@ def test_graph_variant_needs_the_recorded_hmm(setup):
     assert graph_variant(tmp_path / "graph", 0.1) == tmp_path / "graph"    # its own scale
     with pytest.raises(DataError, match="mkgraph --force"):
         graph_variant(tmp_path / "graph", 1.0)          # built without an HMM file: cannot rebuild
+
+
+def test_redecode_tuner_stays_available_and_agrees(setup, capsys):
+    tmp_path, _, dev, test = setup
+    common = ["decode", "--graph", str(tmp_path / "graph"), "--data", str(test),
+              "--logpost-scp", str(test / "post.scp"), "--priors", str(tmp_path / "priors.txt"),
+              "--tune-on-dev", str(dev), "--dev-logpost-scp", str(dev / "post.scp"),
+              "--acwts", "0.001", "0.5", "1.0", "--word-penalties", "0.0", "0.5"]
+    tunes = {}
+    for method in ("redecode", "lattice"):
+        out = tmp_path / method
+        assert main(common + ["--out", str(out), "--tune-method", method]) == 0
+        tunes[method] = json.loads((out / "tune.json").read_text())
+    assert tunes["redecode"]["method"] == "redecode" and tunes["redecode"]["lattices"] == []
+    assert {k: tunes["redecode"][k] for k in ("acwt", "word_penalty", "dev_wer")} == \
+        {k: tunes["lattice"][k] for k in ("acwt", "word_penalty", "dev_wer")}
+    with pytest.raises(SystemExit):
+        main(common + ["--out", str(tmp_path / "bad"), "--tune-method", "exact"])
+    assert "expected one of lattice, redecode" in capsys.readouterr().err

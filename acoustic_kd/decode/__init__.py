@@ -3,7 +3,9 @@
 Modules: `graph` (mkgraph: lang dir + HMM -> HCLG on disk), built from `lexicon_fst` (HL / L),
 `grammar_fst` (G from ARPA) and `hclg` (determinization, cross-word context, self-loops);
 `search` (the torch-free beam search shared with the exported runtime), `decoder` (decode a set),
-`lattice` (lattices, n-best, LM rescoring, CTM), `score` (WER / CER / SER), `tune` (acwt etc. on dev).
+`lattice` (lattices, n-best, LM rescoring, CTM), `latgen` (lattice generation in numpy), `latgrid`
+(a lattice's best paths at many acwt / penalty points), `score` (WER / CER / SER), `tune` (acwt
+etc. on dev).
 """
 
 from .decoder import (ChunkedLogPost, DecodeConfig, DecodeResult, Graph, decode_loglikes, decode_set,

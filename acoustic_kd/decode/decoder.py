@@ -32,7 +32,7 @@ from ..errors import DataError
 from ..outdir import staged_dir
 from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, is_done, mark_done
 from .graph import read_word_ids, with_word_penalty
-from .search import best_path, word_spans
+from .search import SearchProbe, best_path, word_spans
 
 log = get_logger(__name__)
 
@@ -56,9 +56,26 @@ class DecodeConfig:
     min_active: int = field(default=20, metadata={
         "help": "min active tokens per frame", "range": "[0, inf)"})
     nj: int = field(default=1, metadata={"help": "parallel decoding processes", "range": "[1, inf)"})
+    beam_acwt: float = field(default=0.0, metadata={
+        "help": "acoustic scale the beam is meant for: below it the beam narrows in proportion "
+                "(beam x acwt / beam_acwt: the same width in acoustic log-likelihood units, a "
+                "faster but lossier search at low scales); 0 = the beam as given at every scale",
+        "range": "[0, inf)"})
+    beam_sample_frames: int = field(default=3000, metadata={
+        "help": "frames (whole utterances, spread over the set) decoded again to count the "
+                "search's arcs per frame (decode.json 'search'); 0 = not measured",
+        "range": "[0, inf)"})
 
     def __post_init__(self):
         check_fields(self)
+
+
+def search_beam(cfg: DecodeConfig) -> float:
+    """The beam the search runs with at `cfg.acwt` (cost units): `cfg.beam`, narrowed by
+    acwt / beam_acwt below `cfg.beam_acwt`."""
+    if cfg.beam_acwt > 0 and cfg.acwt < cfg.beam_acwt:
+        return cfg.beam * cfg.acwt / cfg.beam_acwt
+    return cfg.beam
 
 
 @dataclass
@@ -199,7 +216,7 @@ def _worker_decode(item: tuple[str, np.ndarray]) -> tuple[str, DecodeResult]:
 def decode_loglikes(graph: Graph, items: Iterable[tuple[str, np.ndarray]], cfg: DecodeConfig,
                     total: int | None = None) -> Iterator[tuple[str, DecodeResult]]:
     """Decode (utt, scaled loglikes [T, P]) pairs; `cfg.nj` > 1 decodes in worker processes."""
-    opts = dict(beam=cfg.beam, max_active=cfg.max_active, min_active=cfg.min_active,
+    opts = dict(beam=search_beam(cfg), max_active=cfg.max_active, min_active=cfg.min_active,
                 silence_pdfs=graph.info.get("silence_pdfs", []), align=graph.align)
     num_pdfs = graph.info.get("num_pdfs")
 
@@ -223,36 +240,51 @@ def decode_loglikes(graph: Graph, items: Iterable[tuple[str, np.ndarray]], cfg: 
 
 
 def decode_set(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_priors: np.ndarray,
-               cfg: DecodeConfig, on_log_post: Callable[[str, np.ndarray], None] | None = None
-               ) -> tuple[dict[str, DecodeResult], dict]:
+               cfg: DecodeConfig, on_log_post: Callable[[str, np.ndarray], None] | None = None,
+               probe: bool = False) -> tuple[dict[str, DecodeResult], dict]:
     """Decode utterances from log-posteriors -> ({utt: result}, timing dict).
 
     log_priors: [P] log p(s). on_log_post(utt, log_post) sees every utterance's posteriors (e.g. for
-    frame accuracy). timing: seconds in `log_post_fn` (network forward) and in search, frames.
+    frame accuracy). timing: seconds in `log_post_fn` (network forward) and in search, frames, the
+    beam searched with; with `probe` also 'search': the arcs the search expands per frame on a
+    sample (`search.SearchProbe`, up to cfg.beam_sample_frames; its own time is left out).
     """
-    t_fwd = 0.0
+    t_fwd = t_probe = 0.0
     frames = 0
+    sampler = None
+    if probe and cfg.beam_sample_frames > 0:
+        fst = with_word_penalty(graph.fst, cfg.word_penalty) if cfg.word_penalty else graph.fst
+        sampler = SearchProbe(fst, len(utts), cfg.beam_sample_frames, search_beam(cfg),
+                              cfg.max_active, cfg.min_active)
 
     def items():
-        nonlocal t_fwd, frames
-        for utt in utts:
+        nonlocal t_fwd, t_probe, frames
+        for i, utt in enumerate(utts):
             t0 = time.perf_counter()
             lp = log_post_fn(utt)
             t_fwd += time.perf_counter() - t0
             frames += len(lp)
             if on_log_post is not None:
                 on_log_post(utt, lp)
-            yield utt, hybrid_loglikes(lp, log_priors, cfg.acwt)
+            ll = hybrid_loglikes(lp, log_priors, cfg.acwt)
+            if sampler is not None:
+                t0 = time.perf_counter()
+                sampler.see(i, ll)
+                t_probe += time.perf_counter() - t0
+            yield utt, ll
 
     t0 = time.perf_counter()
     results = dict(decode_loglikes(graph, items(), cfg, total=len(utts)))
-    total = time.perf_counter() - t0
+    total = time.perf_counter() - t0 - t_probe
     not_final = sum(not r.reached_final for r in results.values())
     if not_final:
         log.warning("%d/%d utterances reached no final state (partial best paths used); "
                     "consider a larger --beam", not_final, len(results))
-    return results, {"forward_s": t_fwd, "search_s": total - t_fwd, "total_s": total,
-                     "frames": frames, "not_final": not_final}
+    timing = {"forward_s": t_fwd, "search_s": total - t_fwd, "total_s": total, "frames": frames,
+              "not_final": not_final, "beam": search_beam(cfg)}
+    if sampler is not None:
+        timing["search"] = sampler.summary()
+    return results, timing
 
 
 def words_of(graph: Graph, result: DecodeResult) -> list[str]:
@@ -282,7 +314,7 @@ def decode_to_dir(graph: Graph, utts: list[str], log_post_fn: LogPostFn, log_pri
         shutil.rmtree(stale, ignore_errors=True)
     argmax: dict[str, np.ndarray] = {}
     keep = (lambda u, lp: argmax.__setitem__(u, lp.argmax(axis=1))) if alis is not None else None
-    results, timing = decode_set(graph, utts, log_post_fn, log_priors, cfg, keep)
+    results, timing = decode_set(graph, utts, log_post_fn, log_priors, cfg, keep, probe=True)
     hyps = {u: words_of(graph, r) for u, r in results.items()}
     audio_s = timing["frames"] * frame_shift
     summary = {"config": dataclasses.asdict(cfg), "num_utts": len(utts), "timing": timing,

@@ -36,7 +36,7 @@ from ..config_types import check_fields
 from ..errors import DataError
 from ..lang.arpa import read_arpa
 from ..utils import atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger
-from .decoder import hybrid_loglikes
+from .decoder import hybrid_loglikes, search_beam
 from .graph import with_word_penalty
 from .score import score_both, write_scores
 from .search import best_path, word_spans
@@ -218,7 +218,7 @@ def write_lattice_dir(graph, utts: list[str], log_post_fn: Callable[[str], np.nd
     not_final = 0
     for utt in utts:
         ll = hybrid_loglikes(log_post_fn(utt), log_priors, dcfg.acwt)
-        lat, final = decode_lattice(fst, ll, dcfg.beam, lcfg.lattice_beam)
+        lat, final = decode_lattice(fst, ll, search_beam(dcfg), lcfg.lattice_beam)
         not_final += not final
         if lat is None:
             nbest[utt] = []

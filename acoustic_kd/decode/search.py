@@ -8,6 +8,7 @@ The graph's input labels are pdf + 1, which is what kaldi-decoder's `DecodableCt
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
@@ -216,3 +217,67 @@ class GraphDecoder:
                           round(e * self.frame_shift_s, 3)) for w, (s, e) in zip(ids, frames)]
         return Hypothesis(words=[w.word for w in spans], spans=spans, num_frames=num_frames,
                           reached_final=reached, cost=graph_cost + ac_cost)
+
+
+class _CountedScores(kaldi_decoder.DecodableInterface):
+    """Scaled log-likelihoods [T, P] (column = ilabel − 1) that count the decoder's look-ups: one
+    per emitting arc it expands from a token inside the beam."""
+
+    def __init__(self, scores: np.ndarray):
+        super().__init__()
+        self.scores, self.lookups = scores, 0
+
+    def log_likelihood(self, frame: int, index: int) -> float:
+        self.lookups += 1
+        return float(self.scores[frame, index - 1])
+
+    def is_last_frame(self, frame: int) -> bool:
+        return frame == len(self.scores) - 1
+
+    def num_frames_ready(self) -> int:
+        return len(self.scores)
+
+    def num_indices(self) -> int:
+        return self.scores.shape[1]
+
+
+def emitting_arcs_per_state(fst: kaldifst.StdFst) -> float:
+    """Mean number of emitting (non-ε input) arcs per state of a graph."""
+    arcs = sum(a.ilabel != 0 for s in range(fst.num_states) for a in kaldifst.ArcIterator(fst, s))
+    return arcs / max(fst.num_states, 1)
+
+
+class SearchProbe:
+    """Counts the arcs a FasterDecoder expands per frame on a sample of utterances: how wide the
+    beam is at a given acoustic scale (the search's work per frame, whatever the machine).
+
+    `see(i, scores [T, P])` is offered every utterance i of a set of `num_utts`, in order; about
+    20 of them, spread over the set, are decoded again with counted look-ups until `max_frames`
+    frames were. `summary()`: sampled utterances and frames, arcs per frame and active states
+    per frame (≈ arcs / the graph's emitting arcs per state)."""
+
+    def __init__(self, fst: kaldifst.StdFst, num_utts: int, max_frames: int, beam: float,
+                 max_active: int, min_active: int):
+        self.fst, self.max_frames = fst, max_frames
+        self.stride = max(1, num_utts // 20)
+        self.options = kaldi_decoder.FasterDecoderOptions(
+            beam=float(beam), max_active=int(max_active),
+            min_active=max(0, min(int(min_active), int(max_active) - 1)))
+        self.utts = self.frames = self.lookups = 0
+        self.seconds = 0.0
+
+    def see(self, index: int, scores: np.ndarray) -> None:
+        if index % self.stride or self.frames >= self.max_frames or not len(scores):
+            return
+        t0 = time.perf_counter()
+        counted = _CountedScores(np.ascontiguousarray(scores, dtype=np.float32))
+        kaldi_decoder.FasterDecoder(self.fst, self.options).decode(counted)
+        self.utts, self.frames = self.utts + 1, self.frames + len(scores)
+        self.lookups += counted.lookups
+        self.seconds += time.perf_counter() - t0
+
+    def summary(self) -> dict:
+        per_frame = self.lookups / self.frames if self.frames else None
+        return {"beam": self.options.beam, "sample_utts": self.utts, "sample_frames": self.frames,
+                "arcs_per_frame": per_frame,
+                "states_per_frame": per_frame and per_frame / emitting_arcs_per_state(self.fst)}

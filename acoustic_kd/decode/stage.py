@@ -235,13 +235,20 @@ def references(job: DecodeJob) -> tuple[dict | None, dict | None]:
 
 
 def print_summary(out: Path, summary: dict, utts: int) -> None:
-    """The error rates (or the utterance count without references) and the real-time factor."""
+    """The error rates (or the utterance count without references), the real-time factor with
+    forward and search time, and the width of the search (arcs, ≈ states per frame)."""
     scores = [out / k for k in ("wer", "cer") if (out / k).exists()]
     print("".join(p.read_text() for p in scores) if scores else f"decoded {utts} utterances\n",
           end="")
+    timing = summary.get("timing", {})
     if summary.get("rtf") is not None:
-        print(f"RTF {summary['rtf']:.4f} ({summary['timing']['forward_s']:.1f} s forward, "
-              f"{summary['audio_s']:.1f} s audio)")
+        print(f"RTF {summary['rtf']:.4f} ({timing['forward_s']:.1f} s forward, "
+              f"{timing.get('search_s', 0.0):.1f} s search, {summary['audio_s']:.1f} s audio)")
+    probe = timing.get("search") or {}
+    if probe.get("arcs_per_frame") is not None:
+        print(f"search at acwt {summary['config']['acwt']:g}, beam {probe['beam']:g}: "
+              f"{probe['arcs_per_frame']:.0f} arcs, ≈{probe['states_per_frame']:.0f} active states "
+              f"per frame ({probe['sample_frames']} frames of {probe['sample_utts']} utterances)")
 
 
 def write_lattices(job: DecodeJob, graph: Graph, utts: list[str], fn, log_priors: np.ndarray,

@@ -1,20 +1,24 @@
 """Acoustic scale and word insertion penalty tuned on a dev set, never on the test set.
 
-The grid is decoded on dev (log-posteriors computed once and reused); the best point is the lowest
+Each grid point is scored on dev (log-posteriors computed once) in one of two ways (`tune_method`):
+'lattice' (Kaldi's scoring, the default) takes each point's 1-best from dev lattices
+(`_lattice_search`); 'redecode' decodes dev again at every point. The best point is the lowest
 dev error rate (`metric`: WER, or CER for graphemic / unsegmented languages). Ties -- common on
 small, easy dev sets -- go to a point inside the grid, then to the one that leans least on the
 acoustic model: the smaller acoustic scale, then the larger HMM transition scale (when several
 graphs are tried, `transition_scales`), then the penalty closest to 0.
 
 A best point on the edge of the acoustic-scale or penalty axis (or one as good as the best) is not
-accepted as it is: the grid widens past that edge by one step (acoustic scales geometrically by the ratio of the two outermost
-values, penalties by their outermost spacing), every new point is decoded, and this repeats until
-the best point is interior or `max_widen` steps were taken. A widening that finds nothing better
-than the best so far (a plateau reaching the edge) ends the widening in that direction, and the
-choice falls on the plateau's interior. Each widening is logged; an optimum still on the edge after
-`max_widen` steps is reported with a warning and `interior: false` in tune.json. An axis given a
-single value is held fixed. The chosen values and the whole surface (every point decoded, with its
-WER, CER and error counts) are recorded (`tune.json`) and then applied unchanged to the test set.
+accepted as it is: the grid widens past that edge by one step (acoustic scales geometrically by
+the ratio of the two outermost values, penalties by their outermost spacing), every new point is
+scored, and this repeats until the best point is interior or `max_widen` steps were taken. A
+widening that finds nothing better than the best so far (a plateau reaching the edge) ends the
+widening in that direction, and the choice falls on the plateau's interior. Each widening is
+logged; an optimum still on the edge after `max_widen` steps is reported with a warning and
+`interior: false`. An axis given a single value is held fixed. tune.json records the chosen
+values, the whole surface (every point's WER, CER and error counts, and the scale of the lattices
+that scored it), the lattice decodes, the points verified by direct decodes and the wall time;
+the values are then applied unchanged to the test set.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,7 +35,10 @@ import numpy as np
 from ..config_types import check_fields
 from ..errors import ConfigError
 from ..utils import get_logger
-from .decoder import DecodeConfig, Graph, LogPostFn, decode_set, words_of
+from .decoder import (DecodeConfig, Graph, LogPostFn, decode_set, hybrid_loglikes, search_beam,
+                      words_of)
+from .latgen import GraphArrays, LatticeSearch, set_lattices
+from .latgrid import batches, lattice_size, set_best_words
 from .score import score_both
 
 log = get_logger(__name__)
@@ -56,6 +64,22 @@ class TuneConfig:
         "range": "[0, inf)"})
     metric: str = field(default="wer", metadata={"help": "dev error rate minimised",
                                                  "choices": ("wer", "cer")})
+    tune_method: str = field(default="lattice", metadata={
+        "help": "'lattice': dev decoded once into lattices, every grid point their best path "
+                "(Kaldi's scoring); 'redecode': dev decoded again at every grid point",
+        "choices": ("lattice", "redecode")})
+    tune_lattice_beam: float = field(default=8.0, metadata={
+        "help": "lattice beam of the dev lattices (cost units at their acoustic scale)",
+        "range": "(0, inf)"})
+    lattice_span: float = field(default=2.0, metadata={
+        "help": "dev lattices decoded at acoustic scale a score the grid points with acwt in "
+                "[a, a x span] (scored upwards: a lower scale's search keeps more paths); a point "
+                "outside every decoded range gets its own decode", "range": "[1, inf)"})
+    verify_top: int = field(default=3, metadata={
+        "help": "the best N lattice-scored points are decoded on dev directly and the choice is "
+                "the best of them (the test decode searches directly, and at high acoustic scales "
+                "its beam can lose paths the lattices keep); 0 = the lattices' choice as it is",
+        "range": "[0, inf)"})
 
     def __post_init__(self):
         check_fields(self)
@@ -78,9 +102,20 @@ class TuneResult:
     interior: bool = True
     widened: list[dict] = field(default_factory=list)
     axes: dict[str, list[float]] = field(default_factory=dict)
+    method: str = "redecode"
+    wall_s: float = 0.0
+    lattices: list[dict] = field(default_factory=list)
+    verified: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _rank(key: str) -> Callable[[dict], tuple]:
+    """Sort key of grid points: `key`, then smaller 'acwt', larger 'transition_scale', 'word_penalty'
+    closest to 0."""
+    return lambda g: (g[key], g["acwt"], -(g.get("transition_scale") or 0.0),
+                      abs(g["word_penalty"]), g["word_penalty"])
 
 
 def pick_best(grid: list[dict], key: str = "wer") -> dict:
@@ -88,8 +123,7 @@ def pick_best(grid: list[dict], key: str = "wer") -> dict:
     grid has one), then 'word_penalty' closest to 0."""
     if not grid:
         raise ConfigError("empty tuning grid")
-    return min(grid, key=lambda g: (g[key], g["acwt"], -(g.get("transition_scale") or 0.0),
-                                    abs(g["word_penalty"]), g["word_penalty"]))
+    return min(grid, key=_rank(key))
 
 
 def _step_out(values: list[float], side: int, axis: str) -> float:
@@ -121,11 +155,13 @@ def _choose(grid: list[dict], axes: dict[str, list[float]], key: str) -> dict:
     return pick_best(inner or ties, key)
 
 
-def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneResult:
+def grid_search(evaluate: Callable, cfg: TuneConfig, many: bool = False) -> TuneResult:
     """Evaluate `evaluate(acwt, penalty) -> dev WER %` (or a dict with 'wer' and optionally 'cer'
     and counts, all recorded) on the grid, widening it while the best point is on an edge.
 
     With cfg.transition_scales the grid has a third axis and `evaluate(acwt, penalty, scale)`.
+    With `many`, `evaluate([(scale or None, acwt, penalty), ...])` returns the results of a
+    batch of points (each widening step is one batch).
     """
     key = cfg.metric
     scales = sorted(cfg.transition_scales)
@@ -134,13 +170,14 @@ def grid_search(evaluate: Callable[..., float | dict], cfg: TuneConfig) -> TuneR
     points: dict[tuple, dict] = {}
 
     def fill() -> None:
-        for ts, a, p in itertools.product(scales or [None], axes["acwt"], axes["word_penalty"]):
-            if (ts, a, p) in points:
-                continue
-            got = evaluate(a, p) if ts is None else evaluate(a, p, ts)
+        todo = [t for t in itertools.product(scales or [None], axes["acwt"], axes["word_penalty"])
+                if t not in points]
+        got = evaluate(todo) if many else [evaluate(a, p) if ts is None else evaluate(a, p, ts)
+                                           for ts, a, p in todo]
+        for (ts, a, p), res in zip(todo, got):
             point = {"acwt": a, "word_penalty": p,
-                     **({k: float(v) for k, v in got.items()} if isinstance(got, dict)
-                        else {"wer": float(got)})}
+                     **({k: float(v) for k, v in res.items()} if isinstance(res, dict)
+                        else {"wer": float(res)})}
             if key not in point:
                 raise ConfigError(f"tuning on {key.upper()}, but the evaluation gave no '{key}'")
             if ts is not None:
@@ -228,24 +265,145 @@ def format_surface(tune: dict) -> str:
 def tune_on_dev(graph: Graph | dict[float, Graph], dev_utts: list[str], dev_refs: dict[str, list[str]],
                 log_post_fn: LogPostFn, log_priors: np.ndarray, base: DecodeConfig,
                 cfg: TuneConfig | None = None) -> TuneResult:
-    """Decode the dev set over the grid (beam etc. from `base`) and pick acwt and word penalty.
+    """Pick acwt and word penalty on the dev set (beam etc. from `base`): by the best paths of dev
+    lattices decoded once (cfg.tune_method 'lattice') or by decoding dev at every grid point
+    ('redecode'). The log-posteriors are computed once either way; wall_s counts them.
 
     `graph` may be {transition scale: graph} (then cfg.transition_scales is taken from its keys).
     Only dev data enters here; the caller applies the result to test.
     """
+    t0 = time.perf_counter()
     cfg = cfg or TuneConfig()
-    graphs = graph if isinstance(graph, dict) else None
-    cfg = dataclasses.replace(cfg, transition_scales=sorted(graphs) if graphs else [])
+    graphs = graph if isinstance(graph, dict) else {None: graph}
+    cfg = dataclasses.replace(cfg, transition_scales=sorted(k for k in graphs if k is not None))
     cache = {u: log_post_fn(u) for u in dev_utts}
     refs = {u: dev_refs[u] for u in dev_utts}
+    if cfg.tune_method == "redecode":
+        res = grid_search(_redecoder(graphs, cache, refs, log_priors, base), cfg)
+    else:
+        res = _lattice_search(graphs, cache, refs, log_priors, base, cfg)
+    res.method, res.wall_s = cfg.tune_method, time.perf_counter() - t0
+    log.info("tuning on dev (%s, %d points) took %.1f s", res.method, len(res.grid), res.wall_s)
+    return res
 
+
+def _rates(refs: dict[str, list[str]], hyps: dict[str, list[str]]) -> dict:
+    both = score_both(refs, hyps)
+    w, c = both["wer"][0], both["cer"][0]
+    return {"wer": w.rate, "cer": c.rate, "ins": w.ins, "del": w.dels, "sub": w.subs}
+
+
+def _redecoder(graphs: dict, cache: dict[str, np.ndarray], refs: dict, log_priors: np.ndarray,
+               base: DecodeConfig) -> Callable[..., dict]:
+    """evaluate(acwt, penalty[, scale]): dev decoded at that point and scored."""
     def evaluate(acwt: float, penalty: float, scale: float | None = None) -> dict:
         dcfg = dataclasses.replace(base, acwt=acwt, word_penalty=penalty)
-        g = graphs[scale] if graphs else graph
-        results, _ = decode_set(g, dev_utts, cache.__getitem__, log_priors, dcfg)
-        hyps = {u: words_of(g, r) for u, r in results.items()}
-        both = score_both(refs, hyps)
-        w, c = both["wer"][0], both["cer"][0]
-        return {"wer": w.rate, "cer": c.rate, "ins": w.ins, "del": w.dels, "sub": w.subs}
+        g = graphs[scale]
+        results, _ = decode_set(g, list(cache), cache.__getitem__, log_priors, dcfg)
+        return _rates(refs, {u: words_of(g, r) for u, r in results.items()})
+    return evaluate
 
-    return grid_search(evaluate, cfg)
+
+def _lattice_search(graphs: dict, cache: dict[str, np.ndarray], refs: dict,
+                    log_priors: np.ndarray, base: DecodeConfig, cfg: TuneConfig) -> TuneResult:
+    """`grid_search` with every point's 1-best the best path of dev lattices (`latgen`), decoded at
+    an acoustic scale at most cfg.lattice_span below its own (a lower scale's search spans more
+    acoustic cost, so its lattices keep the paths a higher scale prefers, not the other way round;
+    `_anchors`), all points of a batch in one pass (`latgrid`). Lattices are decoded again only
+    when widening leaves every covered range: a grid of 24-40 points costs one to three decodes,
+    widening the penalties none. Then the cfg.verify_top best points are decoded directly, as test
+    will be, and the choice is the best of them (`_verify`)."""
+    anchors: list[tuple[float, dict, dict]] = []        # (acwt, {scale: lattices}, record)
+    arrays = {ts: GraphArrays.from_fst(g.fst) for ts, g in graphs.items()}
+
+    def evaluate(points: list[tuple]) -> list[dict]:
+        for acwt in _anchors([a for _, a, _ in points], [x[0] for x in anchors], cfg.lattice_span):
+            ps = [p for _, _, p in points]
+            lats, rec = _dev_lattices(arrays, cache, log_priors, base, cfg, acwt,
+                                      round((min(ps) + max(ps)) / 2, 6))
+            anchors.append((acwt, lats, rec))
+        groups: dict[tuple, list[int]] = {}
+        for i, (ts, a, _) in enumerate(points):
+            near = max((j for j, x in enumerate(anchors) if _covers(x[0], a, cfg.lattice_span)),
+                       key=lambda j: anchors[j][0])
+            groups.setdefault((ts, near), []).append(i)
+        out: list[dict] = [{} for _ in points]
+        for (ts, near), idx in groups.items():
+            acwt, lats, rec = anchors[near]
+            t0 = time.perf_counter()
+            best = set_best_words(lats[ts], list(cache), [points[i][1] for i in idx],
+                                  [points[i][2] for i in idx])
+            names = graphs[ts].words
+            for i, ids in zip(idx, best):
+                hyps = {u: [names.get(w, f"<id{w}>") for w in ws] for u, ws in ids.items()}
+                out[i] = {**_rates(refs, hyps), "lattice_acwt": acwt}
+            rec["points"] += len(idx)
+            rec["rescore_s"] += time.perf_counter() - t0
+        return out
+
+    res = grid_search(evaluate, cfg, many=True)
+    res.lattices = [rec for _, _, rec in anchors]
+    if cfg.verify_top:
+        _verify(res, _redecoder(graphs, cache, refs, log_priors, base), cfg.verify_top)
+    return res
+
+
+def _verify(res: TuneResult, evaluate: Callable[..., dict], top: int) -> None:
+    """Decode dev directly at the `top` best points of `res` (by lattice score) and move the
+    choice to the best of those decodes; each is recorded in `res.verified`."""
+    key = res.metric
+    order = lambda g: (g[key], bool(_edges(g, res.axes)), *_rank(key)(g)[1:])  # noqa: E731
+    for g in sorted(res.grid, key=order)[:top]:          # `_choose`'s order: inner points first
+        got = evaluate(g["acwt"], g["word_penalty"], g.get("transition_scale"))
+        res.verified.append({k: g[k] for k in ("acwt", "word_penalty", "transition_scale")
+                             if k in g} | {f"lattice_{key}": g[key]} | got)
+    best = _choose(res.verified, res.axes, key)
+    if (best["acwt"], best["word_penalty"]) != (res.acwt, res.word_penalty) or \
+            best.get("transition_scale") != res.transition_scale:
+        log.info("tuning: decoded directly, acwt %g / penalty %g gives the best dev %s (%.2f%%); "
+                 "the lattices preferred acwt %g / penalty %g", best["acwt"],
+                 best["word_penalty"], key.upper(), best[key], res.acwt, res.word_penalty)
+    res.acwt, res.word_penalty = best["acwt"], best["word_penalty"]
+    res.transition_scale = best.get("transition_scale")
+    res.dev_wer, res.dev_cer = best["wer"], best.get("cer")
+    res.interior = not _edges(best, res.axes)
+
+
+def _covers(anchor: float, acwt: float, span: float) -> bool:
+    """Whether lattices decoded at acoustic scale `anchor` score a point at `acwt`."""
+    return anchor * (1 - 1e-9) <= acwt <= anchor * span * (1 + 1e-9)
+
+
+def _anchors(acwts: list[float], have: list[float], span: float) -> list[float]:
+    """Acoustic scales to decode dev lattices at so that each of `acwts` is covered (`_covers`)
+    by one of them or of `have`: the lowest uncovered scale, again until none is left."""
+    todo = sorted(a for a in set(acwts) if not any(_covers(h, a, span) for h in have))
+    out = []
+    while todo:
+        out.append(todo[0])
+        todo = [a for a in todo if not _covers(todo[0], a, span)]
+    return out
+
+
+def _dev_lattices(graphs: dict, cache: dict[str, np.ndarray], log_priors: np.ndarray,
+                  base: DecodeConfig, cfg: TuneConfig, acwt: float, penalty: float
+                  ) -> tuple[dict, dict]:
+    """({scale: the dev lattices decoded at (acwt, penalty), in `latgrid.LatBatch`es}, the record
+    of it); `graphs` holds `latgen.GraphArrays`."""
+    t0 = time.perf_counter()
+    beam = search_beam(dataclasses.replace(base, acwt=acwt))
+    lats, size = {}, {}
+    frames = sum(len(lp) for lp in cache.values()) * len(graphs)
+    for ts, g in graphs.items():
+        search = LatticeSearch(g, beam, cfg.tune_lattice_beam, base.max_active, penalty)
+        items = ((u, hybrid_loglikes(lp, log_priors, acwt)) for u, lp in cache.items())
+        got = set_lattices(search, items, acwt, base.nj)
+        size.update({(ts, u): x for u, x in got.items()})
+        lats[ts] = batches(got)
+    rec = {"acwt": acwt, "word_penalty": penalty, "beam": beam,
+           "lattice_beam": cfg.tune_lattice_beam, "decode_s": time.perf_counter() - t0,
+           **lattice_size(size, frames), "points": 0, "rescore_s": 0.0}
+    log.info("tuning: dev lattices at acwt %g, word penalty %g (beam %g, lattice beam %g): %.1f s, "
+             "%.1f arcs per frame", acwt, penalty, beam, cfg.tune_lattice_beam, rec["decode_s"],
+             rec["arcs_per_frame"])
+    return lats, rec
