@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import resource
 import secrets
 import socket
 import sys
 import threading
+import time
 import traceback
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Listener
@@ -54,6 +56,7 @@ class WorkerPool:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._ended: dict[int, int] = {}
+        self.calls, self.wait_s = 0, 0.0   # calls made, seconds spent waiting for their replies
 
     def __enter__(self) -> "WorkerPool":
         if self._thread is None:
@@ -140,21 +143,28 @@ class WorkerPool:
         """worker j runs `method(*args_list[j])`; their results in worker order."""
         if len(args_list) != self.n:
             raise ValueError(f"{len(args_list)} argument tuples for {self.n} workers")
-        for conn, args in zip(self._conns, args_list):
-            conn.send_bytes(pickle.dumps((method, tuple(args), {}), pickle.HIGHEST_PROTOCOL))
+        for j, args in enumerate(args_list):
+            self._send(j, method, pickle.dumps((method, tuple(args), {}), pickle.HIGHEST_PROTOCOL))
         return self._replies(method)
 
     def all(self, method: str, *args, **kwargs) -> list:
         """Every worker runs `method(*args, **kwargs)`; their results in worker order."""
         payload = pickle.dumps((method, args, kwargs), pickle.HIGHEST_PROTOCOL)
-        for conn in self._conns:
-            conn.send_bytes(payload)
+        for j in range(self.n):
+            self._send(j, method, payload)
         return self._replies(method)
+
+    def _send(self, j: int, method: str, payload: bytes) -> None:
+        try:
+            self._conns[j].send_bytes(payload)
+        except OSError:
+            raise AcousticKDError(f"{self.name} worker {j + 1} is gone (before {method}); see "
+                                  f"{_log_name(self.logs[j], self.backend)}") from None
 
     def _replies(self, method: str) -> list:
         """Every worker's reply to `method` (all read, so that the next call starts in step);
         the first failure raised, naming the worker's log."""
-        out, errors = [], []
+        out, errors, t0 = [], [], time.time()
         for j, conn in enumerate(self._conns):
             try:
                 status, value = pickle.loads(conn.recv_bytes())
@@ -167,6 +177,7 @@ class WorkerPool:
             elif status != "ok":
                 errors.append(f"{self.name} worker {j + 1} failed in {method}: {value} "
                               f"(log: {log_name})")
+        self.calls, self.wait_s = self.calls + 1, self.wait_s + time.time() - t0
         if errors:
             raise AcousticKDError(errors[0])
         return out
@@ -180,6 +191,9 @@ class WorkerPool:
                 conn.close()
             except OSError:
                 pass
+        if self._conns:
+            log.info("%s: %d calls, %.1f s waiting for the %d workers", self.name, self.calls,
+                     self.wait_s, self.n)
         self._conns = []
         if self._thread is None:
             return
@@ -237,6 +251,15 @@ def serve(factory, argv: list[str] | None = None) -> int:
     host, port = args.connect.rsplit(":", 1)
     conn = Client((host, int(port)), authkey=Path(args.key_file).read_bytes())
     conn.send(args.part)
+    try:
+        return _serve_calls(conn, factory)
+    finally:
+        use = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"# worker CPU: {use.ru_utime:.1f} s user, {use.ru_stime:.1f} s system, "
+              f"{use.ru_maxrss / 1024:.0f} MB peak RSS", file=sys.stderr, flush=True)
+
+
+def _serve_calls(conn, factory) -> int:
     obj = None
     while True:
         try:
