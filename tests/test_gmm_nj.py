@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 from test_gmm import _tiny_align_args
+from test_slurm_backend import slurm  # noqa: F401 - the fixture: skips without a responding Slurm
 
 from acoustic_kd.ali import read_alignments
 from acoustic_kd.cli import main
@@ -78,7 +79,9 @@ def _same_stage(d1: Path, d2: Path) -> None:
     np.testing.assert_array_equal(g1["comp_pdf"], g2["comp_pdf"])
     for k in ("means", "vars", "log_weights"):
         np.testing.assert_allclose(g1[k], g2[k], rtol=RTOL, atol=ATOL, err_msg=f"{d1.name} {k}")
-    for ali in ("ali_train", "ali_again"):
+    alis = sorted(a.name for a in d1.glob("ali_*"))
+    assert alis == sorted(a.name for a in d2.glob("ali_*")) and "ali_train" in alis
+    for ali in alis:
         a1, a2 = read_alignments(d1 / ali), read_alignments(d2 / ali)
         assert a1.keys() == a2.keys()
         assert all(np.array_equal(a1[u], a2[u]) for u in a1), (d1.name, ali)
@@ -96,12 +99,16 @@ def _same_stage(d1: Path, d2: Path) -> None:
     np.testing.assert_allclose(l1, l2, rtol=1e-9)
 
 
+def _args_without_exp(tmp_path, synth_corpus) -> list[str]:
+    _, args = _tiny_align_args(tmp_path, synth_corpus)
+    i = args.index("--exp")
+    return args[:i] + args[i + 2:]
+
+
 def test_align_nj2_jobs_equal_nj1(tmp_path, synth_corpus, job_env):
     """mono, tri, tri2 (LDA+MLLT) and tri3 (SAT) over 2 local worker jobs, and a second set
     aligned by every stage: what one process gives; a finished run is not redone for another nj."""
-    _, args = _tiny_align_args(tmp_path, synth_corpus)
-    i = args.index("--exp")
-    del args[i:i + 2]
+    args = _args_without_exp(tmp_path, synth_corpus)
     extra = tmp_path / "data" / "again"
     shutil.copytree(tmp_path / "data" / "train", extra)
     run = [*args, "--mono-iters", "6", "--tri-iters", "4", "--tri-gauss", "120", *TRI2, *TRI3,
@@ -172,3 +179,15 @@ def test_worker_jobs_hold_their_part_with_one_thread(tmp_path, synth_corpus, job
     if calls is not None:
         lines = calls.read_text().splitlines()
         assert len(lines) == 2 and all("--cpus-per-task 1 --partition local" in x for x in lines)
+
+
+@pytest.mark.slurm
+def test_align_on_slurm_equals_nj1(tmp_path, synth_corpus, job_env, slurm):
+    """`--backend slurm` on a real Slurm (tests/test_slurm_backend.py's `slurm` fixture: e.g. the
+    single-node one of bench/slurm_local.sh; skipped without one): mono and tri as one process."""
+    args = [*_args_without_exp(tmp_path, synth_corpus), "--mono-iters", "6", "--tri-iters", "4"]
+    assert main([*args, "--exp", str(tmp_path / "exp1")]) == 0
+    assert main([*args, "--exp", str(tmp_path / "exp2"), "--nj", "2", "--backend", "slurm"]) == 0
+    assert (tmp_path / "exp2" / "log" / "align_train.2.log.submit").exists()
+    for stage in ("mono", "tri"):
+        _same_stage(tmp_path / "exp1" / stage, tmp_path / "exp2" / stage)
