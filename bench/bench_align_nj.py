@@ -11,6 +11,8 @@ LDA+MLLT and fMLLR transforms (max absolute difference).
 
 Runs `align` into OUT/nj1 and OUT/njN (refused when they exist: a finished stage would be skipped,
 not timed), prints one line per stage and the wall-time ratio, writes OUT/bench_align_nj.json.
+On a busy machine the wall ratio says little: the CPU split (the driver's own CPU, each worker's
+from its log) gives an idle-machine estimate, (driver + busiest worker per pool) / nj=1's CPU.
 With --backend slurm only the --nj N run uses Slurm; --nj 1 runs in this machine's process.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shlex
 import subprocess
@@ -91,6 +94,16 @@ def compare_stage(d1: Path, d2: Path) -> dict:
     return out
 
 
+def worker_cpu(exp: Path) -> dict:
+    """CPU seconds (user + system) of each pool's worker jobs, from their logs -> {pool: [s, ...]}."""
+    out: dict[str, list[float]] = {}
+    for log in sorted(exp.glob("**/log/*.log")):
+        m = re.search(r"# worker CPU: ([\d.]+) s user, ([\d.]+) s system", log.read_text())
+        if m:
+            out.setdefault(log.name.rsplit(".", 2)[0], []).append(float(m[1]) + float(m[2]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -115,6 +128,9 @@ def main() -> None:
     stages = {s: compare_stage(exps[1] / s, exps[args.nj] / s)
               for s in STAGES[:STAGES.index(args.through) + 1]}
     ratio = times[args.nj]["wall_s"] / max(times[1]["wall_s"], 1e-9)
+    pools = worker_cpu(exps[args.nj])
+    busiest = sum(max(v) for v in pools.values())
+    parent = times[args.nj]["cpu_s"] - sum(sum(v) for v in pools.values())
     for s, r in stages.items():
         alis = {k: v for k, v in r.items() if k.startswith("ali_")}
         print(f"{s}: tree {'identical' if r['tree_identical'] else 'DIFFERS'}, Gaussians "
@@ -125,7 +141,13 @@ def main() -> None:
     print(f"nj=1: {times[1]['wall_s']} s wall, {times[1]['cpu_s']} s CPU; nj={args.nj} "
           f"({args.backend}): {times[args.nj]['wall_s']} s wall, {times[args.nj]['cpu_s']} s CPU; "
           f"wall-time ratio {ratio:.3f}")
-    result = {"args": vars(args), "times": {str(k): v for k, v in times.items()},
+    if pools:
+        # on idle cores the run takes about its own CPU time plus each pool's busiest worker
+        print(f"nj={args.nj} CPU: {parent:.1f} s in the driver, workers " + ", ".join(
+              f"{k} {'+'.join(f'{x:.1f}' for x in v)} s" for k, v in pools.items())
+              + f"; idle-machine estimate {(parent + busiest) / max(times[1]['cpu_s'], 1e-9):.3f} "
+              "of nj=1 (driver CPU + busiest worker of each pool, over nj=1's CPU)")
+    result = {"args": vars(args), "worker_cpu_s": pools, "times": {str(k): v for k, v in times.items()},
               "wall_ratio": round(ratio, 4), "stages": stages, "cpus": os.cpu_count(),
               "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "bench_align_nj.json").write_text(json.dumps(result, indent=1) + "\n")
