@@ -54,8 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="jobs (parts of whole speakers) that align and accumulate statistics in "
                         "parallel: every GMM pass (flat start, realignment, Gaussian, tree, "
                         "LDA/MLLT, fMLLR) and the alignment of --align-sets, also with --nnet; "
-                        "the tree, LDA and MLLT are estimated from the summed statistics "
-                        "(default: 1, in this process)")
+                        "the tree, LDA and MLLT are estimated from the summed statistics; one "
+                        "thread per job, logs in EXP/log/align_<set>.J.log (default: 1, in this "
+                        "process)")
     p.add_argument("--backend", choices=("local", "slurm"), default="local",
                    help="run the --nj jobs as local processes or submit them with sbatch; Slurm "
                         "jobs connect back to this host over TCP (default: local)")
