@@ -13,6 +13,8 @@ with the job's exit code, so the same scheduler loop collects results. sbatch's 
 directory with the submitting environment (sbatch's default --export=ALL), so the log directory,
 data and Python environment must be on a file system the compute nodes share. When run_jobs is
 interrupted, the jobs it submitted are cancelled (`scancel`), not left running.
+
+Worker pools, jobs started once that serve many calls: acoustic_kd/pool.py.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +76,14 @@ def slurm_command(job: Job, slurm_opts: str = "", threads: int = 1) -> list[str]
 
 def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None = None,
              backend: str = "local", slurm_opts: str = "", allow_failures: bool = False,
-             desc: str = "jobs") -> list[int]:
+             desc: str = "jobs", stop: threading.Event | None = None,
+             ended: dict | None = None) -> list[int]:
     """Run `jobs`, at most `max_parallel` at once; return their exit codes in `jobs` order.
 
     Raises AcousticKDError naming each failed job and its log unless `allow_failures`.
-    threads_per_job defaults to cores // max_parallel locally and to 1 on Slurm.
+    threads_per_job defaults to cores // max_parallel locally and to 1 on Slurm. For another
+    thread: setting `stop` kills (and on Slurm cancels) the running jobs and raises; `ended` gets
+    {job index: exit code} as the jobs end.
     """
     if backend not in ("local", "slurm"):
         raise ConfigError(f"unknown job backend {backend!r} (use 'local' or 'slurm')")
@@ -91,9 +97,11 @@ def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None
     codes: list[int | None] = [None] * len(jobs)
     running: dict[int, tuple[subprocess.Popen, object, float]] = {}
     pending = list(range(len(jobs)))
-    bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=None)
+    bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=None if stop is None else True)
     try:
         while pending or running:
+            if stop is not None and stop.is_set():
+                raise AcousticKDError(f"{desc}: stopped")
             while pending and len(running) < max_parallel:
                 i = pending.pop(0)
                 running[i] = _start(jobs[i], backend, slurm_opts, threads_per_job)
@@ -104,6 +112,8 @@ def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None
                     continue
                 _finish(jobs[i], fh, rc, time.time() - t0, backend)
                 codes[i] = rc
+                if ended is not None:
+                    ended[i] = rc
                 del running[i]
                 bar.update(1)
     finally:

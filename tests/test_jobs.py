@@ -1,4 +1,5 @@
-"""Job runner: local parallel processes with thread limits, logs, exit codes; Slurm command lines."""
+"""Job runner: local parallel processes with thread limits, logs, exit codes; Slurm command lines;
+worker pools (jobs that serve many calls)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from acoustic_kd import jobs as jobs_module
 from acoustic_kd.errors import AcousticKDError
 from acoustic_kd.jobs import Job, default_threads, run_jobs, slurm_command
+from acoustic_kd.pool import WorkerPool
 
 
 def _py(code: str) -> list[str]:
@@ -131,3 +133,72 @@ def test_interrupted_slurm_run_cancels_submitted_jobs(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_jobs([Job("a", ["sleep", "60"], tmp_path / "a.log")], backend="slurm")
     assert calls.read_text().split() == ["4242"] and time.time() - t < 30
+
+
+# ------------------------------------------------------------------ worker pools
+WORKER = '''
+import os, sys
+from acoustic_kd.pool import serve
+
+class Scale:
+    def __init__(self, k):
+        self.k = k
+    def times(self, x):
+        return self.k * x
+    def threads(self):
+        return os.environ.get("OMP_NUM_THREADS"), os.getpid()
+    def fail(self, part):
+        if self.k == part:
+            raise ValueError("bad value")
+        return self.k
+    def crash(self):
+        os._exit(3)
+
+sys.exit(serve(Scale))
+'''
+
+
+@pytest.fixture
+def worker_module(tmp_path, monkeypatch) -> str:
+    (tmp_path / "scale_worker.py").write_text(WORKER)
+    from conftest import REPO
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(REPO),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    return "scale_worker"
+
+
+def test_worker_pool_serves_many_calls_and_reports_a_failing_worker(tmp_path, worker_module):
+    with WorkerPool(worker_module, 2, tmp_path / "log", "scale") as pool:
+        pool.each("__init__", [(2,), (3,)])
+        assert pool.each("times", [(5,), (7,)]) == [10, 21]
+        assert pool.all("times", 1) == [2, 3]
+        ids = pool.all("threads")
+        assert [omp for omp, _ in ids] == ["1", "1"] and len({pid for _, pid in ids}) == 2
+        with pytest.raises(AcousticKDError, match=r"scale worker 2 failed in fail: .*bad value.*"
+                                                  r"scale\.2\.log"):
+            pool.all("fail", 3)
+        assert pool.all("times", 10) == [20, 30]    # the pool is still in step after a failure
+    logs = [(tmp_path / "log" / f"scale.{j}.log").read_text() for j in (1, 2)]
+    assert all("# Ended (code 0)" in t and "# worker CPU:" in t for t in logs)
+    assert "ValueError: bad value" in logs[1]
+    assert not list((tmp_path / "log").glob(".*.key"))
+
+
+def test_worker_pool_names_a_worker_that_died(tmp_path, worker_module):
+    t = time.time()
+    with WorkerPool(worker_module, 2, tmp_path / "log", "scale") as pool:
+        pool.each("__init__", [(1,), (2,)])
+        with pytest.raises(AcousticKDError, match=r"scale worker 1 stopped during crash; see "
+                                                  r".*scale\.1\.log"):
+            pool.all("crash")
+        with pytest.raises(AcousticKDError, match=r"scale worker 1 (is gone|stopped)"):
+            pool.all("times", 1)          # an error that names the worker, not a BrokenPipeError
+    assert time.time() - t < 60
+
+
+def test_worker_pool_fails_when_a_job_cannot_connect(tmp_path, monkeypatch):
+    (tmp_path / "bad_worker.py").write_text("raise SystemExit('no such data')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(AcousticKDError, match=r"ended before connecting back.*bad\.1\.log"):
+        WorkerPool("bad_worker", 1, tmp_path / "log", "bad").start()
+    assert "no such data" in (tmp_path / "log" / "bad.1.log").read_text()

@@ -158,3 +158,27 @@ def test_cli_nnet_align_and_option_clash(toy, tmp_path, capsys, one_torch_thread
     assert main(["align", "--data", str(data), "--lang", str(root / "lang"), "--exp", str(tmp_path),
                  "--hmm-dir", str(root / "tri")]) == 1
     assert "--hmm-dir only applies" in capsys.readouterr().err
+
+
+def test_nnet_align_over_two_jobs_equals_one(toy, tmp_path, monkeypatch, one_torch_thread):
+    """--nj 2: each worker job loads the networks and aligns its speakers; the merged alignment
+    dir is the one-process one, byte for byte."""
+    import os
+
+    from conftest import REPO
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    hmm, root = toy["hmm"], toy["root"]
+    data = write_data(tmp_path / "data", toy)
+    ckpts = [write_ckpt(tmp_path / "m1.pt", onehot_model(hmm.num_pdfs), hmm.num_pdfs),
+             write_ckpt(tmp_path / "m2.pt", onehot_model(hmm.num_pdfs, 40.0), hmm.num_pdfs)]
+    one = run_nnet_align(ckpts, root / "tri", root / "lang", [data], tmp_path / "one")
+    two = run_nnet_align(ckpts, root / "tri", root / "lang", [data], tmp_path / "two", nj=2)
+    assert two["data"]["jobs"] == 2 and "jobs" not in one["data"]
+    for k in ("aligned", "failed", "frames", "failed_reasons"):
+        assert one["data"][k] == two["data"][k]
+    a, b = tmp_path / "one" / "ali_data", tmp_path / "two" / "ali_data"
+    for name in ("ali.1.ark", "num_pdfs", "priors.txt", "failed.txt", "words.ctm"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "two" / "log").glob("*.log")) == \
+        ["nnet_data.1.log", "nnet_data.2.log"]

@@ -8,6 +8,10 @@ Import Kaldi alignments instead: acoustic-kd align --import-kaldi ali.txt --num-
 Realign with a network (hybrid DNN-HMM, one checkpoint or an ensemble) through a GMM pass's HMM:
   acoustic-kd align --nnet exp/m1/final.pt [--nnet exp/m2/final.pt ...] --hmm-dir exp/tri \\
       --lang data/lang --align-sets data/train data/dev --out exp/nnet_ali [--acoustic-scale 0.1]
+--nj N splits the data by speaker into N jobs (--backend local: processes; slurm: sbatch jobs),
+as Kaldi's steps do: every pass's alignment, Gaussian / tree / LDA / MLLT statistics and per-speaker
+fMLLR are computed per job and summed; the model, tree, LDA and MLLT are estimated once from the
+sums. Results equal --nj 1's up to the order of float additions.
 """
 
 from __future__ import annotations
@@ -50,6 +54,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--combine", default="arithmetic", choices=["arithmetic", "geometric"],
                    help="with several --nnet: ensemble combination rule")
     p.add_argument("--priors", help="with --nnet: priors.txt (default: the checkpoint's priors)")
+    p.add_argument("--nj", type=positive_int, default=1,
+                   help="jobs (parts of whole speakers) that align and accumulate statistics in "
+                        "parallel: every GMM pass (flat start, realignment, Gaussian, tree, "
+                        "LDA/MLLT, fMLLR) and the alignment of --align-sets, also with --nnet; "
+                        "the tree, LDA and MLLT are estimated from the summed statistics; one "
+                        "thread per job, logs in EXP/log/align_<set>.J.log (default: 1, in this "
+                        "process)")
+    p.add_argument("--backend", choices=("local", "slurm"), default="local",
+                   help="run the --nj jobs as local processes or submit them with sbatch; Slurm "
+                        "jobs connect back to this host over TCP (default: local)")
+    p.add_argument("--slurm-opts", default="", help="extra sbatch options, e.g. '-p cpu'")
     add_config_args(p, AlignConfig, planned=ALIGN_PLAN)
 
 

@@ -20,6 +20,11 @@ from ..utils import atomic_path
 
 LOG_2PI = float(np.log(2 * np.pi))
 MIN_OCC = 3.0   # frames below which a Gaussian is not re-estimated (dropped unless its pdf's heaviest)
+# MKL multiplies a matrix of few rows, or by a single column, along other paths whose rounding
+# differs: padded to this many rows and two columns, a frame's float32 log-likelihoods do not depend
+# on the frames computed with it (the split over `--nj` jobs; checked with torch's MKL: 1 to 1000
+# rows in any order, 1 to 33 components, 13 to 60 dimensions)
+MIN_ROWS = 32
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,17 +47,25 @@ def single_thread() -> Iterator[None]:
 
 @dataclass
 class GmmStats:
-    """Sufficient statistics per component: occ [C], first [C, D], second [C, D]; total loglike."""
+    """Sufficient statistics per component: occ [C], first [C, D], second [C, D]; total loglike;
+    frames in all and per pdf [P] (the pdf's occupancy, counted: sums of posteriors that are
+    whole numbers only up to rounding would tip decisions on thresholds one way or the other)."""
 
     occ: np.ndarray
     first: np.ndarray
     second: np.ndarray
     loglike: float
     frames: int
+    pdf_frames: np.ndarray
 
     @property
     def avg_loglike(self) -> float:
         return self.loglike / max(self.frames, 1)
+
+    def __add__(self, o: "GmmStats") -> "GmmStats":
+        return GmmStats(self.occ + o.occ, self.first + o.first, self.second + o.second,
+                        self.loglike + o.loglike, self.frames + o.frames,
+                        self.pdf_frames + o.pdf_frames)
 
 
 def gaussian_stats_loglike(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, var_floor: np.ndarray
@@ -122,8 +135,13 @@ class DiagGmm:
     def component_loglikes(self, x: np.ndarray, comps: np.ndarray) -> np.ndarray:
         """log(w_c N(x_t; c)) for frames x [T, D] and component ids comps [K] -> [T, K] float32."""
         x = np.asarray(x, dtype=np.float32)
+        n, k = len(x), len(comps)
+        if n < MIN_ROWS:
+            x = np.concatenate([x, np.zeros((MIN_ROWS - n, x.shape[1]), dtype=np.float32)])
         w = np.concatenate([self._a[comps], self._b[comps]], axis=1)    # [K, 2D]
-        return matmul(np.concatenate([x * x, x], axis=1), w.T) + self._c[comps]
+        if k < 2:
+            w = np.concatenate([w, np.zeros_like(w)])
+        return matmul(np.concatenate([x * x, x], axis=1), w.T)[:n, :k] + self._c[comps]
 
     def loglikes(self, x: np.ndarray, pdfs: np.ndarray | None = None) -> np.ndarray:
         """Per-frame log-likelihood of each pdf: x [T, D], pdfs [K] (default all) -> [T, K] float32."""
@@ -166,7 +184,8 @@ class DiagGmm:
             occ[comps] += post.sum(0)
             first[comps] += matmul(post.T, xp)
             second[comps] += matmul(post.T, xp * xp)
-        return GmmStats(occ, first, second, total, int(len(pdf)))
+        return GmmStats(occ, first, second, total, int(len(pdf)),
+                        np.bincount(pdf, minlength=self.num_pdfs).astype(np.float64))
 
     def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = MIN_OCC) -> None:
         """M-step: ML weights, means and (floored) variances; starved components are removed.
@@ -177,12 +196,13 @@ class DiagGmm:
         parameters. `removed_gauss` counts the components dropped.
         """
         occ_pdf = np.bincount(self.comp_pdf, weights=stats.occ, minlength=self.num_pdfs)
+        frames = stats.pdf_frames[self.comp_pdf]
         heaviest = np.zeros(self.num_gauss, dtype=bool)
         # sort by (pdf, occupancy): the last component of each pdf's run is its heaviest
         order = np.lexsort((stats.occ, self.comp_pdf))
         last = np.r_[self.comp_pdf[order][1:] != self.comp_pdf[order][:-1], True]
         heaviest[order[last]] = True
-        keep = (stats.occ >= min_occ) | heaviest | (occ_pdf[self.comp_pdf] < min_occ)
+        keep = (stats.occ >= min_occ) | heaviest | (frames < min_occ)
         self.removed_gauss = int((~keep).sum())
         upd = stats.occ >= min_occ
         n = np.maximum(stats.occ, 1e-10)[:, None]
@@ -190,7 +210,7 @@ class DiagGmm:
         var = np.maximum(stats.second / n - mean ** 2, var_floor)
         self.means[upd] = mean[upd]
         self.vars[upd] = var[upd]
-        trained = occ_pdf[self.comp_pdf] >= min_occ
+        trained = frames >= min_occ
         self.log_weights[trained] = np.log(np.maximum(stats.occ[trained], 1e-10)
                                            / occ_pdf[self.comp_pdf][trained])
         self._select(keep)

@@ -12,11 +12,13 @@ frames up to 40 ms from a speech onset see it. What each choice measured: bench/
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..utils import read_table
 
 
 def dct_matrix(num_in: int, num_out: int) -> np.ndarray:
@@ -76,3 +78,26 @@ def gmm_features(feats: Mapping[str, np.ndarray], utts: Iterable[str] | None = N
         for u in members:
             ceps[u] = (ceps[u] - mean) * scale
     return {u: add_deltas(ceps[u], delta_order, delta_window).astype(np.float32) for u in utts}
+
+
+def load_set(data_dir, num_ceps: int = 13, norm_vars: bool = False, cmvn: str = "speaker",
+             delta_order: int = 2, delta_window: int = 2, utts: Iterable[str] | None = None
+             ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """GMM features (utt -> [T, num_ceps * (delta_order + 1)]) and transcripts of a data dir with
+    computed fbank features (of `utts` only, when given: those with features).
+
+    cmvn: "speaker" (per utt2spk speaker) or "utterance" normalisation of the cepstra."""
+    from ..features.featureset import FeatureSet
+
+    data_dir = Path(data_dir)
+    if cmvn not in ("speaker", "utterance"):
+        raise ConfigError(f"unknown GMM cmvn mode {cmvn!r}: use 'speaker' or 'utterance'")
+    fs = FeatureSet(data_dir, cmvn="none")  # CMVN is applied to the cepstra
+    u2s_path = data_dir / "utt2spk"
+    utt2spk = None
+    if cmvn == "speaker" and u2s_path.exists():
+        utt2spk = {k: v for k, v, _ in read_table(u2s_path)}
+    keys = fs.utts if utts is None else [u for u in utts if u in fs]
+    feats = gmm_features(fs, keys, utt2spk, num_ceps, delta_order, norm_vars, delta_window)
+    texts = {k: v for k, v, _ in read_table(data_dir / "text", min_fields=1)}
+    return feats, texts

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
-from ..utils import atomic_path, get_logger
+from ..utils import atomic_path, get_logger, read_table
 from .diag_gmm import DiagGmm, matmul, single_thread
 
 log = get_logger(__name__)
@@ -192,39 +194,108 @@ def estimate_fmllr(gmm: DiagGmm, x: np.ndarray, pdf: np.ndarray, w0: np.ndarray 
     return res
 
 
-def estimate_speakers(gmm: DiagGmm, x: np.ndarray, pdf: np.ndarray, spk: np.ndarray,
-                      speakers: list[str], init: dict[str, np.ndarray] | None = None,
-                      weight: np.ndarray | None = None, em_iters: int = 3, passes: int = 10,
-                      min_frames: float = 500.0, label: str = "fMLLR"
-                      ) -> tuple[dict[str, np.ndarray], dict]:
+def estimate_each(gmm: DiagGmm, x: np.ndarray, pdf: np.ndarray, spk: np.ndarray,
+                  speakers: list[str], init: Mapping[str, np.ndarray] | None = None,
+                  weight: np.ndarray | None = None, em_iters: int = 3, passes: int = 10,
+                  min_frames: float = 500.0) -> dict[str, FmllrResult]:
     """A transform per speaker from frames x [N, d] (untransformed), pdfs [N] and speaker index
-    [N] into `speakers`; frames of weight 0 are left out. -> ({speaker: W}, report: speakers,
-    identity count and names, frames, frame-weighted aux and log-likelihood gains per frame)."""
+    [N] into `speakers`; frames of weight 0 are left out -> {speaker: FmllrResult}."""
     wt = _weights(len(x), weight)
     keep = wt > 0
     order = np.argsort(spk[keep], kind="stable")
     xs, ps, ss, ws = x[keep][order], pdf[keep][order], spk[keep][order], wt[keep][order]
     bounds = np.searchsorted(ss, np.arange(len(speakers) + 1))
-    out, per = {}, {}
+    per = {}
     with single_thread():
         for j, name in enumerate(speakers):
             sl = slice(bounds[j], bounds[j + 1])
-            r = estimate_fmllr(gmm, xs[sl], ps[sl], (init or {}).get(name), ws[sl], em_iters,
-                               passes, min_frames)
-            out[name] = r.w
-            per[name] = r
-    used = [r for r in per.values() if not r.identity]
+            per[name] = estimate_fmllr(gmm, xs[sl], ps[sl], (init or {}).get(name), ws[sl],
+                                       em_iters, passes, min_frames)
+    return per
+
+
+def speaker_report(per: Mapping[str, FmllrResult], min_frames: float, label: str = "fMLLR") -> dict:
+    """The report of speakers' estimates (logged): speakers, identity count and names, frames,
+    frame-weighted aux and log-likelihood gains per frame."""
+    names = sorted(per)
+    used = [per[n] for n in names if not per[n].identity]
     tot = sum(r.frames for r in used)
-    ident = sorted(n for n, r in per.items() if r.identity)
-    report = {"speakers": len(speakers), "identity": len(ident), "identity_speakers": ident[:20],
+    ident = [n for n in names if per[n].identity]
+    report = {"speakers": len(names), "identity": len(ident), "identity_speakers": ident[:20],
               "frames": round(tot, 1),
               "aux_gain": round(sum(r.aux_gain * r.frames for r in used) / max(tot, 1e-9), 5),
               "loglike_gain": round(sum(r.loglike_gain * r.frames for r in used) / max(tot, 1e-9), 5)}
     log.info("%s: %d speakers, objective gain %.4f per frame (log-likelihood %+.4f) over %d "
-             "frames; %d with fewer than %g frames keep the identity%s", label, len(speakers),
+             "frames; %d with fewer than %g frames keep the identity%s", label, len(names),
              report["aux_gain"], report["loglike_gain"], int(tot), len(ident), min_frames,
              f" ({', '.join(ident[:5])}{' ...' if len(ident) > 5 else ''})" if ident else "")
-    return out, report
+    return report
+
+
+def estimate_speakers(gmm: DiagGmm, x: np.ndarray, pdf: np.ndarray, spk: np.ndarray,
+                      speakers: list[str], init: dict[str, np.ndarray] | None = None,
+                      weight: np.ndarray | None = None, em_iters: int = 3, passes: int = 10,
+                      min_frames: float = 500.0, label: str = "fMLLR"
+                      ) -> tuple[dict[str, np.ndarray], dict]:
+    """`estimate_each` -> ({speaker: W}, `speaker_report`)."""
+    per = estimate_each(gmm, x, pdf, spk, speakers, init, weight, em_iters, passes, min_frames)
+    return {n: r.w for n, r in per.items()}, speaker_report(per, min_frames, label)
+
+
+# ------------------------------------------------------------------ a set of speakers
+def read_utt2spk(data_dir) -> dict[str, str]:
+    """utt -> speaker from a data dir's utt2spk ({} when it has none: each utterance its own)."""
+    path = Path(data_dir) / "utt2spk"
+    return {u: s for u, s, _ in read_table(path)} if path.exists() else {}
+
+
+def speaker_of(utt2spk: Mapping[str, str], utt: str) -> str:
+    return utt2spk.get(utt, utt)
+
+
+def transform_set(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str],
+                  trans: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each utterance through its speaker's transform (identity for a speaker without one)."""
+    out = {}
+    for u, x in feats.items():
+        w = trans.get(speaker_of(utt2spk, u))
+        out[u] = apply_fmllr(w, x) if w is not None else np.asarray(x, dtype=np.float32)
+    return out
+
+
+def avg_logdet(frames: Mapping[str, int], utt2spk: Mapping[str, str],
+               trans: Mapping[str, np.ndarray]) -> float:
+    """Frame-weighted mean log|det A| over utterances with `frames[u]` frames each."""
+    ld = {s: logdet(w) for s, w in trans.items()}
+    tot = sum(frames.values())
+    return sum(n * ld.get(speaker_of(utt2spk, u), 0.0) for u, n in frames.items()) / max(tot, 1)
+
+
+def frame_weights(hmm, pdf: np.ndarray, silence_weight: float) -> np.ndarray:
+    """Per-frame fMLLR weight [N]: `silence_weight` on the context-independent phones' pdfs, else 1."""
+    ci = [hmm.phone_id[p] for p in hmm.context_independent]
+    sil = np.isin(hmm.pdf_to_phone, ci)
+    return np.where(sil[pdf], silence_weight, 1.0)
+
+
+def estimate_set_each(gmm: DiagGmm, hmm, feats: Mapping[str, np.ndarray],
+                      pdfs: Mapping[str, np.ndarray], utt2spk: Mapping[str, str], cfg,
+                      init: Mapping[str, np.ndarray] | None = None) -> dict[str, FmllrResult]:
+    """`estimate_each` for every speaker of `feats` from the frames aligned in `pdfs` (utt -> pdf
+    of `hmm`/`gmm` per frame; `cfg`: the AlignConfig's fmllr_* options); a speaker without
+    aligned frames keeps the identity."""
+    utts = sorted(u for u in pdfs if u in feats)
+    speakers = sorted({speaker_of(utt2spk, u) for u in feats})
+    index = {s: i for i, s in enumerate(speakers)}
+    dim = next(iter(feats.values())).shape[1] if feats else 0
+    if not utts:
+        return {s: FmllrResult(identity(dim), 0.0, identity=True) for s in speakers}
+    x = np.concatenate([feats[u] for u in utts])
+    pdf = np.concatenate([pdfs[u] for u in utts]).astype(np.int64)
+    spk = np.concatenate([np.full(len(pdfs[u]), index[speaker_of(utt2spk, u)]) for u in utts])
+    return estimate_each(gmm, x, pdf, spk, speakers, init,
+                         frame_weights(hmm, pdf, cfg.fmllr_silence_weight), cfg.fmllr_em_iters,
+                         cfg.fmllr_passes, cfg.fmllr_min_frames)
 
 
 def save_transforms(path, trans: dict[str, np.ndarray], report: dict | None = None) -> None:

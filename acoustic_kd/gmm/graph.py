@@ -10,11 +10,11 @@ mandatory silence.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..hmm import HmmModel
+from ..hmm import BOUNDARY, HmmModel
 from ..lang.langdir import Lang
 
 NEG_INF = -np.inf
@@ -184,3 +184,12 @@ def spread(states: list[int], frames: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     seg = np.floor(np.arange(frames) * len(states) / frames).astype(np.int64)
     return np.asarray(states, dtype=np.int64)[seg]
+
+
+def retarget_graph(hmm: HmmModel, g: UttGraph) -> UttGraph:
+    """The same graph with another model's pdfs: graph structure and state order do not depend on
+    the model, only each state's pdf does (looked up from its stored context)."""
+    names = hmm.phones
+    pdf = np.array([hmm.pdf(names[lc] if lc else BOUNDARY, names[p], names[rc] if rc else BOUNDARY,
+                            int(s)) for lc, p, rc, s in g.info], dtype=np.int64)
+    return replace(g, pdf=pdf)

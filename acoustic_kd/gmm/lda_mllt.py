@@ -10,6 +10,7 @@ transform is affine, [dim, D + 1] (last column = offset), applied to every splic
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -34,41 +35,69 @@ def apply_transform(m: np.ndarray, x: np.ndarray) -> np.ndarray:
     return matmul(np.asarray(x, dtype=np.float32), m.T.copy())
 
 
-def estimate_lda(x: np.ndarray, cls: np.ndarray, weight: np.ndarray, dim: int,
-                 within_floor: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """LDA from frames x [N, D] with class ids cls [N] and frame weights [N] (0 = leave out).
+@dataclass
+class LdaStats:
+    """Additive LDA statistics of weighted frames: frames with weight > 0, total weight, weighted
+    sum [D] and scatter [D, D] (uncentred), per class weight [K] and weighted sum [K, D]."""
 
-    Returns (transform [dim, D + 1] whose output has zero mean and unit within-class variance,
-    eigenvalues [D], descending: the between/within variance ratio of each direction).
-    """
+    frames: int
+    weight: float
+    sum: np.ndarray
+    scatter: np.ndarray
+    class_weight: np.ndarray
+    class_sum: np.ndarray
+
+    def __add__(self, o: "LdaStats") -> "LdaStats":
+        return LdaStats(self.frames + o.frames, self.weight + o.weight, self.sum + o.sum,
+                        self.scatter + o.scatter, self.class_weight + o.class_weight,
+                        self.class_sum + o.class_sum)
+
+
+def lda_stats(x: np.ndarray, cls: np.ndarray, weight: np.ndarray, num_classes: int) -> LdaStats:
+    """LDA statistics of frames x [N, D] with class ids cls [N] < num_classes and weights [N]."""
     x = np.asarray(x, dtype=np.float64)
     keep = weight > 0
-    if keep.sum() < 2 * x.shape[1]:
-        raise DataError(None, f"LDA: {int(keep.sum())} weighted frames for {x.shape[1]} dimensions",
-                        "align more (non-silence) training data before the LDA+MLLT stage")
     x, cls, w = x[keep], cls[keep], weight[keep]
-    tot_w = w.sum()
-    mean = (w[:, None] * x).sum(0) / tot_w
-    xc = x - mean
-    total = matmul((xc * w[:, None]).T, xc) / tot_w
-    k = int(cls.max()) + 1
-    n = np.bincount(cls, weights=w, minlength=k)
-    s = np.zeros((k, x.shape[1]))
-    np.add.at(s, cls, xc * w[:, None])
-    used = n > 0
-    mu = s[used] / n[used, None]
-    between = matmul((mu * n[used, None]).T, mu) / tot_w
-    within = total - between
+    xw = x * w[:, None]
+    s = np.zeros((num_classes, x.shape[1]))
+    np.add.at(s, cls, xw)
+    return LdaStats(int(keep.sum()), float(w.sum()), xw.sum(0), matmul(xw.T, x),
+                    np.bincount(cls, weights=w, minlength=num_classes), s)
+
+
+def lda_from_stats(st: LdaStats, dim: int, within_floor: float = 1e-6
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """LDA from summed statistics -> (transform [dim, D + 1] whose output has zero mean and unit
+    within-class variance, eigenvalues [D], descending: the between/within variance ratio of each
+    direction)."""
+    d = len(st.sum)
+    if st.frames < 2 * d:
+        raise DataError(None, f"LDA: {st.frames} weighted frames for {d} dimensions",
+                        "align more (non-silence) training data before the LDA+MLLT stage")
+    if dim > d:
+        raise DataError(None, f"LDA dim {dim} exceeds the spliced dimension {d}",
+                        "lower align.lda_dim or raise align.lda_context")
+    mean = st.sum / st.weight
+    used = st.class_weight > 0
+    mu = st.class_sum[used] / st.class_weight[used, None]
+    class_scatter = matmul((mu * st.class_weight[used, None]).T, mu)
+    # within = total - between, both about the global mean (which cancels in the difference)
+    within = (st.scatter - class_scatter) / st.weight
+    between = class_scatter / st.weight - np.outer(mean, mean)
     within += within_floor * np.trace(within) / len(within) * np.eye(len(within))
-    chol = np.linalg.cholesky(within)
-    linv = np.linalg.inv(chol)
+    linv = np.linalg.inv(np.linalg.cholesky(within))
     vals, vecs = np.linalg.eigh(linv @ between @ linv.T)
     order = np.argsort(vals)[::-1]
-    if dim > x.shape[1]:
-        raise DataError(None, f"LDA dim {dim} exceeds the spliced dimension {x.shape[1]}",
-                        "lower align.lda_dim or raise align.lda_context")
     proj = vecs[:, order[:dim]].T @ linv                  # [dim, D]
     return np.concatenate([proj, -(proj @ mean)[:, None]], axis=1), vals[order]
+
+
+def estimate_lda(x: np.ndarray, cls: np.ndarray, weight: np.ndarray, dim: int,
+                 within_floor: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """LDA from frames x [N, D] with class ids cls [N] and frame weights [N] (0 = leave out):
+    `lda_from_stats` of their `lda_stats`."""
+    return lda_from_stats(lda_stats(x, cls, weight, int(np.max(cls)) + 1 if len(cls) else 1),
+                          dim, within_floor)
 
 
 def mllt_stats(gmm: DiagGmm, x: np.ndarray, pdf: np.ndarray) -> tuple[np.ndarray, float]:

@@ -52,6 +52,9 @@ class AlignJob:
     hmm_dir: str | None = None
     combine: str = "arithmetic"
     priors: str | None = None
+    nj: int = 1
+    backend: str = "local"
+    slurm_opts: str = ""
     options: dict = field(default_factory=dict)
 
     @classmethod
@@ -111,7 +114,7 @@ def run_nnet_mode(job: AlignJob) -> int:
     over = {k: v for k, v in job.options.items() if k in NNET_ALIGN_OPTIONS}
     cfg = load_config(AlignConfig, job.config, "align", over)
     summary = run_nnet_align(job.nnet, job.hmm_dir, job.lang, job.align_sets, job.out, cfg,
-                             job.combine, job.priors, job.force)
+                             job.combine, job.priors, job.force, **_jobs(job))
     for name, s in summary.items():
         if s.get("skipped"):
             print(f"ali_{name}: done already (use --force to redo)")
@@ -120,6 +123,13 @@ def run_nnet_mode(job: AlignJob) -> int:
               f"avg pseudo-loglike/frame {s['avg_loglike']:.3f}, "
               f"{s.get('x_real_time', 0):g}x real time")
     return 0
+
+
+def _jobs(job: AlignJob) -> dict:
+    """--nj, --backend, --slurm-opts as keyword arguments (checked)."""
+    if job.nj < 1:
+        raise ConfigError(f"--nj must be >= 1, got {job.nj}")
+    return {"nj": job.nj, "backend": job.backend, "slurm_opts": job.slurm_opts}
 
 
 def run_import_mode(job: AlignJob) -> int:
@@ -136,7 +146,7 @@ def run_gmm_mode(job: AlignJob) -> int:
                                        lambda: plan_for(job.data, job.lang), ALIGN_PLAN)
     record_plan(job.exp, plan, chosen, ALIGN_PLAN, "align")
     summary = run_align(job.data, job.lang, job.exp, cfg, job.align_sets, job.gmm_pass, job.force,
-                        job.through)
+                        job.through, **_jobs(job))
     for name, s in summary.items():
         print(f"{name}: {s['num_pdfs']} pdfs, {s['num_gauss']} Gaussians, "
               f"loglike/frame {s['loglike_per_iter'][0]:.2f} -> {s['loglike_per_iter'][-1]:.2f}")

@@ -7,6 +7,10 @@ ensemble (posteriors combined by `ensemble.combine`), scaled by `acoustic_scale`
 exactly as the GMM log-likelihoods are. Features are read with the checkpoint's CMVN settings and
 stored training CMVN stats, so they match what the network was trained on.
 
+With `--nj N` each data dir is split by speaker into N worker jobs (gmm/parallel.py, local or Slurm)
+that each load the networks with one thread, score and align their utterances; the parts'
+alignments are merged into one alignment dir.
+
 Layout of an output dir (`acoustic-kd align --nnet ... --out OUT`):
 
 - `ali_<set>/`  alignment dir in the GMM aligner's format (`gmm.run.write_result`: ali.scp/ark,
@@ -34,6 +38,8 @@ from ..stage import Stage, feature_inputs
 from ..utils import atomic_write_json, c_sorted, get_logger, read_table, write_exp_info
 from .align import AlignResult, align, compile_graphs
 from .graph import UttGraph
+from .parallel import split_set, start_pool
+from .part import SetAlignment
 from .run import write_result
 from .train import AlignConfig
 
@@ -129,11 +135,39 @@ def log_priors_of(models: list, paths: Sequence[str | Path], num_pdfs: int,
 
 
 # ------------------------------------------------------------------ a data dir
+class NnetPart:
+    """The utterances `utts` (whole speakers) of a data dir, aligned with the networks: the object
+    a worker job holds for `run_nnet_align` over `nj` jobs (gmm/parallel.py)."""
+
+    def __init__(self, hmm: HmmModel, lang: Lang, models: list, meta: dict,
+                 log_priors: np.ndarray, data_dir, utts: list[str]):
+        self.hmm, self.lang, self.models, self.meta = hmm, lang, models, meta
+        self.log_priors, self.data_dir, self.utts = log_priors, Path(data_dir), list(utts)
+
+    @classmethod
+    def load(cls, nnet_paths: list[str], hmm_path, lang_dir, priors, data_dir, utts: list[str]
+             ) -> "NnetPart":
+        hmm = HmmModel.load(hmm_path)
+        models, meta = load_models(nnet_paths, hmm.num_pdfs)
+        return cls(hmm, load_lang(lang_dir), models, meta,
+                   log_priors_of(models, nnet_paths, hmm.num_pdfs, priors), data_dir, utts)
+
+    def align(self, cfg: AlignConfig, combine: str, label: str | None = None
+              ) -> tuple[SetAlignment, dict]:
+        """`align_data_dir` of the part -> (its alignment, timing)."""
+        res, lens, timing = align_data_dir(self.hmm, self.lang, self.models, self.meta,
+                                           self.log_priors, self.data_dir, cfg, combine,
+                                           label=label, only=self.utts)
+        return SetAlignment.of(res, lens), timing
+
+
+
 def align_data_dir(hmm: HmmModel, lang: Lang, models: list, meta: dict, log_priors: np.ndarray,
                    data_dir: str | Path, cfg: AlignConfig, combine: str = "arithmetic",
-                   chunk_utts: int = 256, label: str = "nnet align"
+                   chunk_utts: int = 256, label: str = "nnet align", only=None
                    ) -> tuple[AlignResult, dict[str, int], dict]:
-    """Align a data dir with its transcripts -> (result, utt -> feature frames, timing).
+    """Align a data dir (its utterances in `only`, when given) with its transcripts -> (result,
+    utt -> feature frames, timing).
 
     Network forwards run on `chunk_utts` utterances at a time (bounded memory, large matmuls).
     Utterances without features or transcript, OOV transcripts, too-short utterances and beam
@@ -145,6 +179,9 @@ def align_data_dir(hmm: HmmModel, lang: Lang, models: list, meta: dict, log_prio
     texts = {k: v for k, v, _ in read_table(data_dir / "text", min_fields=1)}
     have = set(feats.utts)
     utts = c_sorted(have | set(texts))
+    if only is not None:
+        keep = set(only)
+        utts, have = [u for u in utts if u in keep], have & keep
     failed = {u: "no_features" for u in utts if u not in have}
     graphs, gfail = compile_graphs(hmm, lang, texts, [u for u in utts if u in have])
     todo = c_sorted(graphs)
@@ -167,9 +204,11 @@ def align_data_dir(hmm: HmmModel, lang: Lang, models: list, meta: dict, log_prio
 def run_nnet_align(nnet_paths: Sequence[str | Path], hmm_dir: str | Path, lang_dir: str | Path,
                    align_sets: Sequence[str | Path], out_dir: str | Path,
                    cfg: AlignConfig | None = None, combine: str = "arithmetic",
-                   priors: str | Path | None = None, force: bool = False) -> dict:
-    """Align each data dir of `align_sets` into `out_dir/ali_<set>`; returns {set: summary}
-    (sets already done with the same settings are skipped and reported as {"skipped": True})."""
+                   priors: str | Path | None = None, force: bool = False, nj: int = 1,
+                   backend: str = "local", slurm_opts: str = "") -> dict:
+    """Align each data dir of `align_sets` into `out_dir/ali_<set>`, split over `nj` jobs of whole
+    speakers (`backend` local or slurm, as the GMM passes: gmm/parallel.py); returns {set:
+    summary} (sets already done with the same settings are skipped, reported as {"skipped": True})."""
     cfg = cfg or AlignConfig()
     out_dir, hmm_dir = Path(out_dir), Path(hmm_dir)
     hmm_path = hmm_dir / "final.hmm.json"
@@ -207,12 +246,18 @@ def run_nnet_align(nnet_paths: Sequence[str | Path], hmm_dir: str | Path, lang_d
             out[s.name] = {"skipped": True}
             continue
         t0 = time.time()
-        res, lens, timing = align_data_dir(hmm, lang, models, meta, log_priors, s, cfg, combine,
-                                           label=f"nnet {s.name}")
-        secs = time.time() - t0
-        # write_result checks alignment lengths against len(feats[u]): the frame counts suffice
-        summary = write_result(res, hmm, {u: range(n) for u, n in lens.items()}, ali_dir, secs)
+        args = [("nnet", paths, str(hmm_path), str(lang_dir), priors, str(s), utts)
+                for utts in split_set(s, nj)]
+        pool = start_pool(args, lambda *a: NnetPart(hmm, lang, models, meta, log_priors, a[5], a[6]),
+                          backend, slurm_opts, out_dir / "log", f"nnet_{s.name}")
+        with pool:
+            done = pool.all("align", cfg, combine, f"nnet {s.name}")
+        ali = SetAlignment.merge([a for a, _ in done])
+        timing = {k: round(sum(t[k] for _, t in done), 3) for k in done[0][1]}
+        summary = write_result(ali, hmm, ali.lengths, ali_dir, time.time() - t0)
         summary.update(timing, aligner="nnet", models=len(paths))
+        if len(done) > 1:
+            summary["jobs"] = len(done)
         atomic_write_json(ali_dir / "summary.json", summary)
         st.finish()
         out[s.name] = summary

@@ -4,6 +4,11 @@ Each iteration: (re)align on the realignment schedule (the Viterbi E-step over H
 Gaussian statistics with soft component posteriors inside each frame's pdf, re-estimate (M-step),
 then mix up (split Gaussians) towards the target count. The average per-frame log-likelihood of the
 aligned data under the model entering the iteration is logged (JSONL) for every iteration.
+
+The data are held by parts (gmm/parallel.py: one in this process, or `nj` worker jobs): alignment,
+Gaussian, tree and LDA/MLLT statistics are computed per part and summed here, then the model is
+re-estimated once, as Kaldi's gmm-acc-stats-ali / gmm-sum-accs / gmm-est (and acc-tree-stats /
+sum-tree-stats / build-tree, est-lda, est-mllt) do over its `nj` jobs.
 """
 
 from __future__ import annotations
@@ -18,16 +23,15 @@ import numpy as np
 
 from ..config_types import check_fields
 from ..errors import DataError
-from ..hmm import BOUNDARY, HmmModel
+from ..hmm import HmmModel
 from ..lang.langdir import Lang
 from ..utils import get_logger
-from .align import AlignResult, align, compile_graphs
+from .align import AlignResult
 from .diag_gmm import MIN_OCC, DiagGmm, single_thread
-from .flatstart import loud_frames, vad_alignment
-from .graph import UttGraph, equal_alignment
-from .lda_mllt import (apply_transform, estimate_lda, estimate_mllt, mllt_stats, splice,
-                       transform_features, transform_gmm)
-from .tree import TreeConfig, build_trees, context_stats
+from .graph import retarget_graph  # noqa: F401 - part of this module's interface (sat.py)
+from .lda_mllt import estimate_mllt, lda_from_stats, transform_gmm
+from .parallel import Parts, global_moments, merge_context_stats
+from .tree import TreeConfig, build_trees
 
 log = get_logger(__name__)
 
@@ -136,26 +140,6 @@ class AlignConfig:
         check_fields(self)
 
 
-class _Data:
-    """All training frames in one array [N, D] with per-utterance offsets."""
-
-    def __init__(self, feats: Mapping[str, np.ndarray], utts: list[str]):
-        self.utts = utts
-        self.x = np.concatenate([feats[u] for u in utts]).astype(np.float32)
-        lens = [len(feats[u]) for u in utts]
-        self.offset = dict(zip(utts, np.concatenate([[0], np.cumsum(lens)[:-1]]).tolist()))
-        self.feats = feats
-
-    def gather(self, seqs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Frame row ids of the utterances in `seqs` and the concatenated values -> ([n], [n])."""
-        us = [u for u in self.utts if u in seqs]
-        rows = np.concatenate([self.offset[u] + np.arange(len(seqs[u])) for u in us])
-        return rows, np.concatenate([seqs[u] for u in us])
-
-    def global_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.x.mean(0).astype(np.float64), self.x.var(0).astype(np.float64)
-
-
 def _log_iter(log_path: Path | None, rec: dict) -> None:
     log.info("%s iter %d: avg loglike/frame %.4f, %d Gaussians%s", rec["stage"], rec["iter"],
              rec["avg_loglike"], rec["num_gauss"], " (realigned)" if rec["realigned"] else "")
@@ -164,27 +148,32 @@ def _log_iter(log_path: Path | None, rec: dict) -> None:
             f.write(json.dumps(rec) + "\n")
 
 
-def viterbi_em(hmm: HmmModel, gmm: DiagGmm, data: _Data, res: AlignResult, cfg: AlignConfig,
-               iters: int, realign_iters: list[int], target_gauss: int, stage: str,
-               log_path: Path | None = None, first_iter: int = 0, hook=None
-               ) -> tuple[AlignResult, list[dict]]:
-    """Run `iters` Viterbi-EM iterations from the state alignment `res`; returns the final
-    alignment (made with the final model) and the per-iteration log records. Iterations are
-    numbered from `first_iter` (also for `realign_iters`). `hook(iter, gmm, data, rows, pdf)`, when
-    given, runs on each iteration's alignment before the statistics are gathered and may change
-    the features (`data`) and the GMM in place (the LDA+MLLT stage re-estimates its transform
-    there); it returns a dict of fields for the iteration's log record."""
+def realign(parts: Parts, hmm: HmmModel, gmm: DiagGmm, cfg: AlignConfig, label: str | None = None
+            ) -> tuple[int, int, int]:
+    """Every part realigns its selection; the transitions are re-estimated from the summed counts
+    -> the selection's (utterances, aligned, failed)."""
+    a = parts.sum("align", hmm, gmm, cfg, label)
+    hmm.update_transitions(a.stay, a.fwd)
+    return a.counts
+
+
+def viterbi_em(hmm: HmmModel, gmm: DiagGmm, parts: Parts, cfg: AlignConfig, iters: int,
+               realign_iters: list[int], target_gauss: int, stage: str,
+               log_path: Path | None = None, first_iter: int = 0, hook=None) -> list[dict]:
+    """Run `iters` Viterbi-EM iterations on the parts' selections from their state alignments;
+    they end with the final model's alignment. Returns the per-iteration log records. Iterations
+    are numbered from `first_iter` (also for `realign_iters`). `hook(iter, gmm)`, when given, runs
+    on each iteration's alignment before the statistics are gathered and may change the parts'
+    features and the GMM in place (LDA+MLLT, SAT); it returns fields for the iteration's record."""
     with single_thread():
-        return _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, stage,
+        return _viterbi_em(hmm, gmm, parts, cfg, iters, realign_iters, target_gauss, stage,
                            log_path, first_iter, hook)
 
 
-def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, stage, log_path,
+def _viterbi_em(hmm, gmm, parts, cfg, iters, realign_iters, target_gauss, stage, log_path,
                 first_iter, hook):
-    _, var = data.global_stats()
-    floor = cfg.var_floor * var
-    # failures decided before alignment (OOV, no transcript) have no graph: keep them listed
-    ungraphed = {u: r for u, r in res.failed.items() if u not in res.graphs}
+    floor = cfg.var_floor * global_moments(parts)[1]
+    counts = parts.sum("counts")
     start_gauss = gmm.num_gauss
     mixup_until = max(1, int(iters * 0.75))
     history = []
@@ -192,18 +181,14 @@ def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, st
         t0 = time.time()
         realigned = it + first_iter in realign_iters
         if realigned:
-            res = align(hmm, gmm, data.feats, res.graphs, cfg.beam, cfg.retry_beam,
-                        cfg.acoustic_scale, cfg.batch_size, boost_silence=cfg.boost_silence,
-                        self_loop_scale=cfg.self_loop_scale)
-            res.failed.update(ungraphed)
-            hmm.update_transitions(*res.transition_counts(hmm.num_pdfs))
-        rows, pdf = data.gather(res.pdfs())
-        extra = hook(it + first_iter, gmm, data, rows, pdf) if hook else None
-        stats = gmm.accumulate(data.x[rows], pdf)
-        rec = {"stage": stage, "iter": it + first_iter, "utts": len(data.utts), "avg_loglike": stats.avg_loglike, "frames": stats.frames,
-               "num_gauss": gmm.num_gauss, "realigned": realigned, "aligned_utts": len(res.states),
-               "failed_utts": len(res.failed)}
-        occ = np.bincount(gmm.comp_pdf, weights=stats.occ, minlength=gmm.num_pdfs)
+            counts = realign(parts, hmm, gmm, cfg)
+        extra = hook(it + first_iter, gmm) if hook else None
+        stats = parts.sum("accumulate", gmm)
+        rec = {"stage": stage, "iter": it + first_iter, "utts": counts[0],
+               "avg_loglike": stats.avg_loglike, "frames": stats.frames,
+               "num_gauss": gmm.num_gauss, "realigned": realigned, "aligned_utts": counts[1],
+               "failed_utts": counts[2]}
+        occ = stats.pdf_frames
         gmm.update(stats, floor)
         # tied states that lost (nearly) all their frames keep their old Gaussians
         rec["starved_pdfs"] = int((occ < MIN_OCC).sum())
@@ -215,160 +200,129 @@ def _viterbi_em(hmm, gmm, data, res, cfg, iters, realign_iters, target_gauss, st
             if gmm.num_gauss > before:
                 # one EM pass on the same alignment lets the split Gaussians move apart, so the
                 # next iteration does not start from the (slightly worse) perturbed copies
-                gmm.update(gmm.accumulate(data.x[rows], pdf), floor)
+                gmm.update(parts.sum("accumulate", gmm), floor)
         rec.update(extra or {})
         rec["time_s"] = round(time.time() - t0, 3)
         _log_iter(log_path, rec)
         history.append(rec)
-    res = align(hmm, gmm, data.feats, res.graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
-                cfg.batch_size, progress=f"{stage} final align", boost_silence=cfg.boost_silence,
-                self_loop_scale=cfg.self_loop_scale)
-    res.failed.update(ungraphed)
-    hmm.update_transitions(*res.transition_counts(hmm.num_pdfs))
-    return res, history
+    realign(parts, hmm, gmm, cfg, f"{stage} final align")
+    return history
 
 
-def train_mono(feats: Mapping[str, np.ndarray], texts: Mapping[str, str], lang: Lang,
-               cfg: AlignConfig, log_path: Path | None = None
-               ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict]]:
-    """Flat-start monophone training on GMM features (utt -> [T, D]).
-
-    Returns (model, GMMs, final alignment incl. failures, per-iteration log records).
-    """
+def mono_pass(parts: Parts, lang: Lang, cfg: AlignConfig, log_path: Path | None = None
+              ) -> tuple[HmmModel, DiagGmm, list[dict]]:
+    """Flat-start monophone training on the parts (holding GMM features); they end with its
+    final alignment. Returns (model, GMMs, per-iteration log records)."""
     hmm = HmmModel.monophone(lang.phones, lang.topo, lang.silence_phone)
-    utts = sorted(u for u in feats if u in texts)
-    graphs, failed = compile_graphs(hmm, lang, texts, utts)
-    res = AlignResult(graphs=graphs, failed=dict(failed))
-    for u, g in graphs.items():
-        if cfg.flat_start_vad:  # c0 of the GMM features: an affine function of log energy
-            path = vad_alignment(g, len(feats[u]), loud_frames(feats[u][:, 0]),
-                                 cfg.flat_start_min_pause)
-        else:
-            path = equal_alignment(g, len(feats[u]))
-        if path is None:
-            res.failed[u] = f"too_short({len(feats[u])}<{g.min_frames})"
-        else:
-            res.states[u] = path
-    if not res.states:
+    parts.all("compile", hmm)
+    frames = parts.merged("flat_start", cfg)
+    if not frames:
         raise DataError(None, "no utterance could be flat-start aligned",
                         "check transcripts, lexicon and feature lengths")
-    data = _Data(feats, [u for u in utts if u in graphs])
+    _, aligned, failed = parts.sum("counts")
     log.info("monophones: %d phones, %d pdfs, %d utterances (%d failed flat start)",
-             len(lang.phones) - 1, hmm.num_pdfs, len(res.states), len(res.failed))
+             len(lang.phones) - 1, hmm.num_pdfs, aligned, failed)
     hist: list[dict] = []
     first = 0
-    if 0 < cfg.mono_subset < len(res.states):
+    if 0 < cfg.mono_subset < len(frames):
         # flat start is most accurate on short utterances: train on those, then align everything
-        short = sorted(res.states, key=lambda u: (len(feats[u]), u))[:cfg.mono_subset]
-        sub = AlignResult(graphs={u: graphs[u] for u in short},
-                          states={u: res.states[u] for u in short})
-        sub_data = _Data(feats, sorted(short))
-        gmm = _flat_gmm(hmm, sub_data, sub, cfg)
+        parts.all("select", sorted(frames, key=lambda u: (frames[u], u))[:cfg.mono_subset])
+        gmm = _flat_gmm(parts, hmm, cfg)
         first = cfg.mono_iters // 2
-        _, hist = viterbi_em(hmm, gmm, sub_data, sub, cfg, first, cfg.mono_realign_iters,
-                             cfg.mono_gauss // 2, "mono", log_path)
-        res = align(hmm, gmm, feats, graphs, cfg.beam, cfg.retry_beam, cfg.acoustic_scale,
-                    cfg.batch_size, boost_silence=cfg.boost_silence,
-                    self_loop_scale=cfg.self_loop_scale)
-        res.failed.update(failed)
+        hist = viterbi_em(hmm, gmm, parts, cfg, first, cfg.mono_realign_iters,
+                          cfg.mono_gauss // 2, "mono", log_path)
+        parts.all("select", None)
+        parts.all("align", hmm, gmm, cfg)
     else:
-        gmm = _flat_gmm(hmm, data, res, cfg)
-    res, more = viterbi_em(hmm, gmm, data, res, cfg, cfg.mono_iters - first,
-                           cfg.mono_realign_iters, cfg.mono_gauss, "mono", log_path, first)
-    return hmm, gmm, res, hist + more
+        gmm = _flat_gmm(parts, hmm, cfg)
+    more = viterbi_em(hmm, gmm, parts, cfg, cfg.mono_iters - first, cfg.mono_realign_iters,
+                      cfg.mono_gauss, "mono", log_path, first)
+    return hmm, gmm, hist + more
 
 
-def _flat_gmm(hmm: HmmModel, data: _Data, res: AlignResult, cfg: AlignConfig) -> DiagGmm:
-    """One Gaussian per pdf from the frames of a state alignment (the flat start)."""
-    rows, pdf = data.gather(res.pdfs())
-    x = data.x[rows].astype(np.float64)
-    n = np.bincount(pdf, minlength=hmm.num_pdfs).astype(np.float64)
-    s1 = np.zeros((hmm.num_pdfs, x.shape[1]))
-    s2 = np.zeros_like(s1)
-    np.add.at(s1, pdf, x)
-    np.add.at(s2, pdf, x * x)
-    mean, var = data.global_stats()
+def _flat_gmm(parts: Parts, hmm: HmmModel, cfg: AlignConfig) -> DiagGmm:
+    """One Gaussian per pdf from the frames of the parts' state alignments (the flat start)."""
+    n, s1, s2 = parts.sum("pdf_stats", hmm.num_pdfs)
+    mean, var = global_moments(parts)
     return DiagGmm.from_stats(n, s1, s2, cfg.var_floor * var, mean, var)
 
 
-def train_tri(feats: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, mono_res: AlignResult,
-              cfg: AlignConfig, log_path: Path | None = None, stage: str = "tri", hook=None
-              ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict]]:
-    """Tree-tied word-internal triphones from the state alignment of an earlier stage (`mono_res`:
-    monophones, or the Δ triphones for the LDA+MLLT stage) on `feats`; `mono` gives the phone set
-    and topology. `hook`: see `viterbi_em`."""
-    tri, gmm, data, res = init_tri(feats, mono, mono_res, cfg)
-    res, hist = viterbi_em(tri, gmm, data, res, cfg, cfg.tri_iters, cfg.tri_realign_iters,
-                           cfg.tri_gauss, stage, log_path, hook=hook)
-    return tri, gmm, res, hist
-
-
-def init_tri(feats: Mapping[str, np.ndarray], mono: HmmModel, mono_res: AlignResult,
-             cfg: AlignConfig) -> tuple[HmmModel, DiagGmm, _Data, AlignResult]:
-    """A new tree (`cfg.tri_leaves`) and one Gaussian per leaf from the contexts and frames of the
-    state alignment `mono_res` -> (model, GMM, training data, the alignment re-targeted to it)."""
-    data = _Data(feats, sorted(mono_res.graphs))
-    infos = {u: mono_res.graphs[u].info[s] for u, s in mono_res.states.items()}
-    us = [u for u in data.utts if u in infos]
-    rows = np.concatenate([data.offset[u] + np.arange(len(infos[u])) for u in us])
-    info = np.concatenate([infos[u] for u in us])
-    keys, n, s1, s2 = context_stats(info, data.x[rows], len(mono.phones))
-    mean, var = data.global_stats()
+def init_tri(parts: Parts, mono: HmmModel, cfg: AlignConfig) -> tuple[HmmModel, DiagGmm]:
+    """A new tree (`cfg.tri_leaves`) from the summed context statistics of the parts' state
+    alignments (their graphs' contexts), one Gaussian per leaf; the parts' graphs re-targeted to
+    it -> (model, GMM)."""
+    parts.all("select", None)
+    keys, n, s1, s2 = merge_context_stats(parts.all("tree_stats", len(mono.phones)))
+    mean, var = global_moments(parts)
     floor = cfg.var_floor * var
     tri, leaf_n, leaf_s = build_trees(mono, keys, n, s1, s2, floor,
                                       TreeConfig(cfg.tri_leaves, cfg.tree_min_count, cfg.tree_min_gain))
     gmm = DiagGmm.from_stats(leaf_n, leaf_s[:, 0], leaf_s[:, 1], floor, mean, var)
     log.info("triphones: %d tied states from %d seen contexts", tri.num_pdfs, len(keys))
-    graphs = {u: retarget_graph(tri, g) for u, g in mono_res.graphs.items()}
-    res = AlignResult(graphs=graphs, states=dict(mono_res.states), failed=dict(mono_res.failed))
-    return tri, gmm, data, res
+    parts.all("retarget", tri)
+    return tri, gmm
 
 
-def retarget_graph(tri: HmmModel, g: UttGraph) -> UttGraph:
-    """The same graph with another model's pdfs: graph structure and state order do not depend on
-    the model, only each state's pdf does (looked up from its stored context)."""
-    names = tri.phones
-    pdf = np.array([tri.pdf(names[lc] if lc else BOUNDARY, names[p], names[rc] if rc else BOUNDARY,
-                            int(s)) for lc, p, rc, s in g.info], dtype=np.int64)
-    return replace(g, pdf=pdf)
+def tri_pass(parts: Parts, mono: HmmModel, cfg: AlignConfig, log_path: Path | None = None,
+             stage: str = "tri", hook=None) -> tuple[HmmModel, DiagGmm, list[dict]]:
+    """Tree-tied word-internal triphones from the parts' state alignment of an earlier stage
+    (monophones, or the Δ triphones for the LDA+MLLT stage); `mono` gives the phone set and
+    topology. `hook`: see `viterbi_em`. -> (model, GMM, log records)."""
+    tri, gmm = init_tri(parts, mono, cfg)
+    hist = viterbi_em(tri, gmm, parts, cfg, cfg.tri_iters, cfg.tri_realign_iters, cfg.tri_gauss,
+                      stage, log_path, hook=hook)
+    return tri, gmm, hist
 
 
-def train_lda_mllt(ceps: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, tri: HmmModel,
-                   tri_res: AlignResult, cfg: AlignConfig, log_path: Path | None = None
-                   ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict], np.ndarray]:
-    """The LDA+MLLT stage (tri2) from the Δ-triphone stage's alignment `tri_res` (model `tri`).
+def train_mono(feats: Mapping[str, np.ndarray], texts: Mapping[str, str], lang: Lang,
+               cfg: AlignConfig, log_path: Path | None = None
+               ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict]]:
+    """`mono_pass` on GMM features (utt -> [T, D]) in this process -> (model, GMMs, final
+    alignment incl. failures, per-iteration log records)."""
+    with Parts.of(feats, texts, lang) as parts:
+        hmm, gmm, hist = mono_pass(parts, lang, cfg, log_path)
+        return hmm, gmm, parts.local().res, hist
 
-    ceps: normalised cepstra without deltas (utt -> [T, C]). LDA classes are `tri`'s tied states,
-    silence frames left out; a new tree is grown on the LDA features and MLLT re-estimated on the
-    `cfg.mllt_iters` iterations. Returns (model, GMM, alignment, log records, transform
-    [lda_dim, C(2·lda_context+1) + 1] of the spliced cepstra)."""
-    utts = sorted(u for u in tri_res.states if u in ceps)
-    pdfs = tri_res.pdfs()
-    spliced = np.concatenate([splice(ceps[u], cfg.lda_context) for u in utts])
-    cls = np.concatenate([pdfs[u] for u in utts])
+
+def train_tri(feats: Mapping[str, np.ndarray], lang: Lang, mono: HmmModel, mono_res: AlignResult,
+              cfg: AlignConfig, log_path: Path | None = None, stage: str = "tri"
+              ) -> tuple[HmmModel, DiagGmm, AlignResult, list[dict]]:
+    """`tri_pass` on `feats` in this process from the state alignment `mono_res` of an earlier
+    stage -> (model, GMM, final alignment, log records)."""
+    with Parts.of(feats, {}, lang, res=mono_res) as parts:
+        tri, gmm, hist = tri_pass(parts, mono, cfg, log_path, stage)
+        return tri, gmm, parts.local().res, hist
+
+
+def lda_mllt_pass(parts: Parts, mono: HmmModel, tri: HmmModel, cfg: AlignConfig,
+                  log_path: Path | None = None
+                  ) -> tuple[HmmModel, DiagGmm, list[dict], np.ndarray]:
+    """The LDA+MLLT stage (tri2) from the Δ-triphone stage's alignment (model `tri`) held by the
+    parts, whose features must be the normalised cepstra without deltas.
+
+    LDA classes are `tri`'s tied states, silence frames left out; a new tree is grown on the LDA
+    features and MLLT re-estimated on the `cfg.mllt_iters` iterations. Returns (model, GMM, log
+    records, transform [lda_dim, C(2·lda_context+1) + 1] of the spliced cepstra)."""
     sil = np.isin(tri.pdf_to_phone, [tri.phone_id[p] for p in tri.context_independent])
-    lda, eig = estimate_lda(spliced, cls, (~sil[cls]).astype(np.float64), cfg.lda_dim)
-    del spliced
+    lda, eig = lda_from_stats(parts.sum("lda_stats", sil, cfg.lda_context, tri.num_pdfs),
+                              cfg.lda_dim)
     log.info("LDA: %d -> %d dims from %d classes; eigenvalues %.2f ... %.2f (kept), %.3f (first "
              "dropped)", lda.shape[1] - 1, cfg.lda_dim, tri.num_pdfs, eig[0], eig[cfg.lda_dim - 1],
              eig[cfg.lda_dim] if len(eig) > cfg.lda_dim else float("nan"))
-    feats = transform_features(ceps, lda, cfg.lda_context)
+    parts.all("splice_transform", lda, cfg.lda_context)
     state = {"transform": lda}
 
-    def mllt(it, gmm, data, rows, pdf):
+    def mllt(it, gmm):
         if it not in cfg.mllt_iters:
             return {}
-        g, count = mllt_stats(gmm, data.x[rows], pdf)
-        a, gain = estimate_mllt(g, count)
+        a, gain = estimate_mllt(*parts.sum("mllt_stats", gmm))
         state["transform"] = a @ state["transform"]  # affine: the offset column rotates too
-        for u in data.feats:
-            data.feats[u] = apply_transform(a, data.feats[u])
-        data.x = apply_transform(a, data.x)
+        parts.all("transform", a)
         transform_gmm(gmm, a)
         log.info("tri2 iter %d: MLLT re-estimated, objective gain %.4f per frame", it, gain)
         return {"mllt_gain": round(gain, 5)}
 
     c2 = replace(cfg, tri_leaves=cfg.tri2_leaves, tri_gauss=cfg.tri2_gauss, tri_iters=cfg.tri2_iters,
                  tri_realign_iters=cfg.tri2_realign_iters)
-    model, gmm, res, hist = train_tri(feats, lang, mono, tri_res, c2, log_path, "tri2", mllt)
-    return model, gmm, res, hist, state["transform"]
+    model, gmm, hist = tri_pass(parts, mono, c2, log_path, "tri2", mllt)
+    return model, gmm, hist, state["transform"]

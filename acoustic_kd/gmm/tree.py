@@ -161,7 +161,11 @@ def _best_split(rows, keys, n, s1, s2, name_of, qsets, var_floor, cfg: TreeConfi
     for pos, col in ((-1, 0), (1, 2)):
         ctx = name_of[keys[rows, col]]
         mask = np.array([[c in q for c in ctx] for q in qsets], dtype=np.float64)  # [Q, r]
-        yn, y1, y2 = mask @ n[rows], matmul(mask, s1[rows]), matmul(mask, s2[rows])
+        # sum the side holding the node's first row: a question and its complement then get
+        # bit-identical gains, so ties are broken by question order, not by float rounding
+        # (which changes with the order the statistics were summed in: `--nj`)
+        side = np.where(mask[:, :1] > 0, mask, 1.0 - mask)
+        yn, y1, y2 = side @ n[rows], matmul(side, s1[rows]), matmul(side, s2[rows])
         ok = (yn >= cfg.min_count) & (tot_n - yn >= cfg.min_count)
         if not ok.any():
             continue

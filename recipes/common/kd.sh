@@ -45,7 +45,7 @@ recipe_config() {  # the recipe's own config: its one conf/*.yaml not named *stu
 
 opt stage 0 "first stage to run (0 is the recipe's data preparation, done by its run.sh)"
 opt stop_stage 10 "last stage to run"
-opt nj 2 "parallel jobs of stage 2 (features) and of a recipe's stage 0"
+opt nj 2 "parallel jobs of stages 2 (features) and 3 (GMM alignment: parts of whole speakers) and of a recipe's stage 0"
 opt members_nj 2 "ensemble members trained at the same time (stage 4)"
 opt num_members 5 "ensemble size K"
 opt config "" "the recipe's config (stages 1-4, 8); default: its one conf/*.yaml not named *student* / *compare* (here: $(recipe_config || echo 'none: give --config'))"
@@ -164,7 +164,7 @@ fi
 if run_stage 3; then
   log "Stage 3: GMM-HMM alignment (monophone -> triphone)"
   acoustic-kd align --data "$data/train" --lang "$data/lang" --exp "$exp" --config "$config" \
-    --through "$gmm_pass" --align-sets "$data/dev" "$data/test" "${align_more[@]}" "${extra_align[@]}"
+    --nj "$nj" --through "$gmm_pass" --align-sets "$data/dev" "$data/test" "${align_more[@]}" "${extra_align[@]}"
 fi
 
 # Students get their own seed (not one of the members'), shared by the distilled student and its
