@@ -22,7 +22,7 @@ from acoustic_kd.ali import read_alignments
 from acoustic_kd.cli import main
 from acoustic_kd.gmm.fmllr import load_transforms
 from acoustic_kd.gmm.parallel import merge_context_stats, open_parts, split_speakers
-from acoustic_kd.gmm.run import STAGES, front_end
+from acoustic_kd.gmm.run import PASSES, front_end
 from acoustic_kd.gmm.tree import context_stats
 from acoustic_kd.hmm import HmmModel
 from acoustic_kd.lang.langdir import load_lang
@@ -121,7 +121,7 @@ def test_align_nj2_jobs_equal_nj1(tmp_path, synth_corpus, job_env):
                     "align_train.2.log"]
     assert all("# Ended (code 0)" in (exp2 / "log" / n).read_text() for n in logs)
     assert not list((exp2 / "log").glob(".*key"))          # the pools' keys are removed
-    for stage in STAGES:
+    for stage in PASSES:
         assert json.loads((exp2 / stage / "summary.json").read_text())["jobs"] == 2
         _same_stage(exp1 / stage, exp2 / stage)
     marker = (exp1 / "tri3" / ".done").read_text()
