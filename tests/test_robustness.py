@@ -1,6 +1,6 @@
 """Robustness: bad inputs not covered by the per-module tests, kill -9 and re-run, determinism, memory.
 
-The per-module tests cover most of the bad-input catalogue (see README, Troubleshooting); this file
+The per-module tests cover most of the bad-input catalogue (see TROUBLESHOOTING.md); this file
 adds the cross-stage cases: NaN/inf in a Kaldi feature archive, a checkpoint or priors of another
 lang, soft-target members of different pdf counts, ENOSPC while writing alignments or checkpoints, an
 unwritable output dir and a Kaldi alignment whose length differs from the features. The kill tests run a stage in a subprocess, SIGKILL its whole
