@@ -53,6 +53,58 @@ def train_flops_per_frame(model: torch.nn.Module) -> int:
     return 2 * (3 * macs - (first_macs if isinstance(first, torch.nn.Linear) else 0))
 
 
+def train_kernel(model: torch.nn.Module, batch_size: int, bf16: bool, steps: int = 30,
+                 warmup: int = 3) -> dict:
+    """The training kernel alone: forward + CE + backward + the trainer's AdamW step of `model` on
+    one pre-gathered batch (no data path, no trainer). -> frames/s (median step) and CPU-s/frame."""
+    from acoustic_kd.nnet.trainer import make_optimizer
+
+    x = torch.randn(batch_size, model.config.window, model.input_dim)
+    y = torch.randint(0, model.num_pdfs, (batch_size,))
+    opt = make_optimizer(model.parameters(), TrainConfig())
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return time_steps(step, batch_size, steps, warmup)
+
+
+def forward_kernel(models: list, batch_size: int, bf16: bool, steps: int = 10,
+                   warmup: int = 2) -> dict:
+    """Inference kernel: every model's forward pass on one pre-gathered batch (no grad), as an
+    ensemble runs them. -> frames/s (median pass over all models) and CPU-s/frame."""
+    m0 = models[0]
+    x = torch.randn(batch_size, m0.config.window, m0.input_dim)
+
+    @torch.no_grad()
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for m in models:
+                m(x)
+
+    return time_steps(step, batch_size, steps, warmup)
+
+
+def time_steps(step, frames: int, steps: int, warmup: int) -> dict:
+    """Run `step` (which processes `frames` frames) warmup + steps times: frames/s of the median
+    step (wall) and CPU-seconds per frame over the timed steps."""
+    for _ in range(warmup):
+        step()
+    times, cpu0 = [], time.process_time()
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    cpu = time.process_time() - cpu0
+    return {"frames_per_s": frames / sorted(times)[len(times) // 2],
+            "frames_per_s_mean": frames * steps / sum(times),
+            "cpu_s_per_frame": cpu / (frames * steps)}
+
+
 def run_one(cfg: ModelConfig, tcfg: TrainConfig, ds: FrameDataset, num_pdfs: int,
             window: int = 5, skip: int = 3) -> dict:
     """Throughput of the real training loop (after `skip` warm-up steps: allocator, kernel choice).

@@ -28,6 +28,7 @@ BENCHES = {
     "soft_targets": ("bench_soft_targets.py", []),
     "train": ("bench_train.py", []),
     "optim": ("bench_optim.py", []),
+    "recipe_speed": ("bench_recipe_speed.py", []),
     "decode": ("bench_decode.py", []),
     "graph": ("bench_graph.py", []),
     "deploy": ("bench_deploy.py", []),
@@ -95,6 +96,24 @@ def _h_train(d: dict) -> tuple[str, str]:
                      f"{runs['student_quarter_fp32']['fraction_of_fp32_peak']:.2f} of fp32 matmul peak, "
                      f"bf16 x{r['bf16_speedup']['member']['per_cpu_s']:.2f}")
     return "; ".join(parts), ""
+
+
+def _h_recipe_speed(d: dict) -> tuple[str, str]:
+    parts, worst = [], []
+    for t, r in d["by_threads"].items():
+        parts.append(f"{t} thr: " + ", ".join(f"{n.replace('_', ' ')} {r[n]['ratio']:.2f}" for n in
+                                             ("member", "student", "control", "soft_targets")))
+        worst += [r[n]["ratio"] for n in ("student", "control", "soft_targets")]
+    return (f"recipe / kernel frames/s at {d['num_pdfs']} pdfs: " + "; ".join(parts),
+            _goal(min(worst), 0.7) + " (student, control, soft targets)")
+
+
+def _d_recipe_speed(d: dict) -> list[str]:
+    rows = [[t, n, round(r[n]["frames_per_s"]), round(r[n]["kernel"]["frames_per_s"]),
+             round(r[n]["ratio"], 3), round(r[n]["ratio_cpu"], 3)]
+            for t, r in d["by_threads"].items() for n in r]
+    return _table(["threads", "path", "frames/s", "kernel frames/s", "ratio", "ratio (CPU time)"],
+                  rows) + [f"`{d['command']}`, {d['frames']} frames, {d['utts']} utterances.", ""]
 
 
 def _h_optim(d: dict) -> tuple[str, str]:
@@ -212,11 +231,12 @@ def _d_scaling(d: dict) -> list[str]:
                          + [d["exponent_cpu"][s], d["exponent_wall"][s]] for s in d["cpu_s"]])
 
 
-DETAILS = {"soft_targets": _d_soft_targets, "train": _d_train, "deploy": _d_deploy,
+DETAILS = {"soft_targets": _d_soft_targets, "train": _d_train, "recipe_speed": _d_recipe_speed, "deploy": _d_deploy,
            "graph": _d_graph, "memory": _d_memory, "scaling": _d_scaling}
 
 
 HEADLINES = {"features": _h_features, "soft_targets": _h_soft_targets, "train": _h_train,
+             "recipe_speed": _h_recipe_speed,
              "optim": _h_optim, "decode": _h_decode, "graph": _h_graph, "deploy": _h_deploy,
              "memory": _h_memory, "scaling": _h_scaling}
 

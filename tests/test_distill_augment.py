@@ -143,6 +143,38 @@ def test_cached_mixup_mixes_the_two_frames_targets(tmp_path):
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
 
 
+def test_cached_objective_takes_the_fused_loss_with_its_value_and_gradient(tmp_path):
+    """Without mixup a top-k store with the uniform tail goes through `loss.kd_loss_topk`: same loss
+    and student gradient as the composed α·CE + (1−α)·T²·KL."""
+    from acoustic_kd.distill.loss import hard_ce, soft_kl
+    from acoustic_kd.distill.soft_targets import SoftTargetConfig, compute_soft_targets
+    from acoustic_kd.distill.store import SoftTargetStore
+
+    feats, alis = _data()
+    ds = FrameDataset.from_arrays(feats, alis, context=(1, 1))
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=8, layers=1, context=(1, 1))
+    compute_soft_targets(TeacherEnsemble([build_model(cfg, 6, 4)]), ds,
+                         SoftTargetConfig(T=3.0, k=2), tmp_path / "soft")
+    store = SoftTargetStore(tmp_path / "soft")
+    student = build_model(cfg, 6, 4)
+    batch = ds.batch(torch.arange(32))
+    for alpha in (0.4, 1.0):
+        obj = KDObjective(Schedule(alpha=alpha, T=3.0), 1, (1, 1), (1, 1), store=store)
+        student.zero_grad()
+        loss, z = obj(student, batch)
+        loss.backward()
+        got = [p.grad.clone() for p in student.parameters()]
+        student.zero_grad()
+        want = alpha * hard_ce(student(batch["x"]), batch["y"])
+        if alpha < 1:
+            want = want + (1 - alpha) * 9 * soft_kl(student(batch["x"]), store.lookup(batch["idx"]), 3.0)
+        want.backward()
+        assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+        for a, b in zip(got, (p.grad for p in student.parameters())):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_member_objective_on_a_mixed_batch_weighs_both_labels():
     from acoustic_kd.nnet.trainer import cross_entropy_objective
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from acoustic_kd.distill.loss import hard_ce, kd_loss, soft_kl
+from acoustic_kd.distill.loss import hard_ce, kd_loss, kd_loss_topk, soft_kl
 from acoustic_kd.distill.targets import densify, topk_targets
 
 # student q = softmax(log[1, 2, 5]) = [1/8, 2/8, 5/8]; teacher p = [1/4, 1/4, 1/2]; label 2
@@ -120,8 +120,61 @@ def test_topk_remainder_spread_uniformly():
     assert soft_kl(z, t, 1.5, tail="uniform").item() == pytest.approx(soft_kl(z, p, 1.5).item(), abs=1e-5)
 
 
+def test_fused_topk_loss_reference_value():
+    """The fused path (top-k teacher, uniform tail, no mask) on the hand-computed example: k = P."""
+    got = kd_loss(Z, topk_targets(P, 3), Y, T=1.0, alpha=0.5)
+    assert got.item() == pytest.approx(0.5 * CE_REF + 0.5 * KL_REF, abs=1e-6)
+    # k = 2: the remainder 1/4 sits on the one class left, i.e. the dense teacher again
+    assert kd_loss_topk(Z, Y, topk_targets(P, 2), 1.0, 0.5).item() == pytest.approx(0.265859, abs=1e-5)
+    assert kd_loss_topk(Z, Y, None, 1.0, 1.0).item() == pytest.approx(CE_REF, abs=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("num_pdfs,k", [(40, 5), (40, 40), (600, 50)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_topk_loss_equals_the_composed_loss(alpha, num_pdfs, k, dtype):
+    """Value and gradient of `kd_loss_topk` = α·hard_ce + (1−α)·T²·soft_kl (uniform tail), with
+    unlabelled frames, a teacher whose float16 mass exceeds 1, and leading dims."""
+    g = torch.Generator().manual_seed(num_pdfs + k)
+    T = 3.0
+    z = (torch.randn(4, 16, num_pdfs, generator=g) * 3).to(dtype).requires_grad_(True)
+    y = torch.randint(0, num_pdfs, (4, 16), generator=g)
+    y[0, :5] = -1
+    idx, p = topk_targets(torch.softmax(torch.randn(4, 16, num_pdfs, generator=g) * 2, -1), k)
+    p = p.half().float()
+    p[1, 0] = p[1, 0] + 0.01                      # Σp > 1: no remainder (clamped at 0)
+    zf = z.detach().float().requires_grad_(True)     # the reference in float32 throughout
+    want = zf.new_zeros(())
+    if alpha > 0:
+        want = want + alpha * hard_ce(zf, y)
+    if alpha < 1:
+        want = want + (1 - alpha) * T * T * soft_kl(zf, (idx, p), T)
+    g_want, = torch.autograd.grad(want, zf)
+    got = kd_loss_topk(z, y, (idx, p) if alpha < 1 else None, T, alpha)
+    g_got, = torch.autograd.grad(got, z)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    assert g_got.dtype == dtype       # bf16: the float32 gradient rounded once (2^-8 relative)
+    rtol = 1e-4 if dtype == torch.float32 else 2.0 ** -8
+    assert torch.allclose(g_got.float(), g_want, atol=1e-7, rtol=rtol)
+
+
+def test_fused_loss_without_frames_or_labels():
+    z = torch.randn(0, 9, requires_grad=True)
+    loss = kd_loss_topk(z, torch.zeros(0, dtype=torch.long), (torch.zeros(0, 3, dtype=torch.long),
+                                                                torch.zeros(0, 3)), 2.0, 0.5)
+    loss.backward()
+    assert loss.item() == 0.0 and z.grad.shape == (0, 9)
+    z = torch.randn(4, 9, requires_grad=True)   # every frame unlabelled: the CE term is 0
+    p = torch.softmax(torch.randn(4, 9), -1)
+    t = topk_targets(p, 9)
+    got = kd_loss_topk(z, torch.full((4,), -1), t, 2.0, 0.5)
+    assert got.item() == pytest.approx(0.5 * 4 * soft_kl(z, p, 2.0).item(), rel=1e-5)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         kd_loss(Z, P, Y, T=0.0, alpha=0.5)
     with pytest.raises(ValueError):
         kd_loss(Z, None, Y, T=1.0, alpha=0.5)
+    with pytest.raises(ValueError):
+        kd_loss_topk(Z, None, topk_targets(P, 2), T=1.0, alpha=0.5)

@@ -31,6 +31,40 @@ def test_combination_rules_at_temperature():
     assert ent[0] < ent[1] < ent[2]
 
 
+def test_combination_over_many_row_blocks_and_bf16_logits():
+    """combine_logits works in blocks of rows: many blocks, odd shapes and bf16 logits give the
+    tempered rules' values."""
+    g = torch.Generator().manual_seed(1)
+    z = [torch.randn(3, 97, 2500, generator=g) * 4 for _ in range(4)]
+    T = 5.0
+    want = sum(torch.softmax(t / T, -1) for t in z) / 4
+    got = combine_logits(z, T, "arithmetic")
+    assert got.shape == (3, 97, 2500) and torch.allclose(got, want, rtol=1e-5, atol=1e-9)
+    logp = torch.stack([torch.log_softmax(t / T, -1) for t in z]).mean(0)
+    assert torch.allclose(combine_logits(z, T, "geometric"), torch.softmax(logp, -1), rtol=1e-4,
+                          atol=1e-9)
+    zb = [t.bfloat16() for t in z]
+    assert torch.allclose(combine_logits(zb, T), sum(torch.softmax(t.float() / T, -1) for t in zb)
+                          / 4, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape,k", [((64, 2500), 50), ((2, 9, 2501), 50), ((30, 3000), 7),
+                                     ((0, 2500), 50), ((5, 12), 4)])
+def test_topk_targets_equal_torch_topk(shape, k):
+    """The grouped selection returns torch.topk's values (sorted) and ids that hold them."""
+    g = torch.Generator().manual_seed(shape[-1])
+    p = torch.softmax(torch.randn(*shape, generator=g) * 3, -1)
+    idx, got = topk_targets(p, k)
+    want = p.topk(k, -1).values
+    assert idx.dtype == torch.int32 and idx.shape == want.shape
+    assert torch.equal(got, want) and torch.equal(p.gather(-1, idx.long()), want)
+    assert all(len(set(r.tolist())) == k for r in idx.reshape(-1, k))
+    ties = torch.zeros(8, 2500)
+    ties[:, ::3] = 1.0                                       # 834 equal maxima per row
+    ti, tp = topk_targets(ties, 50)
+    assert torch.equal(tp, torch.ones(8, 50)) and bool((ti % 3 == 0).all())
+
+
 def test_different_pdf_counts_are_an_error():
     with pytest.raises(ConfigError, match="different pdf counts"):
         combine_logits([torch.randn(2, 5), torch.randn(2, 6)], 1.0)

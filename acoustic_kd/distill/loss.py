@@ -121,6 +121,109 @@ def soft_kl(student_logits: torch.Tensor, teacher: Teacher, T: float,
     return _masked_mean(per, _valid(per.shape, mask, per.device))
 
 
+def _softmax_lse(z: torch.Tensor, zmax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax(z) [N, P], logsumexp(z) [N]) from one fused softmax, given zmax = z.amax(-1): at the
+    row's maximum softmax = 1/Σ exp(z − max), so logsumexp = max − log(max softmax)."""
+    sm = torch.softmax(z, -1)
+    return sm, zmax - torch.log(sm.amax(-1))
+
+
+def _uniform_tail(p: torch.Tensor, num_pdfs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fill [N], mass [N]) of a top-k teacher p [N, k]: the remainder's share of each of the P − k
+    other classes, and the total Σ p + (P − k)·fill (1, or Σ p where float16 rounding makes it > 1)."""
+    k = p.shape[-1]
+    psum = p.sum(-1)
+    if k >= num_pdfs:
+        return torch.zeros_like(psum), psum
+    fill = (1.0 - psum).clamp_min(0.0) / (num_pdfs - k)
+    return fill, psum + fill * (num_pdfs - k)
+
+
+class _FusedKD(torch.autograd.Function):
+    """α·CE + (1−α)·T²·KL(top-k teacher, uniform tail ‖ q) over [N, P] logits, gradient in closed form.
+
+    With p̃ = the teacher with its remainder spread uniformly (fill on each of the P − k classes not
+    stored), S = Σ p̃ and q = softmax(z/T): −Σ p̃ log q = −Σ_topk (p − fill)·z/T − fill·Σ z/T + S·lse(z/T),
+    and its gradient (1/T)·(S·q − p̃). Forward: two softmaxes and row statistics; backward writes
+    the dense gradient once: α/N_y·(softmax(z) − onehot(y)) + (1−α)·T/N·(S·q − p̃).
+    """
+
+    @staticmethod
+    def forward(ctx, z, labels, idx, p, T: float, alpha: float):
+        zf = z.float()
+        n, num_pdfs = zf.shape
+        ctx.T, ctx.alpha, ctx.dtype, ctx.shape = T, alpha, z.dtype, zf.shape
+        loss, saved = zf.new_zeros(()), [labels, idx]
+        with torch.autocast(zf.device.type, enabled=False):
+            zmax = zf.amax(-1)
+            if alpha > 0:
+                sm, lse = _softmax_lse(zf, zmax)
+                nll = lse - zf.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+                loss = loss + alpha * _masked_mean(nll, labels >= 0)
+                saved.append(sm)
+            if alpha < 1 and n:
+                zt = zf.div_(T) if zf is not z else zf / T   # zf: a float copy of bf16 logits
+                q, lse_t = _softmax_lse(zt, zmax / T)     # max(z/T) = max(z)/T exactly: T > 0
+                pf = p.float()
+                fill, mass = _uniform_tail(pf, num_pdfs)
+                per = (mass * lse_t - ((pf - fill.unsqueeze(-1)) * zt.gather(-1, idx)).sum(-1)
+                       - fill * zt.sum(-1) + teacher_entropy((idx, pf), num_pdfs, "uniform"))
+                loss = loss + (1.0 - alpha) * T * T * per.mean()
+                saved += [q, pf, fill, mass]
+        ctx.save_for_backward(*saved)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        labels, idx, *rest = ctx.saved_tensors
+        T, alpha, (n, num_pdfs) = ctx.T, ctx.alpha, ctx.shape
+        grad = torch.zeros((n, 1), dtype=torch.float32, device=labels.device)  # grows to [N, P]
+        if len(rest) > 1:   # (1−α)·T/N·(S·q − p̃): S·q − fill everywhere, p − fill at the stored ids
+            q, pf, fill, mass = rest[-4:]
+            c = g * (1.0 - alpha) * T / n
+            grad = torch.addcmul(-(c * fill).unsqueeze(-1), q, (c * mass).unsqueeze(-1))
+            grad.scatter_add_(-1, idx, -c * (pf - fill.unsqueeze(-1)))
+        if alpha > 0:       # α/N_y · (softmax(z) − onehot(y))
+            sm = rest[0]
+            valid = (labels >= 0).to(sm.dtype)
+            w = ((g * alpha / valid.sum().clamp_min(1.0)) * valid).unsqueeze(-1)
+            grad = torch.addcmul(grad, sm, w) if grad.shape[-1] == 1 else grad.addcmul_(sm, w)
+            grad.scatter_add_(-1, labels.clamp_min(0).unsqueeze(-1), -w)
+        return grad.expand(n, num_pdfs).to(ctx.dtype), None, None, None, None, None
+
+
+def kd_loss_topk(student_logits: torch.Tensor, hard_labels: torch.Tensor | None,
+                 teacher: TopK | None, T: float, alpha: float) -> torch.Tensor:
+    """`kd_loss` without a mask for a top-k teacher with the "uniform" tail (or none at α = 1), fused.
+
+    student_logits [..., P]; hard_labels int [...] (−1 = unlabelled; may be None when α = 0);
+    teacher (idx int [..., k], probs [..., k]) at temperature T. Equals `kd_loss(..., tail="uniform")`
+    to float rounding in value and gradient, at about half its passes over [..., P].
+    """
+    _check_kd_args(teacher, hard_labels, T, alpha)
+    num_pdfs = student_logits.shape[-1]
+    z = student_logits.reshape(-1, num_pdfs)
+    labels = (hard_labels.reshape(-1).long() if hard_labels is not None else
+              torch.full((z.shape[0],), -1, dtype=torch.long, device=z.device))
+    if teacher is None:
+        idx, p = z.new_zeros((z.shape[0], 0), dtype=torch.long), z.new_zeros((z.shape[0], 0))
+    else:
+        idx, p = teacher[0].reshape(-1, teacher[0].shape[-1]).long(), \
+            teacher[1].reshape(-1, teacher[1].shape[-1])
+    return _FusedKD.apply(z, labels, idx, p, float(T), float(alpha))
+
+
+def _check_kd_args(teacher, hard_labels, T: float, alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if T <= 0:
+        raise ValueError(f"temperature must be positive, got {T}")
+    if alpha > 0.0 and hard_labels is None:
+        raise ValueError("alpha > 0 needs hard labels")
+    if alpha < 1.0 and teacher is None:
+        raise ValueError("alpha < 1 needs teacher targets")
+
+
 def kd_loss(student_logits: torch.Tensor, teacher: Teacher | None, hard_labels: torch.Tensor | None,
             T: float, alpha: float, mask: torch.Tensor | None = None,
             tail: str = "uniform") -> torch.Tensor:
@@ -130,18 +233,14 @@ def kd_loss(student_logits: torch.Tensor, teacher: Teacher | None, hard_labels: 
     (idx int [..., k], probs [..., k]) with its remainder matched as `tail`; hard_labels int [...]
     (−1 = unlabelled); mask bool [...] (False = excluded). T² keeps the soft-term gradient scale
     independent of T (Hinton et al. 2015). alpha = 1 is plain CE (the teacher is not needed).
+    Without a mask, a top-k teacher with the uniform tail (or none) takes `kd_loss_topk`.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if T <= 0:
-        raise ValueError(f"temperature must be positive, got {T}")
+    _check_kd_args(teacher, hard_labels, T, alpha)
+    if mask is None and check_tail(tail) == "uniform" and (alpha >= 1.0 or isinstance(teacher, tuple)):
+        return kd_loss_topk(student_logits, hard_labels, None if alpha >= 1.0 else teacher, T, alpha)
     loss = student_logits.new_zeros((), dtype=torch.float32)
     if alpha > 0.0:
-        if hard_labels is None:
-            raise ValueError("alpha > 0 needs hard labels")
         loss = loss + alpha * hard_ce(student_logits, hard_labels, mask)
     if alpha < 1.0:
-        if teacher is None:
-            raise ValueError("alpha < 1 needs teacher targets")
         loss = loss + (1.0 - alpha) * T * T * soft_kl(student_logits, teacher, T, mask, tail)
     return loss

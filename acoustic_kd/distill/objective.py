@@ -17,7 +17,7 @@ from torch import nn
 
 from ..ensemble.runner import Context, TeacherEnsemble, crop_window
 from ..errors import ConfigError
-from .loss import check_tail, hard_ce, soft_kl
+from .loss import check_tail, hard_ce, kd_loss_topk, soft_kl
 from .store import SoftTargetStore
 
 
@@ -94,6 +94,10 @@ class KDObjective:
         e = self.progress()
         return self.schedule.alpha_at(e), self.schedule.T_at(e)
 
+    def _fused_store(self) -> bool:
+        """Whether the targets are a top-k store matched with the uniform tail (`loss.kd_loss_topk`)."""
+        return self.store is not None and not self.store.dense and self.tail == "uniform"
+
     def _store_targets(self, idx: torch.Tensor, device):
         sid = idx if self.frame_map is None else self.frame_map[idx.cpu()]
         t = self.store.lookup(sid)
@@ -118,6 +122,9 @@ class KDObjective:
         logits = model(crop_window(batch["x"], self.window, self.student_context))
         perm = batch.get("perm")
         y = batch["y"]
+        if perm is None and (alpha >= 1 or self._fused_store()):
+            t = None if alpha >= 1 else self._store_targets(batch["idx"], logits.device)
+            return kd_loss_topk(logits, y, t, T, alpha), logits
         loss = logits.new_zeros((), dtype=torch.float32)
         if alpha > 0:
             if perm is None:

@@ -6,6 +6,8 @@ The probabilities themselves (members' logits combined at temperature T) come fr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -16,8 +18,28 @@ def topk_targets(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     The remainder 1 − Σp is NOT renormalised away: `loss.soft_kl` matches it (its `tail` option).
     """
     k = min(int(k), probs.shape[-1])
-    p, idx = probs.topk(k, dim=-1)
-    return idx.to(torch.int32), p
+    flat = probs.reshape(-1, probs.shape[-1])
+    p, idx = _grouped_topk(flat, k)
+    return idx.to(torch.int32).reshape(*probs.shape[:-1], k), p.reshape(*probs.shape[:-1], k)
+
+
+def _grouped_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x.topk(k, dim=-1)` of x [N, P] (values sorted descending; the same values, ties in any order),
+    in two smaller selections: the columns are split into s strided groups {g, g+G, g+2G, ...} of
+    G = P // s; the k groups with the largest maxima hold every top-k value outside the last P − s·G
+    columns (a value in any other group is beaten by k group maxima), so the top k of those k·s
+    values plus the last columns are the top k of the row."""
+    n, num_pdfs = x.shape
+    s = max(2, int(0.7 * math.sqrt(num_pdfs / k)))
+    groups = num_pdfs // s
+    if groups <= 2 * k:
+        return x.topk(k, dim=-1)
+    _, top_groups = x[:, :s * groups].reshape(n, s, groups).amax(1).topk(k, dim=-1, sorted=False)
+    cand = (top_groups.unsqueeze(-1) + groups * torch.arange(s, device=x.device)).view(n, k * s)
+    if s * groups < num_pdfs:
+        cand = torch.cat([cand, torch.arange(s * groups, num_pdfs, device=x.device).expand(n, -1)], -1)
+    p, j = x.gather(-1, cand).topk(k, dim=-1)
+    return p, cand.gather(-1, j)
 
 
 def densify(idx: torch.Tensor, p: torch.Tensor, num_pdfs: int) -> torch.Tensor:

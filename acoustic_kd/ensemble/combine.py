@@ -62,5 +62,24 @@ def combine_logits(logits: Sequence[torch.Tensor], T: float, rule: str = "arithm
                           "share one alignment/tree; retrain the odd members on the same alignment")
     if T <= 0:
         raise ConfigError(f"temperature must be positive, got {T}")
-    # the ensemble's T = 1 rules applied to tempered member distributions
-    return combine([F.log_softmax(z.float() / T, dim=-1) for z in logits], rule).exp()
+    if rule == "geometric":   # Π_k softmax(z_k/T)^(1/K), renormalised = softmax(Σ_k z_k / (K·T))
+        total = logits[0].float().clone()
+        for z in logits[1:]:
+            total.add_(z.float())
+        return torch.softmax(total / (len(logits) * T), dim=-1)
+    return _mean_softmax(logits, T)
+
+
+def _mean_softmax(logits: Sequence[torch.Tensor], T: float, block: int = 1 << 17) -> torch.Tensor:
+    """mean_k softmax(z_k / T) [..., P], accumulated over blocks of rows of ~`block` values, so that
+    every pass over a member's block runs in cache (one row of [4096, 2500] is 10 kB)."""
+    num_pdfs = logits[0].shape[-1]
+    flat = [z.reshape(-1, num_pdfs) for z in logits]
+    out = torch.empty(flat[0].shape, dtype=torch.float32, device=flat[0].device)
+    rows, w = max(1, block // num_pdfs), 1.0 / len(flat)
+    for r in range(0, out.shape[0], rows):
+        acc = out[r:r + rows]
+        for i, z in enumerate(flat):
+            q = torch.softmax(z[r:r + rows].float() / T, dim=-1)
+            torch.mul(q, w, out=acc) if i == 0 else acc.add_(q, alpha=w)
+    return out.reshape(logits[0].shape)

@@ -87,10 +87,8 @@ def gather_windows(feats: torch.Tensor, idx: torch.Tensor, start: torch.Tensor, 
     """
     left, right = context
     offs = torch.arange(-left, right + 1, dtype=torch.long)
-    pos = idx[:, None] + offs[None, :]
-    pos = torch.maximum(pos, start[:, None])
-    pos = torch.minimum(pos, end[:, None] - 1)
-    return feats[pos]
+    pos = (idx[:, None] + offs[None, :]).clamp_(start[:, None], end[:, None] - 1)
+    return feats.index_select(0, pos.view(-1)).view(len(idx), left + 1 + right, feats.shape[1])
 
 
 def split_for_rank(idx: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

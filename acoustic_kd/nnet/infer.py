@@ -60,7 +60,7 @@ def frame_metrics(model: nn.Module, ds, batch_size: int = 4096, device: torch.de
             continue
         logits = model(x[mask]).float()
         yy = y[mask]
-        sums += torch.tensor([float((logits.argmax(-1) == yy).sum()),
+        sums += torch.tensor([float((logits.max(-1).indices == yy).sum()),
                               float(F.cross_entropy(logits, yy, reduction="sum")), float(len(yy))],
                              dtype=torch.float64)
     model.train(was)

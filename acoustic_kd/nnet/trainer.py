@@ -283,7 +283,7 @@ def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hoo
             loss, logits = (objective(run.net, batch) if n_local else _empty_step(run.net, batch))
         y = batch["y"]
         lv = float(loss.detach()) * n_local
-        correct = float(((logits.detach().argmax(-1) == y) & (y >= 0)).sum()) if n_local else 0.0
+        correct = float(((_argmax(logits.detach()) == y) & (y >= 0)).sum()) if n_local else 0.0
         # one all-reduce gives the global batch size and the epoch statistics (same on all ranks)
         n_global, lv, correct = d.sum([float(n_local), lv, correct])
         # DDP averages gradients over ranks: weight each rank's mean by its share of the batch
@@ -386,6 +386,12 @@ def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objecti
     if run.d.world > 1:
         dist.barrier()
     return {"history": st.history, "best": best, "final": str(out_dir / "final.pt")}
+
+
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    """argmax over the last dim (first maximum on ties), as `max(-1).indices`: on CPU 4x faster than
+    `argmax` on bf16 logits [512, 2500]."""
+    return logits.max(-1).indices
 
 
 def _empty_step(net: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
