@@ -134,11 +134,15 @@ def measure(threads: int, cfg: ModelConfig, ds: FrameDataset, args, tmp: Path) -
     bf16 = resolve_bf16(True, "cpu")
     res = {"soft_targets": soft_pass(cfg, ds, args, tmp / f"soft{threads}")}
     store = SoftTargetStore(tmp / f"soft{threads}")
-    kernel_model = build_model(cfg, ds.dim, args.num_pdfs)
-    kern = train_kernel(kernel_model, tcfg.batch_size, bf16)
+
+    def kernel() -> dict:   # the same fresh model each time: every reading, the same computation
+        torch.manual_seed(0)
+        return train_kernel(build_model(cfg, ds.dim, args.num_pdfs), tcfg.batch_size, bf16)
+
+    kern = kernel()
     for n in PATHS:   # each path against the kernel measured just before and just after it
         path = train_path(n, cfg, tcfg, ds, store, args, tmp / f"{n}{threads}")
-        after = train_kernel(kernel_model, tcfg.batch_size, bf16)
+        after = kernel()
         res[n], kern = _ratios(path, [kern, after]), after
     return res
 
