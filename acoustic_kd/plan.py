@@ -23,9 +23,11 @@ and max-active, each with its reason. The rule, piece by piece:
   students 5 at Mboshi's 7.11 h (its training set and two speed-perturbed copies), clamped 1..10.
 - Batch size: 256 frames below 1 h (yesno's measured 256: enough steps per epoch), 512 below
   100 h (Mboshi), 1024 from 100 h.
-- Decode: beam 15 below 1 h (tiny graphs: the wide beam costs nothing; yesno's 15), else 13
-  (Kaldi's default; Mboshi: 0.14 WER points from beam 16 at a third of the search);
-  max-active 3 tokens per LDA+MLLT leaf, within 2000..7000 (Kaldi's 7000 from 2500 leaves up).
+- Decode: from the pdfs of the model the networks use (`search_plan`, which `acoustic-kd decode`
+  applies to its graph's pdf count): beam 15 below 1440 pdfs (the leaves of 1 h at 250 frames a
+  leaf: tiny graphs, where the wide beam costs nothing; yesno's 15), else 13 (Kaldi's default;
+  Mboshi: 0.14 WER points from beam 16 at a third of the search); max-active 3 tokens a pdf,
+  within 2000..7000 (Kaldi's 7000 from 2500 leaves up).
 - The dev subset for tuning decode scales: every N-th dev utterance, N = dev words // 500, at
   least 1 (Mboshi: 100 of 298 utterances, ~580 words, every optimum interior).
 
@@ -142,6 +144,30 @@ def epochs(hours: float, ref: tuple[float, int], lo: int, hi: int) -> int:
     return int(min(hi, max(lo, round(e))))
 
 
+SMALL_PDFS = round(3600 / FRAME_SHIFT_S / FRAMES_PER_LEAF)   # the leaves of 1 h at the frame cap
+
+
+@dataclass
+class SearchPlan:
+    """The decode beam and max-active of a model with `num_pdfs` pdfs (`search_plan`)."""
+
+    beam: float
+    max_active: int
+    reasons: dict[str, str] = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+
+
+def search_plan(num_pdfs: int) -> SearchPlan:
+    """Beam 15 below SMALL_PDFS pdfs (tiny graphs), else 13; max-active 3 a pdf in 2000..7000."""
+    small = num_pdfs < SMALL_PDFS
+    return SearchPlan(
+        beam=15.0 if small else 13.0, max_active=int(min(7000, max(2000, 3 * num_pdfs))),
+        reasons={"beam": (f"15 below {SMALL_PDFS} pdfs (tiny graphs), 13 above (Kaldi's; Mboshi "
+                          f"measured): {num_pdfs} pdfs"),
+                 "max_active": f"3 tokens a pdf, in 2000..7000 (Kaldi's 7000): {num_pdfs} pdfs"},
+        inputs={"num_pdfs": num_pdfs})
+
+
 def tune_dev_every(dev_words: int) -> int:
     """Tune decode scales on every N-th dev utterance: about TUNE_WORDS words, N >= 1."""
     return max(1, dev_words // TUNE_WORDS)
@@ -159,12 +185,12 @@ def make_plan(hours: float, frames: int | None = None, phones: int | None = None
     sizes, reasons = tree_sizes(hours, frames, phones)
     small = hours < 1.0
     batch = 256 if small else 512 if hours < 100 else 1024
-    max_active = int(min(7000, max(2000, 3 * sizes["tri2_leaves"])))
+    search = search_plan(sizes["tri_leaves" if small else "tri2_leaves"])
     many = utts is not None and utts > 4000
     plan = Plan(**sizes, mono_subset=2000 if many else 0, gmm_stage="tri" if small else "tri2",
                 member_epochs=epochs(hours, MEMBER_REF, 2, 12),
                 student_epochs=epochs(s_hours, STUDENT_REF, 1, 10), batch_size=batch,
-                beam=15.0 if small else 13.0, max_active=max_active,
+                beam=search.beam, max_active=search.max_active,
                 tune_dev_every=tune_dev_every(dev_words) if dev_words is not None else None)
     reasons.update({
         "mono_subset": (f"the 2000 shortest of {utts} utterances (Kaldi's train_mono subset)" if many
@@ -174,8 +200,7 @@ def make_plan(hours: float, frames: int | None = None, phones: int | None = None
         "student_epochs": (f"{STUDENT_REF[1]} at {STUDENT_REF[0]} h x (that / {s_hours:.3g} h of "
                            f"student data)^{EPOCH_EXPONENT}, in 1..10"),
         "batch_size": "256 below 1 h, 512 below 100 h, 1024 from 100 h",
-        "beam": "15 below 1 h (tiny graphs), 13 above (Kaldi's; Mboshi measured)",
-        "max_active": "3 tokens a tri2 leaf, in 2000..7000 (Kaldi's 7000)"})
+        **search.reasons})
     if plan.tune_dev_every is not None:
         reasons["tune_dev_every"] = f"{dev_words} dev words // {TUNE_WORDS}, at least 1"
     if speakers is not None:
@@ -284,6 +309,7 @@ ALIGN_PLAN = {"tri_leaves": "tri_leaves", "tri_gauss": "tri_gauss", "tri2_leaves
               "tri2_gauss": "tri2_gauss", "mono_subset": "mono_subset"}
 MEMBER_PLAN = {"epochs": "member_epochs", "batch_size": "batch_size"}
 STUDENT_PLAN = {"epochs": "student_epochs", "batch_size": "batch_size"}
+SEARCH_PLAN = {"beam": "beam", "max_active": "max_active"}
 
 
 def train_plan(cls, yaml_path, section: str, overrides: dict, data_dir, student: bool = False):

@@ -70,6 +70,8 @@ def test_decode_cli_with_checkpoints(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("%WER ")
     summary = json.loads((out / "decode.json").read_text())
     assert summary["config"]["acwt"] == 0.5 and summary["rtf"] > 0
+    # beam and max-active not given: planned from the graph's pdf count (a tiny graph: 15, 2000)
+    assert (summary["config"]["beam"], summary["config"]["max_active"]) == (15.0, 2000)
     # the command's hypotheses are the best paths of acwt·(log p(s|x) − log p(s)) computed here
     # from the checkpoint: a CLI that forgot the priors, the acoustic scale, or fed another
     # utterance's posteriors, decodes differently

@@ -12,7 +12,7 @@ import soundfile as sf
 from acoustic_kd.cli import build_parser, main
 from acoustic_kd.errors import DataError
 from acoustic_kd.plan import (ALIGN_PLAN, MEMBER_PLAN, corpus_stats, make_plan, planned_config,
-                              record_plan)
+                              record_plan, search_plan)
 
 HOURS = [0.01, 0.05, 0.1, 0.3, 0.7, 1, 2, 2.37, 3, 5, 10, 30, 81, 100, 300, 960, 1000, 3000]
 
@@ -180,3 +180,13 @@ def test_help_names_the_plan_as_the_default(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--tri2-leaves TRI2_LEAVES tied states" in out
     assert out.count("default: from the corpus: acoustic-kd plan)") == len(ALIGN_PLAN)
+
+
+def test_search_plan_follows_the_pdf_count():
+    """Beam 15 for tiny models, 13 from 1440 pdfs; max-active 3 a pdf within 2000..7000; the
+    corpus plan applies the same rule to the leaves of the pass the networks use."""
+    assert [(p.beam, p.max_active) for p in map(search_plan, (50, 1439, 1440, 2000, 2500))] == [
+        (15.0, 2000), (15.0, 4317), (13.0, 4320), (13.0, 6000), (13.0, 7000)]
+    p = make_plan(2.3704, frames=853328)
+    assert (p.beam, p.max_active) == (search_plan(p.tri2_leaves).beam, search_plan(p.tri2_leaves).max_active)
+

@@ -23,6 +23,7 @@ import argparse
 
 from ..config import add_config_args
 from ..decode.decoder import DecodeConfig
+from ..plan import SEARCH_PLAN
 from ..decode.lattice import LatticeConfig
 from ..decode.stage import DecodeJob, run_decode
 from ..decode.tune import TuneConfig
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write lattices (lat.txt.gz), n-best lists with word times and "
                         "posteriors (nbest.json) and a CTM with confidences; with --rescore-lm the "
                         "n-best rescored by that LM (OUT/rescored/)")
-    add_config_args(p, DecodeConfig)
+    add_config_args(p, DecodeConfig, planned=SEARCH_PLAN)   # (the graph's pdf count: plan.search_plan)
     add_config_args(p, TuneConfig)
     add_config_args(p, LatticeConfig)
 

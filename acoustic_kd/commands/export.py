@@ -22,7 +22,6 @@ from ..config_types import field_arg_type
 from ..decode.decoder import DecodeConfig
 from ..export.stage import ExportJob
 
-_DECODE = DecodeConfig()
 HELP = "export a checkpoint to TorchScript / ONNX / int8 ONNX with all decoding metadata inside"
 
 
@@ -40,10 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="acoustic scale, or a tune.json / decode.json to read it from (default 0.1)")
     p.add_argument("--word-penalty", type=field_arg_type(DecodeConfig, "word_penalty"), default=None,
                    help="word insertion penalty baked into the graph (default: from --acwt file, else 0)")
-    p.add_argument("--beam", type=field_arg_type(DecodeConfig, "beam"), default=_DECODE.beam,
-                   help=f"decoding beam (default {_DECODE.beam:g}, as decode's)")
-    p.add_argument("--max-active", type=field_arg_type(DecodeConfig, "max_active"),
-                   default=_DECODE.max_active, help=f"max active tokens (default {_DECODE.max_active})")
+    p.add_argument("--beam", type=field_arg_type(DecodeConfig, "beam"), default=None,
+                   help="decoding beam (default: from the graph's pdf count, as decode's: acoustic-kd plan)")
+    p.add_argument("--max-active", type=field_arg_type(DecodeConfig, "max_active"), default=None,
+                   help="max active tokens (default: from the graph's pdf count, as decode's)")
     p.add_argument("--force", action="store_true", help="re-export a finished OUT")
 
 

@@ -30,13 +30,16 @@ import numpy as np
 from ..config import load_config, overrides_from_args, to_dict
 from ..errors import ConfigError, DataError
 from ..model_meta import CheckpointMeta, log_priors
+from ..plan import SEARCH_PLAN, planned_config, search_plan
 from ..stage import Stage, ali_inputs, feature_inputs, scp_archives
-from ..utils import atomic_write_json, atomic_write_text, c_sorted, write_exp_info
+from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, write_exp_info
 from .decoder import ChunkedLogPost, DecodeConfig, Graph, decode_to_dir, nnet_log_posteriors
 from .graph import graph_variant
 from .lattice import LatticeConfig, write_lattice_dir
 from .score import read_text
 from .tune import TuneConfig, format_surface, tune_on_dev
+
+log = get_logger(__name__)
 
 Source = tuple[Callable[[str], np.ndarray], list[str], dict]   # (utt -> log_post, utts, meta)
 
@@ -118,10 +121,23 @@ def read_tuned(path: str | Path, cfg: DecodeConfig) -> tuple[DecodeConfig, float
     return dataclasses.replace(cfg, acwt=acwt, word_penalty=penalty), scale
 
 
+def graph_pdfs(graph_dir: str | Path) -> int:
+    """The pdf count a graph dir's graph.json records."""
+    path = Path(graph_dir) / "graph.json"
+    try:
+        return int(json.loads(path.read_text())["num_pdfs"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(path, f"cannot read the graph's pdf count ({e})",
+                        "build the graph with `acoustic-kd mkgraph`") from None
+
+
 def configs(job: DecodeJob) -> tuple[DecodeConfig, TuneConfig, LatticeConfig, float | None]:
     """(decode, tune, lattice configs, tuned transition scale): defaults < YAML < command line,
     acwt and word penalty from `job.tuned` when given; the option rules checked."""
-    cfg = load_config(DecodeConfig, job.config, "decode", job.decode_options)
+    cfg, plan, chosen = planned_config(DecodeConfig, job.config, "decode", job.decode_options,
+                                       lambda: search_plan(graph_pdfs(job.graph)), SEARCH_PLAN)
+    for f, v in chosen.items():   # (decode.json records the config the search ran with)
+        log.info("decode plan: %s = %s (%s)", f, v, plan.reasons[f])
     tcfg = load_config(TuneConfig, job.config, "tune", job.tune_options)
     check_tuning_options(job)
     tuned_scale = None

@@ -16,8 +16,9 @@ import numpy as np
 from ..config_types import convert_scalar
 from ..decode.decoder import DecodeConfig
 from ..decode.graph import graph_variant
-from ..decode.stage import tuned_values
+from ..decode.stage import graph_pdfs, tuned_values
 from ..errors import ConfigError
+from ..plan import search_plan
 from ..stage import Stage, feature_inputs
 from .writer import export
 
@@ -36,8 +37,8 @@ class ExportJob:
     priors: str | None = None
     acwt: str = "0.1"
     word_penalty: float | None = None
-    beam: float = DecodeConfig.beam
-    max_active: int = DecodeConfig.max_active
+    beam: float | None = None         # None: plan.search_plan of the graph's pdf count, as decode's
+    max_active: int | None = None
     force: bool = False
 
     def settings(self) -> dict:
@@ -52,7 +53,15 @@ class ExportJob:
             acwt, penalty, scale = _number_acwt(self.acwt), 0.0, None
         if self.word_penalty is not None:
             penalty = self.word_penalty
-        return {"acwt": acwt, "word_penalty": penalty, "transition_scale": scale}
+        return {"acwt": acwt, "word_penalty": penalty, "transition_scale": scale, **self.search()}
+
+    def search(self) -> dict:
+        """{beam, max_active}: as given, else planned from the graph's pdf count (as decode's)."""
+        if self.beam is not None and self.max_active is not None:
+            return {"beam": self.beam, "max_active": self.max_active}
+        plan = search_plan(graph_pdfs(self.graph))
+        return {"beam": plan.beam if self.beam is None else self.beam,
+                "max_active": plan.max_active if self.max_active is None else self.max_active}
 
     def graph_dir(self, settings: dict) -> str:
         """The graph exported: GRAPH, or its variant at the transition scale tuned on dev."""
@@ -72,7 +81,7 @@ class ExportJob:
             inputs.append((g / "graph.json", "hmm", Path(info["hmm"])))
         if self.data:
             inputs += feature_inputs(self.data, "utt2spk")
-        return Stage("export", self.out, {**settings, "beam": self.beam, "max_active": self.max_active,
+        return Stage("export", self.out, {**settings,
                                           "cmvn_data": bool(self.data), "priors": bool(self.priors)},
                      inputs=inputs, code=__name__, outputs=[Path(self.out)], marker="",
                      resumable=False)
@@ -92,9 +101,9 @@ class ExportJob:
             check = np.concatenate([feats[u] for u in feats.utts[:5]])  # compare on real features
         priors = np.loadtxt(self.priors, dtype=np.float64, ndmin=1) if self.priors else None
         export(self.checkpoint, self.out, self.graph_dir(settings), self.words, stats,
-               settings["acwt"], self.beam, self.hmm,
+               settings["acwt"], settings["beam"], self.hmm,
                {"cmvn_data": self.data, "priors_file": self.priors},
-               word_penalty=settings["word_penalty"], max_active=self.max_active, priors=priors,
+               word_penalty=settings["word_penalty"], max_active=settings["max_active"], priors=priors,
                check_feats=check)
         st.finish()
         return True
