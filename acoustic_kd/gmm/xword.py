@@ -87,15 +87,15 @@ def expand(hmm: HmmModel, nodes: list[tuple[int, int, str]], preds: list[list[Ar
     out = Expanded([], [], [], [], [], Skeleton(state_node, np.array([f for f, _, _ in nodes]),
                                                 phone, {}))
     made: list[list[tuple[str | None, int]]] = [[] for _ in nodes]   # per node: (right, last state)
+    pid = hmm.phone_id
     for j, (first, size, p) in enumerate(nodes):
         for left, right in _contexts(hmm, p, entry[j], after[j], j in ends, phone, state_node):
             arcs = _entry_arcs(entry[j], left, p, made, phone, state_node)
             out.skeleton.copies[(j, left, right)] = len(out.pdf)
+            lc, rc = left or BOUNDARY, right or BOUNDARY
             for k in range(size):
-                lc, rc = left or BOUNDARY, right or BOUNDARY
                 out.preds.append(arcs if k == 0 else [(len(out.pdf) - 1, 0.0)])
                 out.pdf.append(hmm.pdf(lc, p, rc, k))
-                pid = hmm.phone_id
                 out.info.append((pid.get(lc, 0), pid[p], pid.get(rc, 0), k))
                 out.word.append(word[first + k])
             made[j].append((right, len(out.pdf) - 1))
