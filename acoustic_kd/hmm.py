@@ -6,10 +6,15 @@ phone's context (left phone, right phone) to a pdf (tied state); monophone model
 tree. Trees never mix central phones or states, so `pdf_to_phone` / `pdf_to_state` are well defined,
 and every internal node has both children, so any context — seen in training or not — lands on a leaf.
 
-Cross-word approximation: context dependency is word-internal. A phone at a word edge sees the
-word-boundary symbol `#` as its outer context, so a word's pdf sequence never depends on its
-neighbours (a decoding graph can be built from words without cross-word context fan-out).
-Silence / spoken noise (`context_independent` in the topology) ignore context altogether.
+Context convention (`context`, saved with the model; a file without it is word-internal):
+- "word-internal": a phone at a word edge sees the word-boundary symbol `#` as its outer context,
+  and so does a phone next to silence / spoken noise; a word's pdf sequence never depends on its
+  neighbours, so the decoding graph is built from words (HL∘G) without context fan-out.
+- "cross-word" (Kaldi's): the context is the utterance's phone sequence, across word boundaries
+  and including silence phones (a word next to silence sees `SIL`); only the edges of the
+  utterance see `#`. The decoding graph needs a context transducer (H∘C∘L∘G) and the alignment
+  graphs expand word edges per neighbour (gmm/xword.py).
+Silence / spoken noise (`context_independent` in the topology) ignore their own context altogether.
 
 Transition probabilities are stored per pdf (pdfs are never shared across (phone, state), so this
 is as fine-grained as Kaldi's per-(phone, state) transitions) and re-estimated from alignments.
@@ -27,6 +32,8 @@ from .errors import DataError
 from .utils import atomic_write_json
 
 BOUNDARY = "#"
+WORD_INTERNAL, CROSS_WORD = "word-internal", "cross-word"
+CONTEXTS = (WORD_INTERNAL, CROSS_WORD)   # the context conventions a model can be trained with
 
 #: tree node: {"pdf": k} (leaf) or {"pos": -1 | 1, "set": [context phones], "yes": i, "no": i}
 Tree = list[dict]
@@ -41,7 +48,11 @@ class HmmModel:
 
     def __init__(self, phones: list[str], num_states: dict[str, int], context_independent: set[str],
                  trees: dict[str, Tree], log_self: np.ndarray, log_fwd: np.ndarray,
-                 silence_phone: str = "SIL"):
+                 silence_phone: str = "SIL", context: str = WORD_INTERNAL):
+        if context not in CONTEXTS:
+            raise DataError(None, f"unknown context convention {context!r}",
+                            f"use one of {', '.join(CONTEXTS)}")
+        self.context = context
         self.phones = list(phones)
         self.phone_id = {p: i for i, p in enumerate(self.phones)}
         self.num_states = dict(num_states)
@@ -69,9 +80,10 @@ class HmmModel:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def monophone(cls, phones: list[str], topo: dict[str, dict], silence_phone: str = "SIL"
-                  ) -> "HmmModel":
-        """One pdf per (phone, state), in phone-id then state order; transitions from the topology."""
+    def monophone(cls, phones: list[str], topo: dict[str, dict], silence_phone: str = "SIL",
+                  context: str = WORD_INTERNAL) -> "HmmModel":
+        """One pdf per (phone, state), in phone-id then state order; transitions from the topology;
+        `context`: the convention its triphone trees will be grown with."""
         trees, ls, lf = {}, [], []
         for p in phones[1:]:
             t = topo[p]
@@ -82,7 +94,7 @@ class HmmModel:
                 lf.append(math.log(1.0 - q))
         return cls(phones, {p: topo[p]["num_states"] for p in phones[1:]},
                    {p for p in phones[1:] if topo[p].get("context_independent")}, trees,
-                   np.array(ls), np.array(lf), silence_phone)
+                   np.array(ls), np.array(lf), silence_phone, context)
 
     # ------------------------------------------------------------ lookup
     def pdf(self, left: str, phone: str, right: str, state: int) -> int:
@@ -94,18 +106,29 @@ class HmmModel:
             node = tree[node["yes"] if ctx in node["_set"] else node["no"]]
         return node["pdf"]
 
+    def neighbour(self, phone: str) -> str:
+        """What a phone sees of the neighbouring `phone` under the model's convention: the phone
+        itself, or `#` for a context-independent one in a word-internal model."""
+        if self.context == WORD_INTERNAL and phone in self.context_independent:
+            return BOUNDARY
+        return phone
+
     def contexts(self, phones: list[str]) -> list[tuple[str, str]]:
-        """Word-internal (left, right) context of each phone of one pronunciation."""
+        """(left, right) context of each phone of one pronunciation, its edges seeing `#`."""
         out = []
         for i, p in enumerate(phones):
             if p in self.context_independent:
                 out.append((BOUNDARY, BOUNDARY))
                 continue
-            left = phones[i - 1] if i > 0 else BOUNDARY
-            right = phones[i + 1] if i + 1 < len(phones) else BOUNDARY
-            out.append((BOUNDARY if left in self.context_independent else left,
-                        BOUNDARY if right in self.context_independent else right))
+            left = self.neighbour(phones[i - 1]) if i > 0 else BOUNDARY
+            right = self.neighbour(phones[i + 1]) if i + 1 < len(phones) else BOUNDARY
+            out.append((left, right))
         return out
+
+    @property
+    def context_free(self) -> bool:
+        """No tree asks about context (monophones): the pdfs are the same under either convention."""
+        return all(len(t) == 1 for t in self.trees.values())
 
     def phone_hmm(self, phone: str, left: str = BOUNDARY, right: str = BOUNDARY
                   ) -> list[tuple[int, float, float]]:
@@ -142,7 +165,7 @@ class HmmModel:
 
     # ------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
-        return {"phones": self.phones, "num_states": self.num_states,
+        return {"phones": self.phones, "context": self.context, "num_states": self.num_states,
                 "context_independent": sorted(self.context_independent),
                 "silence_phone": self.silence_phone, "num_pdfs": self.num_pdfs,
                 "trees": {k: [{a: b for a, b in n.items() if a != "_set"} for n in t]
@@ -154,7 +177,8 @@ class HmmModel:
     def from_dict(cls, d: dict) -> "HmmModel":
         return cls(d["phones"], d["num_states"], set(d["context_independent"]),
                    {k: [dict(n) for n in t] for k, t in d["trees"].items()},
-                   np.array(d["log_self"]), np.array(d["log_fwd"]), d.get("silence_phone", "SIL"))
+                   np.array(d["log_self"]), np.array(d["log_fwd"]), d.get("silence_phone", "SIL"),
+                   d.get("context", WORD_INTERNAL))
 
     def save(self, path) -> None:
         atomic_write_json(path, self.to_dict())
@@ -164,7 +188,11 @@ class HmmModel:
         path = Path(path)
         if not path.exists():
             raise DataError(path, "HMM model not found", "run `acoustic-kd align` first")
-        return cls.from_dict(json.loads(path.read_text()))
+        d = json.loads(path.read_text())
+        if d.get("context", WORD_INTERNAL) not in CONTEXTS:
+            raise DataError(path, f"key 'context' is {d['context']!r}, not one of "
+                            f"{', '.join(CONTEXTS)}", "retrain the model (acoustic-kd align)")
+        return cls.from_dict(d)
 
     @property
     def trees(self) -> dict[str, Tree]:
@@ -182,4 +210,4 @@ class HmmModel:
         return self.num_pdfs
 
     def __repr__(self) -> str:
-        return f"HmmModel({len(self.phones) - 1} phones, {self.num_pdfs} pdfs)"
+        return f"HmmModel({len(self.phones) - 1} phones, {self.num_pdfs} pdfs, {self.context})"

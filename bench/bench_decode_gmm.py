@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Decoding with a trained GMM-HMM on real data: plain vs determinized vs cross-word graph, beams.
+"""Decoding with a trained GMM-HMM on real data: plain vs determinized graph, beams.
 
 The acoustic model is the GMM of a GMM pass (`acoustic-kd align`: EXP/tri/final.gmm.npz
 and final.hmm.json), its features made as that pass made them (`gmm.run.front_end`); frame scores
@@ -7,7 +7,9 @@ are acwt · GMM log-likelihoods. For each graph variant and beam the first --utt
 --data are decoded (1 process, --threads for numpy) and scored; RTF counts the GMM likelihoods
 ("forward") and the search, over the audio duration (10 ms frames). Decode results of the plain
 and the determinized graph are the same paths (the determinization is tropical), so their WERs
-differ only through pruning. Writes bench/results/decode_gmm.json and prints a table.
+differ only through pruning. The determinized graph ("det") has the HMM's context convention
+(H∘C∘L∘G for a pass trained with `align --context cross-word`); "plain" exists for word-internal
+HMMs only. Writes bench/results/decode_gmm.json and prints a table.
 
     python bench/bench_decode_gmm.py --exp recipes/mboshi/exp_base --lang recipes/mboshi/data/lang \\
         --data recipes/mboshi/data/dev [--utts 60] [--beams 8 11 15]
@@ -48,13 +50,15 @@ def main() -> int:
     ap.add_argument("--utts", type=int, default=60)
     ap.add_argument("--acwt", type=float, default=0.1)
     ap.add_argument("--beams", type=float, nargs="+", default=[8.0, 11.0, 15.0])
-    ap.add_argument("--variants", nargs="+", default=["plain", "det", "cross"])
+    ap.add_argument("--variants", nargs="+", default=None,
+                    help="plain (word-internal HMMs only) and/or det (default: those that apply)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "decode_gmm.json")
     args = ap.parse_args()
     set_num_threads(args.threads)
     gmm_pass = args.exp / args.gmm_pass
     hmm = HmmModel.load(gmm_pass / "final.hmm.json")
+    variants = args.variants or (["plain", "det"] if hmm.context == "word-internal" else ["det"])
     gmm = DiagGmm.load(gmm_pass / "final.gmm.npz")
     feats, _ = load_set(args.data, **front_end(gmm_pass))
     refs = read_text(args.data / "text")
@@ -65,9 +69,8 @@ def main() -> int:
     audio_s = sum(len(x) for x in ll.values()) / 100.0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants:
-            cfg = GraphConfig(determinize=variant != "plain",
-                              context="cross-word" if variant == "cross" else "word-internal")
+        for variant in variants:
+            cfg = GraphConfig(determinize=variant != "plain")
             g = Graph.load(build_graph(args.lang, hmm, Path(tmp) / variant, cfg).parent)
             for beam in args.beams:
                 dcfg = DecodeConfig(acwt=args.acwt, beam=beam)
@@ -75,7 +78,8 @@ def main() -> int:
                 hyps = {u: words_of(g, r) for u, r in res.items()}
                 both = score_both({u: refs[u] for u in utts}, hyps)
                 w, c = both["wer"][0], both["cer"][0]
-                rows.append({"graph": variant, "beam": beam, "states": g.info["num_states"],
+                rows.append({"graph": variant, "context": g.info["config"]["context"], "beam": beam,
+                             "states": g.info["num_states"],
                              "arcs": g.info["num_arcs"], "wer": round(w.rate, 2), "cer": round(c.rate, 2),
                              "ins": w.ins, "del": w.dels, "sub": w.subs,
                              "rtf_search": round(timing["search_s"] / audio_s, 4),

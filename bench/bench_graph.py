@@ -48,13 +48,14 @@ def make_lang(corpus: Path, out: Path, order: int) -> None:
 VOWELS = set("aeiouáéíóúεέωώ")
 
 
-def tied_hmm(lg):
+def tied_hmm(lg, context: str = "word-internal"):
     """A context-dependent stand-in for a trained tree: each letter's first state tied by its left
     neighbour (vowel or not, then the same for the letter after that question), its last state by
-    its right neighbour; the middle state context-free."""
+    its right neighbour; the middle state context-free. `context`: the convention it stands for
+    (mkgraph builds only the graph that matches a context-dependent HMM)."""
     from acoustic_kd.hmm import HmmModel
 
-    d = HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone).to_dict()
+    d = HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone, context).to_dict()
     vowels = [p for p in lg.phones if p in VOWELS]
     tones = [p for p in vowels if p in set("áéíóúέώ")]
     for key, tree in list(d["trees"].items()):
@@ -84,9 +85,9 @@ def build_one(lang: Path, out: Path, variant: str) -> dict:
 
     lg = load_lang(lang)
     kind, _, tied = variant.partition("-")
-    hmm = tied_hmm(lg) if tied else HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone)
-    cfg = GraphConfig(determinize=kind != "plain",
-                      context="cross-word" if kind == "cross" else "word-internal")
+    context = "cross-word" if kind == "cross" else "word-internal"
+    hmm = tied_hmm(lg, context) if tied else HmmModel.monophone(lg.phones, lg.topo, lg.silence_phone)
+    cfg = GraphConfig(determinize=kind != "plain", context=context)
     build_graph(lang, hmm, out, cfg, force=True)
     info = json.loads((out / "graph.json").read_text())
     return {k: info.get(k) for k in ("num_states", "num_arcs", "num_pdfs", "lm_order", "determinized",

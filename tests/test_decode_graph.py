@@ -11,6 +11,7 @@ import pytest
 from acoustic_kd.decode.decoder import Graph, decode_utterance
 from acoustic_kd.decode.grammar_fst import arpa_to_fst
 from acoustic_kd.decode.graph import build_graph, with_word_penalty
+from acoustic_kd.errors import ConfigError
 from acoustic_kd.lang import read_arpa
 from test_decode_fakes import FakeHmm, alignment, perfect_loglikes, unigram_arpa, write_lang
 
@@ -233,7 +234,9 @@ def test_cross_word_graph_equals_word_internal_for_a_monophone_hmm(tmp_path):
 
 def test_cross_word_graph_uses_the_neighbouring_words_phones(tmp_path):
     """OW's first state is tied by its left phone (N vs anything else). After a word ending in N,
-    only the cross-word graph lets the word OWE use the after-N pdf; its word times are exact."""
+    only the cross-word graph (of the tree as a cross-word HMM) lets the word OWE use the after-N
+    pdf; its word times are exact. The same tree as a word-internal HMM gets HL∘G by default,
+    and a graph of the other context is refused for either."""
     from acoustic_kd.decode.graph import GraphConfig
     from acoustic_kd.hmm import HmmModel
 
@@ -247,13 +250,20 @@ def test_cross_word_graph_uses_the_neighbouring_words_phones(tmp_path):
                           d["trees"]["OW/0"][0]]
     d["log_self"].append(d["log_self"][0])
     d["log_fwd"].append(d["log_fwd"][0])
-    hmm = HmmModel.from_dict(d)
+    hmm = HmmModel.from_dict({**d, "context": "cross-word"})
+    word_internal = HmmModel.from_dict(d)      # a file without the key: word-internal
     chain = lambda ph, left="#": [k for k, _, _ in hmm.phone_hmm(ph, left, "#")]  # noqa: E731
     ali = [k for k in chain("SIL") for _ in range(2)] + \
         [k for k in chain("EH") + chain("N", "EH") + chain("OW", "N") + chain("SIL") for _ in range(2)]
     ll = perfect_loglikes(ali, hmm.num_pdfs, low=-8.0)
-    cw = Graph.load(build_graph(lang, hmm, tmp_path / "cw", GraphConfig(context="cross-word")).parent)
-    wi = Graph.load(build_graph(lang, hmm, tmp_path / "wi").parent)
+    cw = Graph.load(build_graph(lang, hmm, tmp_path / "cw").parent)
+    wi = Graph.load(build_graph(lang, word_internal, tmp_path / "wi").parent)
+    assert "CLG" in cw.info["sizes"] and "CLG" not in wi.info["sizes"]
+    assert (cw.info["config"]["context"], wi.info["config"]["context"]) == ("cross-word",
+                                                                            "word-internal")
+    for model, other in ((hmm, "word-internal"), (word_internal, "cross-word")):
+        with pytest.raises(ConfigError, match=f"trained with {model.context} context but a {other}"):
+            build_graph(lang, model, tmp_path / "x", GraphConfig(context=other))
     a = decode_utterance(cw.fst, ll, align=cw.align)
     assert [cw.words[w] for w in a.word_ids] == ["EHN", "OWE"]
     assert a.acoustic_cost == pytest.approx(0.0, abs=1e-4)

@@ -244,3 +244,52 @@ def test_transcribe_with_a_damaged_model_file_says_re_export(exported, tmp_path,
     assert err.startswith(f"acoustic-kd transcribe: error: {model}: cannot load the model, the file "
                           "is truncated or corrupt") and f"re-export it: acoustic-kd export" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_export_and_transcribe_with_a_cross_word_graph(tmp_path, capsys):
+    """A cross-word HMM whose HIGH tone (H) has its own pdf after silence (pdf 3; the network's
+    pdf 2 never wins): mkgraph builds H∘C∘L∘G for it, the export carries the graph, the HMM's
+    convention and the align lexicon, and `transcribe` finds the words and their times, which
+    only a graph that puts the after-silence pdf on H can (the word-internal graph of the same
+    tree cannot). Exporting with an HMM of the other convention is refused."""
+    from test_decode_fakes import unigram_arpa, write_lang
+
+    from acoustic_kd.decode.decoder import Graph, decode_utterance
+    from acoustic_kd.decode.graph import build_graph
+    from acoustic_kd.errors import DataError
+    from acoustic_kd.export import export
+    from acoustic_kd.hmm import HmmModel
+
+    d = make_hmm(tmp_path / "mono.json", 1).to_dict()
+    d["trees"]["H/0"] = [{"pos": -1, "set": ["SIL"], "yes": 1, "no": 2}, {"pdf": 3}, {"pdf": 2}]
+    d["log_self"].append(d["log_self"][2])
+    d["log_fwd"].append(d["log_fwd"][2])
+    cw = HmmModel.from_dict({**d, "context": "cross-word"})
+    cw.save(tmp_path / "final.hmm.json")
+    HmmModel.from_dict(d).save(tmp_path / "wi.hmm.json")
+    tone_checkpoint(tmp_path / "final.pt", layout=(0, 1, -1, 2))
+    lang = write_lang(tmp_path / "lang", {"LOW": [["L"]], "HIGH": [["H"]]},
+                      unigram_arpa(["HIGH", "LOW"]))
+    build_graph(lang, cw, tmp_path / "graph", hmm_path=tmp_path / "final.hmm.json")
+    g = Graph.load(tmp_path / "graph")
+    assert "CLG" in g.info["sizes"] and g.align["pdf_key"][2] == g.align["pdf_key"][3]
+    assert main(["export", "--checkpoint", str(tmp_path / "final.pt"), "--graph",
+                 str(tmp_path / "graph"), "--out", str(tmp_path / "export"), "--acwt", "1"]) == 0
+    em = load_exported(tmp_path / "export", "onnx")
+    assert em.meta["hmm"]["context"] == "cross-word" and em.meta["hmm"]["align_lexicon"] == g.align
+    x, truth = tone_audio(["HIGH", "LOW", "HIGH"])
+    sf.write(tmp_path / "a.wav", x, SR, subtype="PCM_16")
+    capsys.readouterr()
+    assert main(["transcribe", "--model", str(tmp_path / "export"), "--json",
+                 str(tmp_path / "a.wav")]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["text"] == "HIGH LOW HIGH"
+    for w, (word, start, end) in zip(rec["words"], truth):
+        assert w["word"] == word and abs(w["start"] - start) < 0.05 and abs(w["end"] - end) < 0.05
+    wi = Graph.load(build_graph(lang, HmmModel.load(tmp_path / "wi.hmm.json"),
+                                tmp_path / "wi").parent)
+    scores = em.scores(em.features(x, SR))
+    assert [wi.words[w] for w in decode_utterance(wi.fst, scores).word_ids] != rec["text"].split()
+    with pytest.raises(DataError, match="built with cross-word context but the HMM is word-internal"):
+        export(tmp_path / "final.pt", tmp_path / "x", tmp_path / "graph",
+               hmm_json=tmp_path / "wi.hmm.json")

@@ -89,14 +89,15 @@ def random_checkpoint(path: Path, arch: str, num_pdfs: int, context=(4, 3)) -> t
     return model
 
 
-def tone_checkpoint(path: Path) -> torch.nn.Module:
+def tone_checkpoint(path: Path, layout: tuple[int, ...] = (0, 1, 2)) -> torch.nn.Module:
     """MLP (pdfs SIL=0, L=1, H=2) over the centre frame's raw log-mel energies (no CMVN).
 
     d = mean(low bins) - mean(high bins) is about +5 for LOW, -7.5 for HIGH, -4 for noise;
-    the mean log energy is about 6.6 for noise and 10 or more for tones.
+    the mean log energy is about 6.6 for noise and 10 or more for tones. `layout`: the class
+    (0 SIL, 1 L, 2 H) each output pdf scores, -1 for a pdf that never wins (equal priors).
     """
     cfg = ModelConfig(arch="mlp", hidden=3, layers=1, context=(1, 1))
-    model = build_model(cfg, 40, 3).eval()
+    model = build_model(cfg, 40, len(layout)).eval()
     first, last = model.net[0], model.net[-1]
     with torch.no_grad():
         w = torch.zeros(3, 3 * 40)
@@ -105,10 +106,11 @@ def tone_checkpoint(path: Path) -> torch.nn.Module:
         w[2, 40:80] = -1 / 40                              # h2 = relu(8.5 - mean): silence
         first.weight.copy_(w)
         first.bias.copy_(torch.tensor([0.0, -6.0, 8.5]))
-        last.weight.copy_(torch.tensor([[0.0, 0.0, 5.0], [2.0, 0.0, 0.0], [0.0, 6.0, 0.0]]))
-        last.bias.zero_()
-    meta = _meta(3, "none", False, np.random.default_rng(2))
-    meta["priors"] = [1 / 3] * 3
+        rows = torch.tensor([[0.0, 0.0, 5.0], [2.0, 0.0, 0.0], [0.0, 6.0, 0.0], [0.0, 0.0, 0.0]])
+        last.weight.copy_(rows[list(layout)])
+        last.bias.copy_(torch.tensor([-20.0 if c < 0 else 0.0 for c in layout]))
+    meta = _meta(len(layout), "none", False, np.random.default_rng(2))
+    meta["priors"] = [1 / len(layout)] * len(layout)
     save_checkpoint(path, model, meta)
     return model
 

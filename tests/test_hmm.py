@@ -93,3 +93,33 @@ def test_shared_pdf_rejected(mono):
     d["trees"]["AH/0"] = [{"pdf": 0}]  # pdf 0 is SIL/0
     with pytest.raises(Exception, match="shared"):
         HmmModel.from_dict(d)
+
+
+def test_context_convention_saved_and_old_files_read_as_word_internal(mono, tmp_path):
+    """final.hmm.json records the context convention; a file written before it existed (no key)
+    is a word-internal model; an unknown value names the file and the key."""
+    import json
+
+    from acoustic_kd.errors import DataError
+
+    cw = HmmModel.from_dict({**_tri(mono).to_dict(), "context": "cross-word"})
+    cw.save(tmp_path / "cw.json")
+    assert HmmModel.load(tmp_path / "cw.json").context == "cross-word"
+    old = mono.to_dict()
+    del old["context"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    back = HmmModel.load(tmp_path / "old.json")
+    assert back.context == "word-internal" and back.context_free and not cw.context_free
+    (tmp_path / "bad.json").write_text(json.dumps({**old, "context": "crossword"}))
+    with pytest.raises(DataError, match=r"bad\.json: key 'context' is 'crossword'"):
+        HmmModel.load(tmp_path / "bad.json")
+
+
+def test_neighbours_as_each_convention_sees_them(mono):
+    """Word-internal: silence / spoken noise next to a phone are the boundary; cross-word: the
+    silence phone is itself (Kaldi's trees ask about it)."""
+    cw = HmmModel.from_dict({**mono.to_dict(), "context": "cross-word"})
+    assert [mono.neighbour(p) for p in ("SIL", "SPN", "AH")] == [BOUNDARY, BOUNDARY, "AH"]
+    assert [cw.neighbour(p) for p in ("SIL", "SPN", "AH")] == ["SIL", "SPN", "AH"]
+    assert mono.contexts(["W", "SPN", "N"])[0] == ("#", "#")
+    assert cw.contexts(["W", "SPN", "N"])[0] == ("#", "SPN")

@@ -2,11 +2,14 @@
 
 ilabel = pdf + 1, olabel = word id; optional silence between words (lang.json sil_prob). As Kaldi's
 mkgraph.sh: disambiguation symbols, determinized and minimized, self-loops added after
-(--determinize false: the plain composition; --context cross-word: with a triphone context
-transducer across word boundaries). Writes OUT/HCLG.fst, OUT/words.txt,
-OUT/align_lexicon.json (for word times) and OUT/graph.json (sizes after each step, build time,
-peak memory); a re-run reuses the graph when the lang dir, the HMM and the options are unchanged
-(the stage contract, acoustic_kd.stage: lang dir, HMM, options and code; --force rebuilds).
+(--determinize false: the plain composition). The phonetic context follows the HMM
+(final.hmm.json 'context'): a cross-word HMM (`align --context cross-word`) gets H∘C∘L∘G, with a
+triphone context transducer across word boundaries; asking for a graph of the other context
+(--context) is refused unless the HMM is context-free (monophones). Writes OUT/HCLG.fst,
+OUT/words.txt, OUT/align_lexicon.json (for word times) and OUT/graph.json (sizes after each
+step, build time, peak memory); a re-run reuses the graph when the lang dir, the HMM and the
+options are unchanged (the stage contract, acoustic_kd.stage: lang dir, HMM, options and code;
+--force rebuilds).
 
   acoustic-kd mkgraph --lang data/lang --model exp/tri/final.hmm.json --out exp/tri/graph
 """

@@ -4,6 +4,8 @@ The levels are built by `lexicon_fst` (the word-level HMM∘lexicon "HL", or the
 `grammar_fst` (G from `G.arpa`) and `hclg` (L∘G determinized and minimized, the optional cross-word
 H∘C∘L∘G, disambiguation symbols removed and self-loops added); this module reads the lang dir and
 the HMM, composes the levels (`compile_graph`) and caches the result on disk (`build_graph`).
+The graph follows the HMM's context convention (`HmmModel.context`): HL∘G for a word-internal
+HMM, H∘C∘L∘G for a cross-word one (`graph_context`: a graph that does not match is refused).
 
 Optionally (`remove_eps`) ε arcs are removed afterwards. graph.json records the sizes after each
 step, build times and peak memory (sizes on Mboshi: recipes/mboshi/RESULTS.md, "Decoding graph
@@ -36,7 +38,7 @@ import kaldifst as kf
 from ..config import load_config, to_dict
 from ..config_types import check_fields
 from ..errors import ConfigError, DataError
-from ..hmm import HmmModel
+from ..hmm import CONTEXTS, WORD_INTERNAL, HmmModel
 from ..lang.arpa import read_arpa
 from ..lang.langdir import load_lang
 from ..stage import Stage
@@ -61,14 +63,31 @@ class GraphConfig:
     remove_eps: bool = field(default=False, metadata={
         "help": "remove ε arcs from the finished graph (on Mboshi it multiplies the arcs by "
                 "1.7-2.3, so it is off)"})
-    context: str = field(default="word-internal", metadata={
-        "help": "phonetic context across words: 'word-internal' (the HMM's training convention: "
-                "a word edge sees the boundary '#') or 'cross-word' (a C transducer, "
-                "kaldifst.compose_context: word edges see the neighbouring words' phones)",
-        "choices": ("word-internal", "cross-word")})
+    context: str = field(default="model", metadata={
+        "help": "phonetic context across words: 'model' (the convention the HMM was trained with, "
+                "final.hmm.json 'context'), 'word-internal' (a word edge sees the boundary '#': "
+                "HL∘G) or 'cross-word' (H∘C∘L∘G with a context transducer, "
+                "kaldifst.compose_context: word edges see the neighbouring words' phones); a graph "
+                "that does not match a context-dependent HMM is refused",
+        "choices": ("model", *CONTEXTS)})
 
     def __post_init__(self):
         check_fields(self)
+
+
+def graph_context(cfg: GraphConfig, hmm: HmmLike, where=None) -> GraphConfig:
+    """`cfg` with its context resolved against the HMM ('model': the HMM's convention; an object
+    without one is word-internal). ConfigError when the graph asked for does not match an HMM whose
+    trees ask about context (a monophone HMM fits either graph)."""
+    trained = getattr(hmm, "context", WORD_INTERNAL)
+    if cfg.context == "model":
+        return replace(cfg, context=trained)
+    if cfg.context != trained and not getattr(hmm, "context_free", True):
+        raise ConfigError(f"the HMM{' ' + str(where) if where else ''} was trained with {trained} "
+                          f"context but a {cfg.context} graph was asked for (mkgraph context); "
+                          f"build the graph that matches it (--context model, the default, or "
+                          f"{trained}) or train the GMM passes with `align --context {cfg.context}`")
+    return cfg
 
 
 # ------------------------------------------------------------------ lang dir -> graph inputs
@@ -118,6 +137,7 @@ class GraphInputs:
 
 def graph_inputs(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig) -> GraphInputs:
     """Read the lang dir and expand every pronunciation into HMM chains."""
+    cfg = graph_context(cfg, hmm)
     lang_dir = Path(lang_dir)
     lang = load_lang(lang_dir)
     if not (lang_dir / "G.arpa").exists():
@@ -155,7 +175,7 @@ def _max_rss_mb() -> float:
 def compile_graph(lang_dir: str | Path, hmm: HmmLike, cfg: GraphConfig | None = None,
                   inputs: GraphInputs | None = None) -> tuple[kf.StdVectorFst, dict]:
     """Build HCLG in memory -> (fst, info dict with fingerprint, num_pdfs, silence_pdfs, sizes)."""
-    cfg = cfg or GraphConfig()
+    cfg = graph_context(cfg or GraphConfig(), hmm)
     lang_dir = Path(lang_dir)
     inp = inputs or graph_inputs(lang_dir, hmm, cfg)
     t_start = time.perf_counter()
@@ -224,7 +244,7 @@ def build_graph(lang_dir: str | Path, hmm: HmmLike, out_dir: str | Path,
     hmm_path (the HMM's JSON file) is recorded in graph.json, so that variants of the graph (e.g.
     other transition scales tried on dev) can be rebuilt from it.
     """
-    cfg = cfg or GraphConfig()
+    cfg = graph_context(cfg or GraphConfig(), hmm, hmm_path)
     out_dir = Path(out_dir)
     inp = graph_inputs(lang_dir, hmm, cfg)
     info_path = out_dir / "graph.json"
@@ -318,10 +338,11 @@ class GraphJob:
 
     def run(self) -> dict:
         """Build the graph (or keep it when up to date); its graph.json content."""
-        cfg = load_config(GraphConfig, self.config, "mkgraph", self.options)
+        hmm = HmmModel.load(self.model)
+        cfg = graph_context(load_config(GraphConfig, self.config, "mkgraph", self.options), hmm,
+                            self.model)
         st = self.stage(cfg)
         if st.begin(self.force):
-            build_graph(self.lang, HmmModel.load(self.model), self.out_dir(), cfg, force=True,
-                        hmm_path=self.model)
+            build_graph(self.lang, hmm, self.out_dir(), cfg, force=True, hmm_path=self.model)
             st.finish()
         return json.loads((self.out_dir() / "graph.json").read_text())

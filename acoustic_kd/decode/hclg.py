@@ -15,9 +15,10 @@ Cross-word context (`context="cross-word"`) is Kaldi's full H∘C∘L∘G instea
 (disambiguation symbols, optional silence) ∘ G determinized and minimized, the triphone context
 transducer composed on its left (`kaldifst.compose_context`), H (one HMM-state chain per context
 window, from the HMM's trees with the real neighbours; C's #-1 and the disambiguation symbols pass
-through) on the left of that, the result determinized and minimized, then step 3. The HMM's trees
-are trained with word-internal contexts (a word edge sees '#'), which is why word-internal stays the
-default; with context-free pdfs both graphs decode identically.
+through) on the left of that, the result determinized and minimized, then step 3. It is the graph
+of a cross-word HMM (trees grown on the phones across words, silence included: gmm/xword.py);
+mkgraph builds the graph that matches the HMM (with context-free pdfs both graphs decode
+identically).
 """
 
 from __future__ import annotations
@@ -143,9 +144,10 @@ def crossword_hclg(hmm: HmmModel, phone_prons: list[tuple[int, list[str], float]
     """Kaldi's full recipe with cross-word triphone context: L over phones (disambiguation
     symbols, optional silence) ∘ G, determinized and minimized; C composed on the left
     (`kaldifst.compose_context`, width 3, centre 1); H (one HMM-state chain per context window,
-    the HMM's tree queried with the real neighbours; a context-independent phone, and the edge of
-    the utterance, count as the boundary '#') composed on the left of that; H∘C∘L∘G determinized
-    and minimized; symbols removed and self-loops added as for the word-internal graph."""
+    the HMM's tree queried with the real neighbours as the HMM sees them (`HmmModel.neighbour`:
+    silence is itself for a cross-word HMM); the edge of the utterance is the boundary '#')
+    composed on the left of that; H∘C∘L∘G determinized and minimized; symbols removed and
+    self-loops added as for the word-internal graph."""
     t0 = time.perf_counter()
     times: dict = {}
     pid = hmm.phone_id
@@ -169,7 +171,7 @@ def crossword_hclg(hmm: HmmModel, phone_prons: list[tuple[int, list[str], float]
     name = {i: p for p, i in pid.items()}
 
     def ctx(i: int) -> str:
-        return BOUNDARY if i <= 0 or i >= d0 or name[i] in ci else name[i]
+        return BOUNDARY if i <= 0 or i >= d0 else hmm.neighbour(name[i])
 
     chains: dict[int, HmmChain] = {}
     for i, win in enumerate(windows):

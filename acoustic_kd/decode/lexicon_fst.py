@@ -1,8 +1,9 @@
 """The HMM∘lexicon transducer "HL" (and the L that the determinized graph is built from).
 
-Context dependency is word-internal (see `acoustic_kd.hmm.HmmModel.word_hmm`), so a pronunciation
-maps to one fixed chain of HMM states whatever its neighbours are. The HMM, context and lexicon levels
-are therefore built together as one word-level transducer "HL":
+For a word-internal HMM (see `acoustic_kd.hmm.HmmModel.word_hmm`; a cross-word one gets
+H∘C∘L∘G, decode/hclg.py) a pronunciation maps to one fixed chain of HMM states whatever its
+neighbours are. The HMM, context and lexicon levels are therefore built together as one
+word-level transducer "HL":
 
     start --eps/-log(1-p)--> LOOP          start --eps/-log p--> SIL-chain --eps--> LOOP
     LOOP  --(pdf(s1)+1):word--> s1 ... sN  (one chain per pronunciation; entering consumes a frame)

@@ -29,7 +29,8 @@ FORMAT_NAME = "acoustic_kd.export"
 #:               by waveform_scale before fbank (Kaldi works on the int16 range)
 #:   cmvn        {"mode": "global" | "none", "norm_vars", "stats": [2, D+1] Kaldi layout}
 #:   priors      pdf priors [P] (normalised counts from the training alignments)
-#:   hmm         {"phones": [...], "pdf_to_phone": [P], "pdf_to_state": [P], "silence_phones",
+#:   hmm         {"phones": [...], "context" (the trees' convention, word-internal | cross-word;
+#:               the graph matches it), "pdf_to_phone": [P], "pdf_to_state": [P], "silence_phones",
 #:               "silence_pdfs", "align_lexicon" (a determinized graph: pdf chains for word times)}
 #:   decoding    {"acwt", "beam", "max_active", "min_active", "prior_floor"}
 #:   graph       base64 of the binary HCLG

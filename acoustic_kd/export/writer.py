@@ -194,6 +194,11 @@ def _graph_meta(graph_path: Path, words: Path, hmm: HmmModel, word_penalty: floa
                                                          word_penalty))
     info_path = graph_path.parent / "graph.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    built = (info.get("config") or {}).get("context", hmm.context)
+    if built != hmm.context and not hmm.context_free:
+        raise DataError(info_path, f"the graph was built with {built} context but the HMM is "
+                        f"{hmm.context}", "export with the HMM the graph was built from (--hmm), "
+                        "or rebuild the graph from this HMM (acoustic-kd mkgraph --model ...)")
     silence = info.get("silence_pdfs") or np.flatnonzero(
         hmm.pdf_to_phone == hmm.phone_id.get(hmm.silence_phone, -1)).tolist()
     words_list = sorted([i, w] for w, i in read_word_ids(words).items())
@@ -230,9 +235,10 @@ def build_metadata(checkpoint: Path, model: nn.Module, meta: dict, graph_path: P
         "features": {"fbank": meta["feature_config"], "waveform_scale": INT16_SCALE},
         "cmvn": _cmvn_meta(meta, _stored_stats(meta) if cmvn_stats is None else cmvn_stats, dim),
         "priors": priors.tolist(),
-        "hmm": {"phones": hmm.phones, "pdf_to_phone": hmm.pdf_to_phone.tolist(),
-                "pdf_to_state": hmm.pdf_to_state.tolist(), "silence_phones": [hmm.silence_phone],
-                "silence_pdfs": silence, "source": str(hmm_json),
+        "hmm": {"phones": hmm.phones, "context": hmm.context,
+                "pdf_to_phone": hmm.pdf_to_phone.tolist(), "pdf_to_state": hmm.pdf_to_state.tolist(),
+                "silence_phones": [hmm.silence_phone], "silence_pdfs": silence,
+                "source": str(hmm_json),
                 **({"align_lexicon": align} if align is not None else {})},
         "decoding": {**decoding, "prior_floor": PRIOR_FLOOR, "graph": str(graph_path)},
         "graph": graph_b64,

@@ -1,7 +1,7 @@
-"""GMM-HMM alignment: features (feats), GMMs (diag_gmm), utterance graphs (graph), Viterbi
-alignment (align), decision trees (tree), Viterbi-EM training (train), LDA+MLLT (lda_mllt), SAT
-and fMLLR (sat, fmllr), the passes on disk (run), network realignment (nnet_align) and the modes of
-`acoustic-kd align` (modes).
+"""GMM-HMM alignment: features (feats), GMMs (diag_gmm), utterance graphs (graph; cross-word
+context: xword), Viterbi alignment (align), decision trees (tree), Viterbi-EM training (train),
+LDA+MLLT (lda_mllt), SAT and fMLLR (sat, fmllr), the passes on disk (run), network realignment
+(nnet_align) and the modes of `acoustic-kd align` (modes).
 
 `acoustic-kd align --nj N [--backend local|slurm]` splits a data set into N parts of whole speakers
 (parallel.split_speakers: balanced by frames, the same for every pass), each held by a worker job

@@ -101,4 +101,4 @@ def vad_alignment(g: UttGraph, num_frames: int, loud: np.ndarray, min_pause: int
     if trail:
         blocks.append((sils[-1], trail))
     path = np.concatenate([spread(s, n) for s, n in blocks])
-    return path if len(path) == num_frames else equal_alignment(g, num_frames)
+    return g.lift(path) if len(path) == num_frames else equal_alignment(g, num_frames)

@@ -4,7 +4,8 @@ Graph = [optional SIL] word_1 [optional SIL] word_2 ... word_N [optional SIL]. E
 parallel chains, one per pronunciation (Viterbi picks the best). Optional silence is taken with
 probability `sil_prob` (log weights on the entry arcs). States are numbered in topological order, so
 every arc except self-loops goes from a lower to a higher index. An empty transcript is a single
-mandatory silence.
+mandatory silence. With a cross-word model (hmm.py `context`) the graph so built is the skeleton
+that gmm/xword.py expands: each phone at a word edge copied per neighbouring phone.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..hmm import BOUNDARY, HmmModel
+from ..errors import ConfigError
+from ..hmm import BOUNDARY, CROSS_WORD, WORD_INTERNAL, HmmModel
 from ..lang.langdir import Lang
+from .xword import Skeleton, expand
 
 NEG_INF = -np.inf
 
@@ -25,10 +28,11 @@ class UttGraph:
     """Arrays over S states: pdf [S], pred [S, K] (predecessor state ids, padded with 0), pred_w
     [S, K] (structural log weights — optional-silence probabilities — -inf = no arc), init [S] /
     final [S] (structural log entry / exit weights), info [S, 4] (left context, phone, right
-    context, HMM state — phone ids, 0 = word boundary) and word [S] (transcript word index, -1 for
-    silence). HMM transition probabilities are added by `weights(hmm)`, so a graph stays valid when
-    they are re-estimated. `segments` lists (word index, alternative, state ids) per chain;
-    `min_frames` is the shortest path length."""
+    context, HMM state — phone ids, 0 = the boundary `#`) and word [S] (transcript word index, -1
+    for silence). HMM transition probabilities are added by `weights(hmm)`, so a graph stays valid when
+    they are re-estimated. `segments` lists (word index, alternative, state ids) per chain; in a
+    cross-word graph (`context`) those are states of the skeleton, which `lift` maps to the
+    graph's. `min_frames` is the shortest path length."""
 
     pdf: np.ndarray
     pred: np.ndarray
@@ -41,6 +45,12 @@ class UttGraph:
     min_frames: int = 0
     to_end: np.ndarray | None = None   # [S] fewest frames from entering a state to the end
     words: list[str] = field(default_factory=list)   # the transcript words the graph spells
+    context: str = WORD_INTERNAL                      # the convention of the model it was built for
+    skeleton: Skeleton | None = None                  # cross-word: the unexpanded graph's map
+
+    def lift(self, path: np.ndarray | None) -> np.ndarray | None:
+        """A state path over the chains of `segments` [T] -> the same path in this graph's states."""
+        return path if path is None or self.skeleton is None else self.skeleton.lift(path)
 
     @property
     def num_states(self) -> int:
@@ -69,6 +79,7 @@ class _Builder:
         self.info: list[tuple[int, int, int, int]] = []
         self.word: list[int] = []
         self.segments: list[tuple[int, int, list[int]]] = []
+        self.nodes: list[tuple[int, int, str]] = []   # (first state, states, phone) per phone
 
     def chain(self, phones: list[str], entry: list[tuple[int, float]], word: int, alt: int
               ) -> tuple[int, float]:
@@ -76,6 +87,7 @@ class _Builder:
         pid = self.hmm.phone_id
         ids = []
         for p, (lc, rc) in zip(phones, self.hmm.contexts(phones)):
+            self.nodes.append((len(self.pdf), self.hmm.num_states[p], p))
             for s, (k, _, _) in enumerate(self.hmm.phone_hmm(p, lc, rc)):
                 sid = len(self.pdf)
                 self.preds.append(list(entry) if not ids else [(ids[-1], 0.0)])
@@ -110,12 +122,17 @@ def compile_graph(hmm: HmmModel, lang: Lang, words: list[str], sil_prob: float |
         for i, w in enumerate(words):
             frontier = [b.chain(pron, frontier, i, a) for a, pron in enumerate(lang.prons(w))]
             frontier = opt_sil(frontier)
-    s = len(b.pdf)
-    k = max(len(x) for x in b.preds)
+    pdf, preds, info, word, skeleton = b.pdf, b.preds, b.info, b.word, None
+    if hmm.context == CROSS_WORD:
+        x = expand(hmm, b.nodes, b.preds, b.word, frontier)
+        pdf, preds, info, word, frontier, skeleton = (x.pdf, x.preds, x.info, x.word, x.final,
+                                                      x.skeleton)
+    s = len(pdf)
+    k = max(len(x) for x in preds)
     pred = np.zeros((s, k), dtype=np.int64)
     pred_w = np.full((s, k), NEG_INF)
     init = np.full(s, NEG_INF)
-    for j, plist in enumerate(b.preds):
+    for j, plist in enumerate(preds):
         col = 0
         for i, w in plist:
             if i < 0:
@@ -126,9 +143,9 @@ def compile_graph(hmm: HmmModel, lang: Lang, words: list[str], sil_prob: float |
     final = np.full(s, NEG_INF)
     for i, w in frontier:
         final[i] = max(final[i], w)
-    g = UttGraph(np.array(b.pdf, dtype=np.int64), pred, pred_w, init, final,
-                 np.array(b.info, dtype=np.int64).reshape(-1, 4), np.array(b.word, dtype=np.int64),
-                 b.segments)
+    g = UttGraph(np.array(pdf, dtype=np.int64), pred, pred_w, init, final,
+                 np.array(info, dtype=np.int64).reshape(-1, 4), np.array(word, dtype=np.int64),
+                 b.segments, context=hmm.context, skeleton=skeleton)
     g.min_frames, g.to_end = _shortest(g)
     g.words = list(words)
     return g
@@ -161,12 +178,13 @@ def equal_alignment(g: UttGraph, num_frames: int) -> np.ndarray | None:
         path = sils[0] + core + sils[-1]
     if num_frames < len(path):
         return None
-    return spread(path, num_frames)
+    return g.lift(spread(path, num_frames))
 
 
 def first_pron_chains(g: UttGraph) -> tuple[list[list[int]], list[list[int]]]:
     """State ids of each word's first pronunciation (in order) and of each optional silence
-    (before word 0, ..., after the last word); an empty transcript is its one silence as a word."""
+    (before word 0, ..., after the last word); an empty transcript is its one silence as a word.
+    In a cross-word graph they are skeleton states: a path of them goes through `g.lift`."""
     first = {}
     for w, a, ids in g.segments:
         if w >= 0 and a == 0:
@@ -188,7 +206,11 @@ def spread(states: list[int], frames: int) -> np.ndarray:
 
 def retarget_graph(hmm: HmmModel, g: UttGraph) -> UttGraph:
     """The same graph with another model's pdfs: graph structure and state order do not depend on
-    the model, only each state's pdf does (looked up from its stored context)."""
+    the model, only each state's pdf does (looked up from its stored context). Both models must
+    share the context convention the graph was built for."""
+    if hmm.context != g.context:
+        raise ConfigError(f"alignment graphs built for a {g.context} model cannot take the pdfs of "
+                          f"a {hmm.context} one; train every GMM pass with the same align.context")
     names = hmm.phones
     pdf = np.array([hmm.pdf(names[lc] if lc else BOUNDARY, names[p], names[rc] if rc else BOUNDARY,
                             int(s)) for lc, p, rc, s in g.info], dtype=np.int64)

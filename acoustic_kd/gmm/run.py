@@ -1,12 +1,13 @@
 """The align stage on disk: train GMM-HMM passes on a data dir, align sets, write exp dirs.
 
 Stages, each trained from the final alignment of the one before: `exp/mono` (flat-start
-monophones), `exp/tri` (tree-tied triphones on cepstra + deltas) and, when asked for
-(`--through tri2`), `exp/tri2` (triphones on LDA+MLLT-transformed spliced cepstra, a new tree)
-and (`--through tri3`) `exp/tri3` (speaker-adaptive training: tri2's features through per-speaker
-fMLLR transforms, a new tree; gmm/sat.py). Layout of each:
+monophones), `exp/tri` (tree-tied triphones on cepstra + deltas; word-internal or cross-word
+context, as `align.context` says) and, when asked for (`--through tri2`), `exp/tri2` (triphones
+on LDA+MLLT-transformed spliced cepstra, a new tree) and (`--through tri3`) `exp/tri3`
+(speaker-adaptive training: tri2's features through per-speaker fMLLR transforms, a new tree;
+gmm/sat.py). Layout of each:
 
-- `final.hmm.json`  HmmModel (phones, topology, trees, per-pdf transitions)
+- `final.hmm.json`  HmmModel (phones, context convention, topology, trees, per-pdf transitions)
 - `final.gmm.npz`   DiagGmm (means, vars, log_weights, comp_pdf, num_pdfs)
 - `final.mat.npy`   (tri2, tri3) the LDA+MLLT transform [dim, C(2k+1) + 1] of the spliced cepstra
 - `log.jsonl`       one record per EM iteration (avg log-likelihood per frame, Gaussians, ...)
@@ -53,7 +54,7 @@ from .lda_mllt import transform_features
 from .parallel import Parts, open_parts
 from .part import SetAlignment
 from .sat import FMLLR_FILE, align_sat, read_utt2spk, save_sat_alignment, train_sat, transform_set
-from .train import AlignConfig, lda_mllt_pass, mono_pass, tri_pass
+from .train import AlignConfig, check_context, lda_mllt_pass, mono_pass, tri_pass
 
 log = get_logger(__name__)
 
@@ -293,6 +294,8 @@ def _train(name: str, d: Path, prev_dir: Path | None, parts: Parts, lang: Lang, 
         return (*mono_pass(parts, lang, cfg, log_path), None)
     mono = HmmModel.load(d.parent / "mono" / "final.hmm.json")
     prev_hmm = HmmModel.load(prev_dir / "final.hmm.json")
+    for where, model in ((d.parent / "mono", mono), (prev_dir, prev_hmm)):
+        check_context(model, cfg, where)
     if name == "tri3":   # a SAT pass trains on the features of the one before
         context = _lda_context(prev_dir)
         if context != cfg.lda_context:

@@ -1,4 +1,5 @@
-"""GMM-HMM training with Viterbi EM: flat-start monophones, then tree-tied word-internal triphones.
+"""GMM-HMM training with Viterbi EM: flat-start monophones, then tree-tied triphones (word-internal
+or cross-word context: `AlignConfig.context`, recorded in the models).
 
 Each iteration: (re)align on the realignment schedule (the Viterbi E-step over HMM states), accumulate
 Gaussian statistics with soft component posteriors inside each frame's pdf, re-estimate (M-step),
@@ -22,8 +23,8 @@ from typing import Mapping
 import numpy as np
 
 from ..config_types import check_fields
-from ..errors import DataError
-from ..hmm import HmmModel
+from ..errors import ConfigError, DataError
+from ..hmm import CONTEXTS, WORD_INTERNAL, HmmModel
 from ..lang.langdir import Lang
 from ..utils import get_logger
 from .align import AlignResult
@@ -112,6 +113,11 @@ class AlignConfig:
     lda_dim: int = field(default=40, metadata={"help": "LDA output dimension (tri2)", "range": "[1, inf)"})
     mllt_iters: list[int] = field(default_factory=lambda: [2, 4, 6, 12], metadata={
         "help": "tri2 iterations that re-estimate the MLLT transform", "range": "[0, inf)"})
+    context: str = field(default=WORD_INTERNAL, metadata={
+        "help": "phonetic context of the triphone trees: 'word-internal' (a word edge sees the "
+                "boundary '#') or 'cross-word' (Kaldi's: the neighbouring words' phones, and the "
+                "silence phone next to a pause; mkgraph then builds H∘C∘L∘G). The models record it "
+                "(final.hmm.json), so mkgraph, decode and export follow them", "choices": CONTEXTS})
     tree_min_count: float = field(default=50.0, metadata={"help": "min frames on each side of a split",
                                                           "range": "[0, inf)"})
     tree_min_gain: float = field(default=20.0, metadata={"help": "min log-likelihood gain of a split",
@@ -138,6 +144,14 @@ class AlignConfig:
 
     def __post_init__(self):
         check_fields(self)
+
+
+def check_context(hmm: HmmModel, cfg: AlignConfig, where) -> None:
+    """Refuse to build a pass on a model (at `where`) trained with another context convention."""
+    if hmm.context != cfg.context:
+        raise ConfigError(f"{where} was trained with align.context {hmm.context} (now "
+                          f"{cfg.context}); train every pass with one context: run `acoustic-kd "
+                          "align` without --pass (it retrains from the monophones)")
 
 
 def _log_iter(log_path: Path | None, rec: dict) -> None:
@@ -213,7 +227,7 @@ def mono_pass(parts: Parts, lang: Lang, cfg: AlignConfig, log_path: Path | None 
               ) -> tuple[HmmModel, DiagGmm, list[dict]]:
     """Flat-start monophone training on the parts (holding GMM features); they end with its
     final alignment. Returns (model, GMMs, per-iteration log records)."""
-    hmm = HmmModel.monophone(lang.phones, lang.topo, lang.silence_phone)
+    hmm = HmmModel.monophone(lang.phones, lang.topo, lang.silence_phone, cfg.context)
     parts.all("compile", hmm)
     frames = parts.merged("flat_start", cfg)
     if not frames:
@@ -265,7 +279,7 @@ def init_tri(parts: Parts, mono: HmmModel, cfg: AlignConfig) -> tuple[HmmModel, 
 
 def tri_pass(parts: Parts, mono: HmmModel, cfg: AlignConfig, log_path: Path | None = None,
              stage: str = "tri", hook=None) -> tuple[HmmModel, DiagGmm, list[dict]]:
-    """Tree-tied word-internal triphones from the parts' state alignment of an earlier stage
+    """Tree-tied triphones from the parts' state alignment of an earlier stage
     (monophones, or the Δ triphones for the LDA+MLLT stage); `mono` gives the phone set and
     topology. `hook`: see `viterbi_em`. -> (model, GMM, log records)."""
     tri, gmm = init_tri(parts, mono, cfg)

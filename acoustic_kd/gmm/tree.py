@@ -1,11 +1,13 @@
-"""Decision-tree state tying for word-internal triphones.
+"""Decision-tree state tying for triphones (word-internal or cross-word: the model's `context`).
 
 One tree per (central phone, HMM state) root. Statistics are single diagonal Gaussians per seen
-context (left, right); a split asks "is the left / right context in class Q?" and is chosen greedily
-over all leaves of all trees by log-likelihood gain, until the total number of leaves reaches the
-target, no split gains more than `min_gain`, or every split would leave a side with fewer than
-`min_count` frames. Questions: ARPAbet phonetic classes (below), each single phone, and the word
-boundary. Phones with word-position suffixes (`AH_B`) are classed by their base phone.
+context (left, right), as the alignment graphs give them: word-internal, or across words with the
+silence phones as contexts (hmm.py). A split asks "is the left / right context in class Q?" and is
+chosen greedily over all leaves of all trees by log-likelihood gain, until the total number of
+leaves reaches the target, no split gains more than `min_gain`, or every split would leave a side
+with fewer than `min_count` frames. Questions: ARPAbet phonetic classes (below), each single
+phone (the silence phones too where they are contexts: cross-word) and the boundary `#`. Phones
+with word-position suffixes (`AH_B`) are classed by their base phone.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def build_trees(hmm: HmmModel, keys: np.ndarray, n: np.ndarray, s1: np.ndarray, 
     Transition probabilities are inherited from the monophone model's (phone, state).
     """
     names = hmm.phones
-    ctx_phones = [p for p in names[1:] if p not in hmm.context_independent]
+    ctx_phones = [p for p in names[1:] if hmm.neighbour(p) != BOUNDARY]
     qsets = questions(ctx_phones)
     name_of = np.array([BOUNDARY] + names[1:], dtype=object)
     # one "leaf" = (root key, member rows); grow all roots together through one gain-ordered heap
@@ -198,5 +200,5 @@ def _number_leaves(hmm: HmmModel, nodes: dict[str, list[dict]], n, s1, s2):
                 lf.append(hmm.log_fwd[mono_pdf])
         trees[root] = tree
     tri = HmmModel(hmm.phones, hmm.num_states, hmm.context_independent, trees, np.array(ls),
-                   np.array(lf), hmm.silence_phone)
+                   np.array(lf), hmm.silence_phone, hmm.context)
     return tri, np.array(leaf_n), np.stack(leaf_stats)
