@@ -103,6 +103,7 @@ class GmmPass:
 
     @classmethod
     def load(cls, pass_dir: str | Path) -> "GmmPass":
+        """The pass in `pass_dir` (refused, with the fix, when it is not a finished one)."""
         d = Path(pass_dir)
         check_pass(d)
         gp = cls(d, HmmModel.load(d / "final.hmm.json"), DiagGmm.load(d / "final.gmm.npz"))
