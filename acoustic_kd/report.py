@@ -1,11 +1,14 @@
-"""The comparison report: one table (control, members, ensemble, distilled, int8 export) + plots.
+"""The comparison report: one table (GMM, control, members, ensemble, distilled, int8 export) + plots.
 
 Reads what earlier stages left in an experiment dir:
 - `exp/decode/<system>_<set>/wer` and `cer` (Kaldi format `%WER 1.23 [ 12 / 975, ...]`, read by
   `acoustic_kd.decode.score.read_wer_file`), `frame_acc` (a float, percent) and `decode.json`
-  (`rtf`, ...);
+  (`rtf`, ...); a GMM pass's decodes are `exp/decode/gmm_<pass>_<set>` (`acoustic-kd decode
+  --gmm`), and every system's WER is also given over the GMM's (the lowest GMM WER of the set):
+  the floor the networks must clear, as Kaldi's RESULTS files show tri3b beside the DNN;
 - `exp/<system dir>/final.pt` for parameters and MACs per frame (the hard-target control's dir is
-  `exp/control`, or `exp/student_hard` in an experiment made before that name);
+  `exp/control`, or `exp/student_hard` in an experiment made before that name), `exp/<pass>/
+  final.gmm.npz` for a GMM's;
 - `train_log.jsonl` of each trained model for the training-curve plot.
 Writes `exp/RESULTS.md` and `exp/plots/*.png`. `ReportJob` is one `acoustic-kd report` run: its
 stage contract (every system's checkpoint, training log and decode results in; RESULTS.md and
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from .decode.score import read_wer_file
 from .errors import DataError
+from .report_plots import plot_all, plot_curves  # noqa: F401 (plot_curves: recipes/common/study.py)
 from .stage import Stage
 from .utils import atomic_write_text, get_logger
 
@@ -39,7 +43,7 @@ class SystemRow:
     macs_per_frame: int | None = None
     rtf: float | None = None
     cer: dict[str, float | None] = field(default_factory=dict)        # set -> percent
-    role: str = ""   # control | member | ensemble | student | export: what the row is, by key
+    role: str = ""   # gmm | control | member | ensemble | student | export: what the row is, by key
 
 
 def parse_wer_file(path: Path) -> tuple[float, bool] | None:
@@ -99,18 +103,57 @@ def _fmt_count(n: int | None) -> str:
     return str(n)
 
 
+def gmm_floor(rows: list[SystemRow], sets: list[str]) -> dict[str, SystemRow]:
+    """Per set, the GMM row with the lowest WER there (sets without a GMM WER left out)."""
+    out = {}
+    for s in sets:
+        scored = [r for r in rows if r.role == "gmm" and r.wer.get(s) is not None]
+        if scored:
+            out[s] = min(scored, key=lambda r: r.wer[s])
+    return out
+
+
+def gmm_ratio(row: SystemRow, floor: SystemRow | None, s: str) -> float | None:
+    """`row`'s WER on set `s` over the GMM floor's (None when either is missing or the GMM's is 0)."""
+    if floor is None or row.wer.get(s) is None or not floor.wer.get(s):
+        return None
+    return row.wer[s] / floor.wer[s]
+
+
 def format_table(rows: list[SystemRow], sets: list[str]) -> str:
-    """A Markdown table: frame accuracy, WER and CER per set, params, MACs/frame, real-time factor."""
+    """A Markdown table: frame accuracy, WER and CER per set, params, MACs/frame, real-time factor;
+    with a GMM row, each system's WER over the GMM's per set after the WER columns."""
+    floor = gmm_floor(rows, sets)
+    ratio_sets = [s for s in sets if s in floor]
     head = ["system"] + [f"frame acc {s} %" for s in sets] + [f"WER {s} %" for s in sets] + \
-        [f"CER {s} %" for s in sets] + ["params", "MACs/frame", "RTF"]
+        [f"WER {s} ÷ GMM" for s in ratio_sets] + [f"CER {s} %" for s in sets] + \
+        ["params", "MACs/frame", "RTF"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         wers = [_fmt(r.wer.get(s), ".2f") + (" [PARTIAL]" if r.partial.get(s) else "") for s in sets]
+        ratios = [_fmt(gmm_ratio(r, floor[s], s), ".2f") for s in ratio_sets]
         cers = [_fmt(r.cer.get(s), ".2f") for s in sets]
-        cells = [r.name] + [_fmt(r.frame_acc.get(s), ".2f") for s in sets] + wers + cers + \
-            [_fmt_count(r.params), _fmt_count(r.macs_per_frame), _fmt(r.rtf, ".4f")]
+        cells = [r.name] + [_fmt(r.frame_acc.get(s), ".2f") for s in sets] + wers + ratios + \
+            cers + [_fmt_count(r.params), _fmt_count(r.macs_per_frame), _fmt(r.rtf, ".4f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def gmm_note(rows: list[SystemRow], sets: list[str]) -> str:
+    """The line that explains the ÷ GMM columns: which GMM each set's ratio is taken over; '' when
+    no GMM was decoded."""
+    floor = gmm_floor(rows, sets)
+    if not floor:
+        return ""
+    refs = "; ".join(f"{s}: {r.name}, {r.wer[s]:.2f} %" for s, r in floor.items())
+    return (f"WER ÷ GMM: each system's WER over the GMM's on the same set and graph ({refs}); "
+            "below 1 the system beats the GMM.")
+
+
+def table_with_notes(rows: list[SystemRow], sets: list[str]) -> str:
+    """`format_table` with the lines under it: the GMM ratios' reference and the kept share."""
+    notes = [n for n in (gmm_note(rows, sets), kept_share(rows, sets)) if n]
+    return format_table(rows, sets) + "".join(f"\n{n}\n" for n in notes)
 
 
 def read_train_log(path: Path) -> list[dict]:
@@ -128,78 +171,6 @@ def read_train_log(path: Path) -> list[dict]:
     if bad:
         log.warning("%s: %d unreadable line(s) skipped", path, bad)
     return out
-
-
-def plot_curves(curves: dict[str, list[dict]], path: Path, title: str = "training curves",
-                styles: dict[str, dict] | None = None, levels: dict[str, float] | None = None) -> Path:
-    """PNG of dev frame accuracy per epoch, one line per model ({name: epoch records});
-    styles: {name: matplotlib line options} (e.g. one colour per kind of model); levels: {name: dev
-    accuracy} drawn as horizontal dotted lines (e.g. the ensemble's)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, recs in curves.items():
-        pts = [(r["epoch"], r["dev_acc"]) for r in recs if "epoch" in r and r.get("dev_acc") is not None]
-        if pts:
-            ax.plot(*zip(*pts), **{"marker": ".", **(styles or {}).get(name, {})}, label=name)
-    for i, (name, acc) in enumerate((levels or {}).items()):
-        ax.axhline(acc, color=f"C{2 + i}", ls=":", label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev frame accuracy")
-    ax.set_title(title)
-    if ax.lines:
-        ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def plot_all(rows: list[SystemRow], curves: dict[str, list[dict]], sets: list[str], out_dir: Path) -> list[Path]:
-    """PNG plots: training curves, frame accuracy vs parameters, WER per system."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = [plot_curves(curves, out_dir / "training_curves.png")]
-
-    test = sets[-1]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        if r.params and r.frame_acc.get(test) is not None:
-            ax.scatter(r.params, r.frame_acc[test])
-            ax.annotate(r.name, (r.params, r.frame_acc[test]), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel(f"frame accuracy {test} %")
-    ax.set_title("frame accuracy vs size")
-    written.append(_save(fig, out_dir / "frame_acc_vs_params.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    names = [r.name for r in rows]
-    for i, s in enumerate(sets):
-        vals = [r.wer.get(s) if r.wer.get(s) is not None else 0.0 for r in rows]
-        ax.bar([j + 0.4 * i for j in range(len(rows))], vals, width=0.4, label=s)
-    ax.set_xticks([j + 0.2 for j in range(len(rows))], names, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("WER %")
-    ax.set_title("WER per system")
-    ax.legend()
-    written.append(_save(fig, out_dir / "wer.png"))
-    return written
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
 
 
 def kept_fraction(control: float, student: float, ensemble: float) -> float:
@@ -241,11 +212,9 @@ def seed_summaries(exp_dir: Path) -> str:
 
 def write_results(rows: list[SystemRow], sets: list[str], exp_dir: Path, title: str,
                   notes: str = "", curves: dict[str, list[dict]] | None = None) -> str:
-    """Write `exp/RESULTS.md` (+ plots) and return the table text (with the kept-share line)."""
-    table = format_table(rows, sets)
-    share = kept_share(rows, sets)
-    if share:
-        table += "\n" + share + "\n"
+    """Write `exp/RESULTS.md` (+ plots) and return the table text (with the lines under it:
+    `table_with_notes`)."""
+    table = table_with_notes(rows, sets)
     plots = plot_all(rows, curves or {}, sets, exp_dir / "plots")
     body = [f"# {title}\n", table]
     if notes:
@@ -269,6 +238,40 @@ def model_size(checkpoint: Path) -> tuple[int | None, int | None]:
     return count_params(model), macs_per_frame(model)
 
 
+def gmm_size(gmm_file: Path) -> tuple[int | None, int | None]:
+    """(parameters, MACs per frame) of a GMM pass's final.gmm.npz: means, variances and weights of
+    its C Gaussians of dimension D, C·(2D + 1); a frame's log-likelihoods cost C·2D multiply-adds
+    (x² and x against every Gaussian); (None, None) when the file is absent."""
+    if not gmm_file.exists():
+        return None, None
+    import numpy as np
+
+    c, d = np.load(gmm_file)["means"].shape
+    return c * (2 * d + 1), c * 2 * d
+
+
+GMM_PREFIX = "gmm_"   # exp/decode/gmm_<pass>_<set>: the decodes of GMM pass exp/<pass>
+
+
+def gmm_systems(exp_dir: Path, sets: list[str]) -> list[str]:
+    """The GMM decodes of an experiment (`gmm_<pass>`, sorted), from its decode dirs of `sets`."""
+    found = {d.name[:-len(s) - 1] for s in sets
+             for d in (Path(exp_dir) / "decode").glob(f"{GMM_PREFIX}*_{s}") if d.is_dir()}
+    return sorted(found)
+
+
+def gmm_rows(exp_dir: Path, sets: list[str]) -> list[SystemRow]:
+    """A row per GMM pass decoded (`GMM-HMM <pass>`), its size from exp/<pass>/final.gmm.npz."""
+    rows = []
+    for name in gmm_systems(exp_dir, sets):
+        gmm_pass = name[len(GMM_PREFIX):]
+        row = SystemRow(f"GMM-HMM {gmm_pass}", role="gmm")
+        row.params, row.macs_per_frame = gmm_size(Path(exp_dir) / gmm_pass / "final.gmm.npz")
+        collect_decode(row, Path(exp_dir) / "decode", name, sets)
+        rows.append(row)
+    return rows
+
+
 def _sum(values):
     return None if any(v is None for v in values) else sum(values)
 
@@ -287,7 +290,8 @@ def control_name(exp_dir: Path) -> str:
 
 
 def collect_rows(exp_dir: Path, num_members: int, sets: list[str]) -> list[SystemRow]:
-    """Rows: the control, each member, ensemble, distilled student, int8 export (when present)."""
+    """Rows: each GMM pass decoded, the control, each member, ensemble, distilled student, int8
+    export (when present)."""
     exp_dir = Path(exp_dir)
     decode_root = exp_dir / "decode"
     control = control_name(exp_dir)
@@ -301,7 +305,7 @@ def collect_rows(exp_dir: Path, num_members: int, sets: list[str]) -> list[Syste
              "student_kd": "student", "export_int8": "export"}
     labels = {control: "control (hard targets)", "ensemble": f"ensemble ({num_members} members)",
               "student_kd": "distilled student", "export_int8": "distilled, int8 export"}
-    rows = []
+    rows = gmm_rows(exp_dir, sets)
     for name, role in roles.items():
         if not any((decode_root / f"{name}_{s}").exists() for s in sets) and sizes[name][0] is None:
             continue
@@ -346,6 +350,7 @@ class ReportJob:
         inputs += [d / n for d in sorted((exp / "decode").glob("*_*")) if d.is_dir()
                    for n in ("wer", "cer", "frame_acc", "decode.json")]
         inputs += sorted(exp.glob("*/SEEDS.md"))
+        inputs += [exp / n[len(GMM_PREFIX):] / "final.gmm.npz" for n in gmm_systems(exp, self.sets)]
         return Stage("report", exp, {"num_members": self.num_members, "sets": list(self.sets),
                                      "title": self.title, "notes": self.notes},
                      inputs=[p for p in inputs if p.exists()], code=__name__,
@@ -364,5 +369,4 @@ class ReportJob:
                                   training_curves(exp, self.num_members))
             st.finish()
             return table
-        share = kept_share(rows, self.sets)
-        return format_table(rows, self.sets) + (f"\n{share}\n" if share else "")
+        return table_with_notes(rows, self.sets)

@@ -2,10 +2,11 @@
 """Decoding with a trained GMM-HMM on real data: plain vs determinized graph, beams.
 
 The acoustic model is the GMM of a GMM pass (`acoustic-kd align`: EXP/tri/final.gmm.npz
-and final.hmm.json), its features made as that pass made them (`gmm.run.front_end`); frame scores
-are acwt · GMM log-likelihoods. For each graph variant and beam the first --utts utterances of
---data are decoded (1 process, --threads for numpy) and scored; RTF counts the GMM likelihoods
-("forward") and the search, over the audio duration (10 ms frames). Decode results of the plain
+and final.hmm.json), its scores those of `acoustic-kd decode --gmm` (`decode.gmm_source`: features
+made as that pass made them; a SAT pass adapted per speaker on the first graph variant); frame
+scores are acwt · GMM log-likelihoods. For each graph variant and beam the first --utts utterances
+of --data are decoded (1 process, --threads for numpy) and scored; RTF counts the GMM likelihoods
+("forward", with a SAT pass's adaptation decodes) and the search, over the audio duration. Decode results of the plain
 and the determinized graph are the same paths (the determinization is tropical), so their WERs
 differ only through pruning. The determinized graph ("det") has the HMM's context convention
 (H∘C∘L∘G for a pass trained with `align --context cross-word`); "plain" exists for word-internal
@@ -34,11 +35,9 @@ os.environ.setdefault("ACOUSTIC_KD_LOGLEVEL", "WARNING")
 
 def main() -> int:
     from acoustic_kd.decode.decoder import DecodeConfig, Graph, decode_set, words_of
+    from acoustic_kd.decode.gmm_source import GmmPass, gmm_source
     from acoustic_kd.decode.graph import GraphConfig, build_graph
     from acoustic_kd.decode.score import read_text, score_both
-    from acoustic_kd.gmm.diag_gmm import DiagGmm
-    from acoustic_kd.gmm.run import front_end, load_set
-    from acoustic_kd.hmm import HmmModel
     from acoustic_kd.utils import set_num_threads
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,21 +56,23 @@ def main() -> int:
     args = ap.parse_args()
     set_num_threads(args.threads)
     gmm_pass = args.exp / args.gmm_pass
-    hmm = HmmModel.load(gmm_pass / "final.hmm.json")
+    hmm = GmmPass.load(gmm_pass).hmm
     variants = args.variants or (["plain", "det"] if hmm.context == "word-internal" else ["det"])
-    gmm = DiagGmm.load(gmm_pass / "final.gmm.npz")
-    feats, _ = load_set(args.data, **front_end(gmm_pass))
     refs = read_text(args.data / "text")
-    utts = [u for u in sorted(feats) if u in refs][:args.utts]
-    t0 = time.perf_counter()
-    ll = {u: np.asarray(gmm.loglikes(feats[u]), np.float32) for u in utts}
-    forward_s = time.perf_counter() - t0
-    audio_s = sum(len(x) for x in ll.values()) / 100.0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        graphs = {}
         for variant in variants:
             cfg = GraphConfig(determinize=variant != "plain")
-            g = Graph.load(build_graph(args.lang, hmm, Path(tmp) / variant, cfg).parent)
+            graphs[variant] = Graph.load(build_graph(args.lang, hmm, Path(tmp) / variant, cfg,
+                                                     hmm_path=gmm_pass / "final.hmm.json").parent)
+        t0 = time.perf_counter()
+        fn, utts, meta = gmm_source(gmm_pass, args.data, graphs[variants[0]],
+                                    DecodeConfig(acwt=args.acwt), utts=sorted(refs)[:args.utts])
+        ll = {u: fn(u) for u in utts}
+        forward_s = time.perf_counter() - t0
+        audio_s = sum(len(x) for x in ll.values()) * meta["frame_shift"]
+        for variant, g in graphs.items():
             for beam in args.beams:
                 dcfg = DecodeConfig(acwt=args.acwt, beam=beam)
                 res, timing = decode_set(g, utts, ll.__getitem__, np.zeros(hmm.num_pdfs), dcfg)

@@ -91,7 +91,15 @@ def test_every_recipe_runs_every_stage_with_its_config(stub, recipe):
     commands = [c[0] for c in calls if c[0] != "plan"]
     assert calls_of(calls, "plan")[0][-3:] == ["--get", "gmm_stage", "tune_dev_every"]
     assert commands[:3] == ["prepare", "lang", "features"] and commands[-1] == "report"
-    assert len(calls_of(calls, "distill")) == 2 and len(calls_of(calls, "decode")) == 2 * (5 + 3)
+    # the GMM pass, the control, 5 members, the ensemble and the student; each on test and dev
+    decodes = calls_of(calls, "decode")
+    assert len(calls_of(calls, "distill")) == 2 and len(decodes) == 2 * (1 + 5 + 3)
+    gmm = [c for c in decodes if "--gmm" in c]
+    assert [value(c, "--out").rsplit("/", 1)[-1] for c in gmm] == ["gmm_tri_test", "gmm_tri_dev"]
+    assert all(value(c, "--gmm").endswith("/exp/tri") and "--model" not in c for c in gmm)
+    assert value(gmm[0], "--graph") == value(decodes[-1], "--graph")    # the networks' graph
+    ensemble = [c for c in decodes if value(c, "--out").endswith("/ensemble_test")][0]
+    assert ensemble.count("--model") == 5
     config = value(calls_of(calls, "lang")[0], "--config")
     assert config.startswith("conf/") and "student" not in config
     assert value(calls_of(calls, "ensemble")[0], "--nj") == "2"

@@ -12,6 +12,7 @@ Measured on the 2-core machine (the run is seeded; 1 torch thread per process):
     ensemble     53.45 / 63.04            28.48 / 18.97
     distilled    51.81 / 60.99            26.67 / 17.24
     int8 export  -                        - / 17.82   (39 of 40 hypotheses equal the decode stage's)
+    GMM (tri)    55.70 / 66.36            19.39 / 5.75   (2026-12-08, stages 0-3 and its two decodes)
 
 Always answering the most frequent pdf scores 18.1 % (test) / 18.7 % (dev) of frames; one test word
 is 0.69 % WER. Bounds (margins below): frame accuracy ≥ 55 % test / 45 % dev (≈ 5-6 points under
@@ -46,7 +47,7 @@ distill: {T: 5.0, alpha: 0.5, teacher: cached}
 soft_targets: {k: 20}
 """
 NUM_TEST = 40
-SYSTEMS = ("m1", "m2", "m3", "ensemble", "control", "student_kd")
+SYSTEMS = ("gmm_tri", "m1", "m2", "m3", "ensemble", "control", "student_kd")
 MIN_ACC = {"dev": 45.0, "test": 55.0}
 MAX_WER = {"dev": 38.0, "test": 30.0}
 
@@ -124,9 +125,10 @@ def test_report_table_has_every_system(synth_run):
     work, stdout = synth_run
     md = (work / "exp" / "RESULTS.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
-    for row in ("control (hard targets)", "member 1", "member 2", "member 3", "ensemble (3 members)",
-                "distilled student", "distilled, int8 export"):
+    for row in ("GMM-HMM tri", "control (hard targets)", "member 1", "member 2", "member 3",
+                "ensemble (3 members)", "distilled student", "distilled, int8 export"):
         assert row in rows and f"| {row} |" in stdout
+    assert "| WER test ÷ GMM |" in md and "WER ÷ GMM: each system's WER over the GMM's" in md
     # the table holds the decode stage's numbers, not placeholders
     kd_acc = float((work / "exp" / "decode" / "student_kd_test" / "frame_acc").read_text())
     assert f"{kd_acc:.2f}" in rows["distilled student"]

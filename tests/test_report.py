@@ -90,3 +90,36 @@ def test_kept_share_and_seed_summaries_in_results(tmp_path):
     table = write_results(rows, ["test"], tmp_path, "T")
     md = (tmp_path / "RESULTS.md").read_text()
     assert share in table and "## Seeds" in md and "### seeds" in md and "mean 53.1" in md
+
+
+def test_gmm_rows_and_every_systems_wer_over_the_gmms(tmp_path):
+    """GMM decodes (exp/decode/gmm_<pass>_<set>) come first, sized from exp/<pass>/final.gmm.npz;
+    each system's WER is divided by the lowest GMM WER of the set, and the line under the table
+    names that GMM."""
+    import numpy as np
+
+    from acoustic_kd.report import ReportJob
+
+    wer = "%WER {:.2f} [ 1 / 40, 0 ins, 0 del, 1 sub ]"
+    for name, w in [("gmm_tri2_test", 20.0), ("gmm_tri3_test", 16.0), ("gmm_tri3_dev", 25.0),
+                    ("control_test", 12.0), ("control_dev", 12.5), ("ensemble_test", 8.0)]:
+        _decode_dir(tmp_path, name, wer.format(w), None)
+    (tmp_path / "tri3").mkdir()
+    np.savez(tmp_path / "tri3" / "final.gmm.npz", means=np.zeros((60, 20)), vars=np.ones((60, 20)))
+    rows = collect_rows(tmp_path, num_members=1, sets=["dev", "test"])
+    assert [(r.name, r.role) for r in rows] == [("GMM-HMM tri2", "gmm"), ("GMM-HMM tri3", "gmm"),
+                                                 ("control (hard targets)", "control"),
+                                                 ("ensemble (1 members)", "ensemble")]
+    assert rows[1].params == 60 * 41 and rows[1].macs_per_frame == 60 * 40 and rows[0].params is None
+    table = format_table(rows, ["dev", "test"])
+    assert "| WER dev % | WER test % | WER dev ÷ GMM | WER test ÷ GMM | CER dev % |" in table
+    assert "| GMM-HMM tri2 | – | – | – | 20.00 | – | 1.25 |" in table
+    assert "| GMM-HMM tri3 | – | – | 25.00 | 16.00 | 1.00 | 1.00 | – | – | 2.5k | 2.4k |" in table
+    assert "| control (hard targets) | – | – | 12.50 | 12.00 | 0.50 | 0.75 |" in table
+    assert "| ensemble (1 members) | – | – | – | 8.00 | – | 0.50 |" in table
+    text = ReportJob(str(tmp_path), num_members=1).run()
+    note = ("WER ÷ GMM: each system's WER over the GMM's on the same set and graph "
+            "(dev: GMM-HMM tri3, 25.00 %; test: GMM-HMM tri3, 16.00 %); below 1 the system beats "
+            "the GMM.")
+    assert table in text and note in text and note in (tmp_path / "RESULTS.md").read_text()
+    assert "÷ GMM" not in format_table(rows[2:], ["dev", "test"])     # no GMM: no ratio columns

@@ -105,13 +105,15 @@ class Graph:
 
 @dataclass
 class DecodeResult:
-    """Best path of one utterance: word ids, per-word [start, end) frames, costs."""
+    """Best path of one utterance: word ids, per-word [start, end) frames, costs, and the pdf of
+    each frame [T] int32 (e.g. for speaker adaptation from a first pass)."""
 
     word_ids: list[int]
     word_frames: list[tuple[int, int]]
     graph_cost: float
     acoustic_cost: float
     reached_final: bool
+    pdfs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def cost(self) -> float:
@@ -151,7 +153,8 @@ def decode_utterance(fst: kf.StdFst, loglikes: np.ndarray, beam: float = 15.0,
     sil = np.zeros(loglikes.shape[1], dtype=bool)
     sil[[int(p) for p in silence_pdfs if 0 <= int(p) < len(sil)]] = True
     words, frames = word_spans(arcs, sil, align, partial=not final)
-    return DecodeResult(words, frames, graph_cost, ac_cost, final)
+    pdfs = np.array([il - 1 for il, _ in arcs if il], np.int32)
+    return DecodeResult(words, frames, graph_cost, ac_cost, final, pdfs)
 
 
 # ------------------------------------------------------------------ log-posterior sources

@@ -294,6 +294,20 @@ def with_word_penalty(fst: kf.StdFst, penalty: float) -> kf.StdVectorFst:
     return out
 
 
+def graph_sources(graph_dir: str | Path, variant: str) -> tuple[str, str, GraphConfig]:
+    """(HMM file, lang dir, options) a graph dir was built from (its graph.json), to build a
+    `variant` of it (e.g. "with transition scale 0.5"): both must be recorded and found."""
+    graph_dir = Path(graph_dir)
+    info = json.loads((graph_dir / "graph.json").read_text())
+    hmm, lang = info.get("hmm"), info.get("lang_dir")
+    if not hmm or not Path(hmm).exists() or not lang or not Path(lang).exists():
+        raise DataError(graph_dir / "graph.json", f"cannot build the graph {variant}: its HMM "
+                        f"({hmm}) or lang dir ({lang}) is not recorded or not found from here",
+                        "rebuild the graph with `acoustic-kd mkgraph --force` (it records both) and "
+                        "decode from the directory it was built in")
+    return hmm, lang, GraphConfig(**info.get("config", {}))
+
+
 def graph_variant(graph_dir: str | Path, transition_scale: float) -> Path:
     """The graph of `graph_dir` rebuilt with another HMM transition scale, in
     `<graph_dir>/ts<scale>` (reused when up to date); `graph_dir` itself when the scale is its own."""
@@ -302,12 +316,7 @@ def graph_variant(graph_dir: str | Path, transition_scale: float) -> Path:
     cfg = GraphConfig(**info.get("config", {}))
     if math.isclose(cfg.transition_scale, transition_scale):
         return graph_dir
-    hmm, lang = info.get("hmm"), info.get("lang_dir")
-    if not hmm or not Path(hmm).exists() or not lang or not Path(lang).exists():
-        raise DataError(graph_dir / "graph.json", f"cannot rebuild the graph with transition scale "
-                        f"{transition_scale:g}: its HMM ({hmm}) or lang dir ({lang}) is not recorded "
-                        "or not found from here", "rebuild the graph with `acoustic-kd mkgraph --force` "
-                        "(it records both) and decode from the directory it was built in")
+    hmm, lang, cfg = graph_sources(graph_dir, f"with transition scale {transition_scale:g}")
     out = graph_dir / f"ts{transition_scale:g}"
     build_graph(lang, HmmModel.load(hmm), out, replace(cfg, transition_scale=transition_scale),
                 hmm_path=hmm)

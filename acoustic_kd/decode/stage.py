@@ -1,7 +1,8 @@
 """The decode stage on disk (`acoustic-kd decode`): what it reads, tunes, scores and writes.
 
 Inputs: a graph dir (HCLG.fst, words.txt, graph.json, align_lexicon.json), a data dir's features
-(and text, utt2spk), one checkpoint or an ensemble (`DecodeJob.model`) or a Kaldi scp of
+(and text, utt2spk), one checkpoint or an ensemble (`DecodeJob.model`), a GMM pass (`DecodeJob.gmm`,
+whose log-likelihoods are decoded with log-priors 0: `gmm_source`) or a Kaldi scp of
 log-posteriors [T, P], priors (a priors.txt or the checkpoint's), optionally an alignment dir (frame
 accuracy), a dev set to tune acwt / word penalty / transition scale on, or a tune.json whose values
 are taken as they are.
@@ -34,6 +35,7 @@ from ..plan import SEARCH_PLAN, planned_config, search_plan
 from ..stage import Stage, ali_inputs, feature_inputs, scp_archives
 from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, write_exp_info
 from .decoder import ChunkedLogPost, DecodeConfig, Graph, decode_to_dir, nnet_log_posteriors
+from .gmm_source import GmmDecodeConfig, check_graph_hmm, check_pass, gmm_source, pass_inputs
 from .graph import graph_variant
 from .lattice import LatticeConfig, write_lattice_dir
 from .score import read_text
@@ -53,6 +55,7 @@ class DecodeJob:
     data: str
     out: str
     model: list[str] = field(default_factory=list)
+    gmm: str | None = None
     combine: str = "arithmetic"
     logpost_scp: str | None = None
     priors: str | None = None
@@ -66,12 +69,14 @@ class DecodeJob:
     decode_options: dict = field(default_factory=dict)
     tune_options: dict = field(default_factory=dict)
     lattice_options: dict = field(default_factory=dict)
+    gmm_options: dict = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DecodeJob":
         options = {"decode_options": overrides_from_args(args, DecodeConfig),
                    "tune_options": overrides_from_args(args, TuneConfig),
-                   "lattice_options": overrides_from_args(args, LatticeConfig)}
+                   "lattice_options": overrides_from_args(args, LatticeConfig),
+                   "gmm_options": overrides_from_args(args, GmmDecodeConfig)}
         return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                       if f.name not in options}, **options)
 
@@ -92,10 +97,18 @@ def check_tuning_options(job: DecodeJob) -> None:
 
 
 def check_sources(job: DecodeJob) -> None:
-    """Where the log-posteriors come from: checkpoints, or scps for the decoded set and the dev set
-    alike (checked before the stage starts, so a bad command line leaves a finished OUT alone)."""
-    if not job.logpost_scp and not job.model:
-        raise ConfigError("give --model (one or more checkpoints) or --logpost-scp")
+    """Where the log-posteriors come from: checkpoints, a GMM pass that fits the graph (alone), or
+    scps for the decoded set and the dev set alike (checked before the stage starts, so a bad
+    command line leaves a finished OUT alone)."""
+    if job.gmm and (job.model or job.logpost_scp or job.dev_logpost_scp or job.priors):
+        raise ConfigError("--gmm decodes with the GMM pass's own likelihoods: give it without "
+                          "--model, --logpost-scp, --dev-logpost-scp and --priors")
+    if job.gmm:
+        check_pass(job.gmm)
+        check_graph_hmm(job.graph, job.gmm)
+    if not job.logpost_scp and not job.model and not job.gmm:
+        raise ConfigError("give --model (one or more checkpoints), --gmm (a GMM pass dir, "
+                          "e.g. exp/tri2) or --logpost-scp")
     if job.tune_on_dev and job.logpost_scp and not job.dev_logpost_scp:
         raise ConfigError("with --logpost-scp, --tune-on-dev needs --dev-logpost-scp")
 
@@ -171,16 +184,28 @@ def scp_source(scp: str | Path) -> Source:
     return (lambda u: np.asarray(table[u], np.float32)), c_sorted(table.keys()), {"frame_shift": 0.01}
 
 
-def source(job: DecodeJob, data_dir: str, scp: str | None) -> Source:
-    """The log-posteriors of `data_dir`: from `scp` when given, else from the job's models (one of
-    them is there: `check_sources`)."""
+def gmm_config(job: DecodeJob) -> GmmDecodeConfig:
+    """The options of a GMM decode: defaults < command line (no YAML section: sections are
+    registered in config.py, and editing it changes the code signature of every stage)."""
+    return GmmDecodeConfig(**{k: v for k, v in job.gmm_options.items() if v is not None})
+
+
+def source(job: DecodeJob, data_dir: str, scp: str | None, graph: Graph,
+           cfg: DecodeConfig) -> Source:
+    """The log-posteriors of `data_dir`: from `scp` when given, else from the job's models or its
+    GMM pass (one of them is there: `check_sources`; a SAT pass adapts on `graph` with `cfg`)."""
     if scp:
         return scp_source(scp)
+    if job.gmm:
+        return gmm_source(job.gmm, data_dir, graph, cfg, gmm_config(job))
     return nnet_source(job.model, data_dir, job.combine)
 
 
 def log_priors_from(job: DecodeJob, meta: dict) -> np.ndarray:
-    """log p(s) [P] from the job's priors.txt or the checkpoint's stored priors (floored at 1e-10)."""
+    """log p(s) [P] from the job's priors.txt or the checkpoint's stored priors (floored at 1e-10);
+    zeros for a GMM, whose scores are likelihoods already."""
+    if job.gmm:
+        return np.zeros(int(meta["num_pdfs"]))
     if job.priors:
         return log_priors(np.loadtxt(job.priors, dtype=np.float64, ndmin=1))
     if meta.get("priors") is not None:
@@ -208,6 +233,8 @@ def decode_stage(job: DecodeJob, cfg: DecodeConfig, tcfg: TuneConfig, lcfg: Latt
     graph = Path(job.graph)
     inputs = [graph / n for n in ("HCLG.fst", "words.txt", "graph.json", "align_lexicon.json")]
     inputs += [*job.model, job.priors, job.tuned, lcfg.rescore_lm if job.lattice else None]
+    if job.gmm:
+        inputs += pass_inputs(job.gmm)
     for data, scp in ((job.data, job.logpost_scp), (job.tune_on_dev, job.dev_logpost_scp)):
         if data:
             inputs += feature_inputs(data, "text", "utt2spk")
@@ -219,6 +246,8 @@ def decode_stage(job: DecodeJob, cfg: DecodeConfig, tcfg: TuneConfig, lcfg: Latt
               "combine": job.combine if len(job.model) > 1 else None,
               "models": len(job.model), "tuned": bool(job.tuned), "ali": bool(job.ali),
               "lattice": to_dict(lcfg) if job.lattice else None}
+    if job.gmm:
+        config["gmm"] = to_dict(gmm_config(job))
     return Stage("decode", job.out, config, inputs=inputs, outputs=[Path(job.out)], marker="",
                  resumable=False, code=__name__)
 
@@ -227,7 +256,7 @@ def tune(job: DecodeJob, graph: Graph, log_priors: np.ndarray, cfg: DecodeConfig
          tcfg: TuneConfig) -> tuple[Graph, DecodeConfig, dict]:
     """Tune acwt and word penalty (and with `tcfg.transition_scales` the graph's transition scale)
     on the job's dev set: (graph, config) with the tuned values and the record for decode.json."""
-    dfn, dutts, _ = source(job, job.tune_on_dev, job.dev_logpost_scp)
+    dfn, dutts, _ = source(job, job.tune_on_dev, job.dev_logpost_scp, graph, cfg)
     drefs = read_text(Path(job.tune_on_dev) / "text")
     dutts = [u for u in dutts if u in drefs]
     graphs = ({ts: Graph.load(graph_variant(job.graph, ts)) for ts in tcfg.transition_scales}
@@ -278,6 +307,18 @@ def write_lattices(job: DecodeJob, graph: Graph, utts: list[str], fn, log_priors
             print((Path(job.out) / "rescored" / kind).read_text().splitlines()[0])
 
 
+def source_record(job: DecodeJob, meta: dict) -> dict:
+    """What decode.json records of the scores' source: models, GMM pass (and its speakers'
+    adaptation), data, priors, the tune.json the scales came from."""
+    extra: dict = {"models": job.model, "combine": job.combine if len(job.model) > 1 else None,
+                   "data": str(job.data), "priors": job.priors}
+    if job.gmm:
+        extra.update({"gmm": job.gmm, "fmllr": meta.get("fmllr")})
+    if job.tuned:
+        extra["tuned_from"] = str(job.tuned)
+    return extra
+
+
 def run_decode(job: DecodeJob) -> int:
     """Decode, tune, score and write OUT (or report a finished OUT that is up to date); 0."""
     cfg, tcfg, lcfg, tuned_scale = configs(job)
@@ -288,15 +329,13 @@ def run_decode(job: DecodeJob) -> int:
         print_summary(out, summary, summary.get("num_utts", 0))
         return 0
     graph = Graph.load(job.graph)
+    # (a SAT pass adapts on the graph as built, whatever transition scale was tuned)
+    fn, utts, meta = source(job, job.data, job.logpost_scp, graph, cfg)
     if job.tuned and tuned_scale is not None:
         graph = Graph.load(graph_variant(job.graph, float(tuned_scale)))
-    fn, utts, meta = source(job, job.data, job.logpost_scp)
     log_priors = log_priors_from(job, meta)
     check_pdf_counts(graph, meta, log_priors, job.priors)
-    extra: dict = {"models": job.model, "combine": job.combine if len(job.model) > 1 else None,
-                   "data": str(job.data), "priors": job.priors}
-    if job.tuned:
-        extra["tuned_from"] = str(job.tuned)
+    extra = source_record(job, meta)
     if job.tune_on_dev:
         graph, cfg, extra["tune"] = tune(job, graph, log_priors, cfg, tcfg)
     refs, alis = references(job)

@@ -16,6 +16,8 @@
 #   6 distill     exp/student_kd: student trained on the ensemble's soft targets
 #   7 control     exp/control: the same student on hard targets only (alpha = 1)
 #   8 decode      exp/<gmm-pass>/graph + exp/decode/<system>_{dev,test}: WER and frame accuracy
+#                 (the systems: the GMM pass itself, gmm_<gmm-pass>, the floor the networks must
+#                 clear, then the control, members, ensemble and distilled student)
 #   9 export      exp/export: TorchScript / ONNX / int8; transcribe the test set with int8
 #  10 report      exp/RESULTS.md + exp/plots/*.png; the table is printed
 #
@@ -207,20 +209,21 @@ if run_stage 8; then
   log "Stage 8: graph, decoding and scoring"
   acoustic-kd mkgraph --lang "$data/lang" --model "$g/final.hmm.json" --out "$g/graph" \
     --config "$config" "${extra_mkgraph[@]}"
-  decode() {  # decode <system name> <checkpoint>...
-    local name=$1 m models=(); shift
-    for m in "$@"; do models+=(--model "$m"); done
+  decode() {  # decode <system name> <acoustic-kd decode options naming the model(s)>...
+    local name=$1; shift
     # acoustic scale and word penalty are tuned on dev, then applied to test (never tuned on test)
-    acoustic-kd decode --graph "$g/graph" --data "$data/test" "${models[@]}" --config "$config" \
+    acoustic-kd decode --graph "$g/graph" --data "$data/test" "$@" --config "$config" \
       --ali "$g/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$tune_dev" "${extra_decode[@]}"
-    acoustic-kd decode --graph "$g/graph" --data "$data/dev" "${models[@]}" --config "$config" \
+    acoustic-kd decode --graph "$g/graph" --data "$data/dev" "$@" --config "$config" \
       --ali "$g/ali_dev" --out "$exp/decode/${name}_dev" --tuned "$exp/decode/${name}_test/tune.json" \
       "${extra_decode[@]}"
   }
-  decode "$control" "$exp/$control/final.pt"
-  for i in $(seq 1 "$num_members"); do decode "m$i" "$exp/members/m$i/final.pt"; done
-  decode ensemble "${members[@]}"
-  decode student_kd "$exp/student_kd/final.pt"
+  decode "gmm_$gmm_pass" --gmm "$g"
+  decode "$control" --model "$exp/$control/final.pt"
+  for i in $(seq 1 "$num_members"); do decode "m$i" --model "$exp/members/m$i/final.pt"; done
+  ensemble=(); for m in "${members[@]}"; do ensemble+=(--model "$m"); done
+  decode ensemble "${ensemble[@]}"
+  decode student_kd --model "$exp/student_kd/final.pt"
 fi
 
 if run_stage 9; then
