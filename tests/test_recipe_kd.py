@@ -97,6 +97,16 @@ def test_every_recipe_runs_every_stage_with_its_config(stub, recipe):
     assert value(calls_of(calls, "ensemble")[0], "--nj") == "2"
 
 
+def test_nj_reaches_every_stage_that_splits(stub):
+    """--nj goes to features, align, soft-targets and every decode (their parts or processes)."""
+    res, calls = run_recipe(stub, "yesno", "--nj", "3")
+    assert res.returncode == 0, res.stderr
+    for command in ("features", "align", "soft-targets", "decode"):
+        assert calls_of(calls, command), command
+        assert {value(c, "--nj") for c in calls_of(calls, command)} == {"3"}, command
+    assert value(calls_of(calls, "ensemble")[0], "--nj") == "2"     # --members-nj's
+
+
 def test_the_plan_fills_the_auto_options_and_the_users_win(stub):
     res, calls = run_recipe(stub, "mboshi", "--stage", "3", "--stop-stage", "8", plan="tri2 3")
     assert res.returncode == 0, res.stderr
