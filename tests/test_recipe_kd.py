@@ -168,3 +168,32 @@ def test_kd_sh_refuses_unknown_options_and_a_missing_config(tmp_path):
     assert res.returncode == 1 and "unknown option --bogus" in res.stderr and "--help" in res.stderr
     res = subprocess.run([str(KD)], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 1 and "--config" in res.stderr
+
+
+def test_mboshi_scale_builds_the_bigger_set_and_keeps_the_real_lm_dev_and_test(stub):
+    """Stage 0: the real data and its lang, the augmented train set, the real dev/test copied;
+    kd.sh gets the real LM, Mboshi's configs, the data dir and exp_<hours>h."""
+    work, env, log = stub
+    real, data = work / "real", work / "d30"
+    (real / "local").mkdir(parents=True)
+    (real / "local" / "lexicon.txt").write_text("a a\n")
+    (data / "dev").mkdir(parents=True)
+    (data / "dev" / "text").write_text("u1 a\n")
+    res = subprocess.run(["bash", str(RECIPES / "mboshi_scale" / "run.sh"), "--real-data", str(real),
+                          "--data", str(data), "--hours", "30", "--aug-seed", "4", "--nj", "3",
+                          "--stop-stage", "3"],
+                         env=dict(env, PLAN="tri2 1"), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    calls = [shlex.split(line) for line in log.read_text().splitlines()]
+    aug = [c for c in calls if c[:2] == ["data-dir", "augment"]]
+    assert aug == [["data-dir", "augment", f"{real}/train", f"{data}/train", "--hours", "30",
+                    "--seed", "4", "--nj", "3"]]
+    assert [c[2:] for c in calls if c[:2] == ["data-dir", "combine"]][:2] == \
+        [[f"{data}/dev", f"{real}/dev"], [f"{data}/test", f"{real}/test"]]
+    lang = calls_of(calls, "lang")
+    assert value(lang[0], "--out") == f"{real}/lang"
+    assert value(lang[1], "--arpa") == f"{real}/lang/G.arpa"
+    assert value(lang[1], "--data") == f"{data}/train"
+    assert value(lang[1], "--config") == "../mboshi/conf/mboshi.yaml"
+    assert value(calls_of(calls, "align")[0], "--exp") == "exp_30h"
+    assert (data / "local" / "lexicon.txt").read_text() == "a a\n"
