@@ -1,4 +1,4 @@
-"""Worker pools (`WorkerPool`, `serve`): for work done in many short rounds (an EM iteration's
+"""Worker pools (`WorkerPool`, `serve`; `forked_imap` for a one-node map): for work done in many short rounds (an EM iteration's
 statistics take well under a second, a Python job's start with torch a few), `WorkerPool` starts
 its jobs once through `run_jobs` (either backend) and each job serves calls from the starting
 process until it is closed: `python -m MODULE --connect HOST:PORT --key-file F --part J` connects
@@ -11,6 +11,7 @@ another name.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import pickle
 import queue
@@ -232,6 +233,30 @@ class InProcess:
 
     def close(self, kill: bool = False) -> None:
         self.objects = []
+
+
+_FORKED: dict = {}
+
+
+def _call_forked(item):
+    return _FORKED["fn"](item)
+
+
+def forked_imap(fn, items, nj: int, chunksize: int = 2):
+    """fn(item) of every item, in order: in this process for nj <= 1, else in `nj` forked worker
+    processes of this node, which inherit `fn` (items and results are pickled, `fn` is not).
+    One forked map at a time per process."""
+    if nj <= 1:
+        yield from map(fn, items)
+        return
+    if _FORKED:
+        raise RuntimeError("forked_imap: another forked map is running in this process")
+    _FORKED["fn"] = fn
+    try:
+        with mp.get_context("fork").Pool(nj) as pool:
+            yield from pool.imap(_call_forked, items, chunksize)
+    finally:
+        _FORKED.clear()
 
 
 def serve(factory, argv: list[str] | None = None) -> int:

@@ -115,3 +115,32 @@ def test_decode_cli_writes_lattices_nbest_ctm_and_rescored(tmp_path, capsys):
     assert lats.startswith("t1\n") and "\n\nt2\n" in lats
     assert (out / "rescored" / "hyp.txt").read_text() == (out / "hyp.txt").read_text()
     assert (out / "rescored" / "wer").read_text().startswith("%WER 0.00")
+
+
+def test_lattices_over_two_processes_equal_one(tmp_path):
+    """decode --lattice --nj 2 (the lattice searches in two forked processes) writes the same
+    lattices, n-best lists, CTM, rescored hyps and 1-best files as --nj 1."""
+    from test_decode_tune import LEX as YN_LEX
+    from test_decode_tune import make_set
+
+    from acoustic_kd.cli import main
+
+    rng = np.random.default_rng(1)
+    hmm = FakeHmm(["SIL", "EH", "N", "OW", "S", "Y"])
+    lang = write_lang(tmp_path / "lang", YN_LEX, unigram_arpa(["NO", "YES"]))
+    build_graph(lang, hmm, tmp_path / "graph")
+    sents = {f"t{i}": [["NO", "YES"], ["YES"], ["NO", "NO", "YES"]][i % 3] for i in range(7)}
+    test = make_set(tmp_path, "test", hmm, sents, rng)
+    (tmp_path / "priors.txt").write_text("".join(f"{1 / hmm.num_pdfs}\n" for _ in range(hmm.num_pdfs)))
+    (tmp_path / "lm2.arpa").write_text(unigram_arpa(["NO", "YES"], end_lp=-0.2))
+    for nj in (1, 2):
+        assert main(["decode", "--graph", str(tmp_path / "graph"), "--data", str(test),
+                     "--logpost-scp", str(test / "post.scp"), "--priors", str(tmp_path / "priors.txt"),
+                     "--out", str(tmp_path / f"nj{nj}"), "--acwt", "0.5", "--lattice", "--nbest", "3",
+                     "--rescore-lm", str(tmp_path / "lm2.arpa"), "--nj", str(nj)]) == 0
+    one, two = tmp_path / "nj1", tmp_path / "nj2"
+    lats = gzip.open(one / "lat.txt.gz", "rt").read()
+    assert lats.count("\n\n") == len(sents) and gzip.open(two / "lat.txt.gz", "rt").read() == lats
+    for name in ("nbest.json", "ctm", "hyp.txt", "rescored/hyp.txt", "lattice.json"):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    assert json.loads((two / "decode.json").read_text())["config"]["nj"] == 2

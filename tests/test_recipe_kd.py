@@ -105,6 +105,16 @@ def test_every_recipe_runs_every_stage_with_its_config(stub, recipe):
     assert value(calls_of(calls, "ensemble")[0], "--nj") == "2"
 
 
+def test_nj_reaches_every_stage_that_splits(stub):
+    """--nj goes to features, align, soft-targets and every decode (their parts or processes)."""
+    res, calls = run_recipe(stub, "yesno", "--nj", "3")
+    assert res.returncode == 0, res.stderr
+    for command in ("features", "align", "soft-targets", "decode"):
+        assert calls_of(calls, command), command
+        assert {value(c, "--nj") for c in calls_of(calls, command)} == {"3"}, command
+    assert value(calls_of(calls, "ensemble")[0], "--nj") == "2"     # --members-nj's
+
+
 def test_the_plan_fills_the_auto_options_and_the_users_win(stub):
     res, calls = run_recipe(stub, "mboshi", "--stage", "3", "--stop-stage", "8", plan="tri2 3")
     assert res.returncode == 0, res.stderr
@@ -166,3 +176,32 @@ def test_kd_sh_refuses_unknown_options_and_a_missing_config(tmp_path):
     assert res.returncode == 1 and "unknown option --bogus" in res.stderr and "--help" in res.stderr
     res = subprocess.run([str(KD)], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 1 and "--config" in res.stderr
+
+
+def test_mboshi_scale_builds_the_bigger_set_and_keeps_the_real_lm_dev_and_test(stub):
+    """Stage 0: the real data and its lang, the augmented train set, the real dev/test copied;
+    kd.sh gets the real LM, Mboshi's configs, the data dir and exp_<hours>h."""
+    work, env, log = stub
+    real, data = work / "real", work / "d30"
+    (real / "local").mkdir(parents=True)
+    (real / "local" / "lexicon.txt").write_text("a a\n")
+    (data / "dev").mkdir(parents=True)
+    (data / "dev" / "text").write_text("u1 a\n")
+    res = subprocess.run(["bash", str(RECIPES / "mboshi_scale" / "run.sh"), "--real-data", str(real),
+                          "--data", str(data), "--hours", "30", "--aug-seed", "4", "--nj", "3",
+                          "--stop-stage", "3"],
+                         env=dict(env, PLAN="tri2 1"), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    calls = [shlex.split(line) for line in log.read_text().splitlines()]
+    aug = [c for c in calls if c[:2] == ["data-dir", "augment"]]
+    assert aug == [["data-dir", "augment", f"{real}/train", f"{data}/train", "--hours", "30",
+                    "--seed", "4", "--nj", "3"]]
+    assert [c[2:] for c in calls if c[:2] == ["data-dir", "combine"]][:2] == \
+        [[f"{data}/dev", f"{real}/dev"], [f"{data}/test", f"{real}/test"]]
+    lang = calls_of(calls, "lang")
+    assert value(lang[0], "--out") == f"{real}/lang"
+    assert value(lang[1], "--arpa") == f"{real}/lang/G.arpa"
+    assert value(lang[1], "--data") == f"{data}/train"
+    assert value(lang[1], "--config") == "../mboshi/conf/mboshi.yaml"
+    assert value(calls_of(calls, "align")[0], "--exp") == "exp_30h"
+    assert (data / "local" / "lexicon.txt").read_text() == "a a\n"

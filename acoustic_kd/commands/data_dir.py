@@ -7,6 +7,9 @@
   speed-perturb SRC DST --factor F [--sample-rate SR]
                         a copy played F times as fast (ids prefixed sp<F>-; WAVs in DST/wav) at SR
                         (default: the rate of SRC's features, SRC/fbank.json)
+  augment SRC DST --hours N [--seed S] [--nj N]
+                        SRC + copies at other speeds and volumes with noise cut from SRC's own
+                        silences, up to N hours (acoustic_kd.data.augment); audio in DST/audio
 Relative wav.scp paths resolve against --corpus-root, else DIR/corpus_root, else the current dir.
 """
 
@@ -16,14 +19,18 @@ import argparse
 import json
 from pathlib import Path
 
+from ..config import add_config_args, overrides_from_args
 from ..config_types import positive_float, positive_int
+from ..data.audio import native_rate
+from ..data.augment import DataAugmentConfig, augment_data_dir
+from ..data.datadir import DataDir
 from ..data.ops import (combine_data_dirs, fix_data_dir, speed_perturb_data_dir, subset_data_dir,
                         validate_data_dir)
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..utils import read_table
 
 NAME = "data-dir"
-HELP = "validate / fix / subset / combine / speed-perturb Kaldi data dirs"
+HELP = "validate / fix / subset / combine / speed-perturb / augment Kaldi data dirs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +56,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-rate", type=positive_int,
                    help="sample rate of the output WAVs (default: SRC's features', SRC/fbank.json)")
     p.add_argument("--corpus-root", help="root for relative audio paths of SRC")
+    p = sub.add_parser("augment", help="a bigger training set: copies at other speeds and volumes, "
+                       "with the corpus' own noise, up to --hours")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--sample-rate", type=positive_int,
+                   help="sample rate of the copies (default: SRC's features', SRC/fbank.json, "
+                        "else the recordings' own)")
+    p.add_argument("--nj", type=positive_int, default=1, help="processes writing the copies")
+    p.add_argument("--corpus-root", help="root for relative audio paths of SRC")
+    add_config_args(p, DataAugmentConfig)
+
+
+def _augment(args: argparse.Namespace) -> DataDir:
+    given = {k: v for k, v in overrides_from_args(args, DataAugmentConfig).items() if v is not None}
+    if "hours" not in given:
+        raise ConfigError("data-dir augment needs --hours N (the hours of speech DST is to hold)")
+    if args.sample_rate:
+        rate = args.sample_rate
+    elif (Path(args.src) / "fbank.json").is_file():
+        rate = _feature_rate(args.src)
+    else:
+        rate = native_rate(DataDir.load(args.src, args.corpus_root))
+    return augment_data_dir(args.src, args.dst, DataAugmentConfig(**given), rate,
+                            args.corpus_root, nj=args.nj)
 
 
 def _feature_rate(data_dir: str) -> int:
@@ -76,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "speed-perturb":
         out = speed_perturb_data_dir(args.src, args.dst, args.factor,
                                      args.sample_rate or _feature_rate(args.src), args.corpus_root)
+    elif args.action == "augment":
+        out = _augment(args)
     else:
         out = combine_data_dirs(args.srcs, args.dst)
     print(f"{out.path}: {len(out.utt2spk)} utterances, {len(set(out.utt2spk.values()))} speakers")

@@ -35,6 +35,7 @@ import numpy as np
 from ..config_types import check_fields
 from ..errors import DataError
 from ..lang.arpa import read_arpa
+from ..pool import forked_imap
 from ..utils import atomic_path, atomic_write_json, atomic_write_text, c_sorted, get_logger
 from .decoder import hybrid_loglikes, search_beam
 from .graph import with_word_penalty
@@ -195,50 +196,79 @@ def lattice_text(utt: str, lat: kf.Lattice) -> str:
     return f"{utt}\n{lat.to_str().rstrip()}\n\n"
 
 
+class UttLattice:
+    """One utterance's lattice work, callable on (utt, scaled log-likelihoods [T, P]) ->
+    (utt, {"text": lattice text or None, "nbest": entries, "ctm": lines, "rescored": words,
+    "final": reached a final state}); the same in this process or in a forked worker."""
+
+    def __init__(self, graph, dcfg, lcfg: LatticeConfig, frame_shift: float, lms: tuple | None):
+        self.fst = with_word_penalty(graph.fst, dcfg.word_penalty) if dcfg.word_penalty \
+            else graph.fst
+        self.words, self.align = graph.words, graph.align
+        self.sil = set(int(p) for p in graph.info.get("silence_pdfs", []))
+        self.beam, self.lcfg, self.shift, self.lms = search_beam(dcfg), lcfg, frame_shift, lms
+
+    def name(self, i: int) -> str:
+        return self.words.get(i, f"<id{i}>")
+
+    def __call__(self, item: tuple[str, np.ndarray]) -> tuple[str, dict]:
+        utt, ll = item
+        lat, final = decode_lattice(self.fst, ll, self.beam, self.lcfg.lattice_beam)
+        out: dict = {"text": None, "nbest": [], "ctm": [], "rescored": [], "final": final}
+        if lat is None:
+            return utt, out
+        out["text"] = lattice_text(utt, lat)
+        paths = nbest_paths(lat, self.lcfg.nbest, self.align, self.sil, partial=not final)
+        fs = self.shift
+        out["nbest"] = [{"words": [self.name(i) for i in p.word_ids],
+                         "times": [[s * fs, e * fs] for s, e in p.frames], "cost": p.cost,
+                         "graph_cost": p.graph_cost, "acoustic_cost": p.acoustic_cost,
+                         "posterior": p.posterior} for p in paths]
+        if paths:
+            out["ctm"] = [f"{utt} 1 {s * fs:.2f} {(e - s) * fs:.2f} {self.name(w)} {c:.3f}\n"
+                          for w, (s, e), c in zip(paths[0].word_ids, paths[0].frames,
+                                                  confidences(paths))]
+        if self.lms is not None:
+            best = rescore(paths, self.words, *self.lms, self.lcfg.lm_scale)
+            out["rescored"] = [self.name(i) for i in best[0].word_ids] if best else []
+        return utt, out
+
+
+def rescoring_lms(graph, lcfg: LatticeConfig) -> tuple | None:
+    """(the graph's G.arpa, the rescoring LM), both read by `lang.arpa.read_arpa`; None without
+    `lcfg.rescore_lm`."""
+    if not lcfg.rescore_lm:
+        return None
+    new_lm = read_arpa(lcfg.rescore_lm)
+    old_path = Path(graph.info.get("lang_dir", "")) / "G.arpa"
+    if not old_path.exists():
+        raise DataError(old_path, "the graph's G.arpa is needed to rescore (its scores are "
+                        "taken out)", "decode with the graph dir mkgraph wrote (graph.json "
+                        "names its lang dir)")
+    return read_arpa(old_path), new_lm
+
+
 def write_lattice_dir(graph, utts: list[str], log_post_fn: Callable[[str], np.ndarray],
                       log_priors: np.ndarray, dcfg, lcfg: LatticeConfig, out_dir: str | Path,
                       refs: dict[str, list[str]] | None = None, frame_shift: float = 0.01) -> dict:
-    """Lattices, n-best lists and CTM of a set into `out_dir` (see the module docstring)."""
+    """Lattices, n-best lists and CTM of a set into `out_dir` (see the module docstring).
+
+    The network runs here, utterance by utterance in `utts` order; with dcfg.nj > 1 the lattice
+    searches run in that many forked processes, their results taken in `utts` order, so the
+    files equal those of one process byte for byte."""
     out_dir = Path(out_dir)
-    sil = set(int(p) for p in graph.info.get("silence_pdfs", []))
-    new_lm = old_lm = None
-    if lcfg.rescore_lm:
-        new_lm = read_arpa(lcfg.rescore_lm)
-        old_path = Path(graph.info.get("lang_dir", "")) / "G.arpa"
-        if not old_path.exists():
-            raise DataError(old_path, "the graph's G.arpa is needed to rescore (its scores are "
-                            "taken out)", "decode with the graph dir mkgraph wrote (graph.json "
-                            "names its lang dir)")
-        old_lm = read_arpa(old_path)
-    fst = graph.fst
-    if dcfg.word_penalty:
-        fst = with_word_penalty(fst, dcfg.word_penalty)
+    lms = rescoring_lms(graph, lcfg)
+    work = UttLattice(graph, dcfg, lcfg, frame_shift, lms)
+    items = ((u, hybrid_loglikes(log_post_fn(u), log_priors, dcfg.acwt)) for u in utts)
     nbest: dict[str, list[dict]] = {}
     ctm, lats, rescored_hyps = [], [], {}
     not_final = 0
-    for utt in utts:
-        ll = hybrid_loglikes(log_post_fn(utt), log_priors, dcfg.acwt)
-        lat, final = decode_lattice(fst, ll, search_beam(dcfg), lcfg.lattice_beam)
-        not_final += not final
-        if lat is None:
-            nbest[utt] = []
-            rescored_hyps[utt] = []
-            continue
-        lats.append(lattice_text(utt, lat))
-        paths = nbest_paths(lat, lcfg.nbest, graph.align, sil, partial=not final)
-        conf = confidences(paths)
-        name = lambda i: graph.words.get(i, f"<id{i}>")  # noqa: E731
-        nbest[utt] = [{"words": [name(i) for i in p.word_ids],
-                       "times": [[s * frame_shift, e * frame_shift] for s, e in p.frames],
-                       "cost": p.cost, "graph_cost": p.graph_cost, "acoustic_cost": p.acoustic_cost,
-                       "posterior": p.posterior} for p in paths]
-        if paths:
-            for i, ((s, e), c) in enumerate(zip(paths[0].frames, conf)):
-                ctm.append(f"{utt} 1 {s * frame_shift:.2f} {(e - s) * frame_shift:.2f} "
-                           f"{name(paths[0].word_ids[i])} {c:.3f}\n")
-        if new_lm is not None:
-            best = rescore(paths, graph.words, old_lm, new_lm, lcfg.lm_scale)
-            rescored_hyps[utt] = [name(i) for i in best[0].word_ids] if best else []
+    for utt, r in forked_imap(work, items, dcfg.nj):
+        not_final += not r["final"]
+        nbest[utt], rescored_hyps[utt] = r["nbest"], r["rescored"]
+        if r["text"] is not None:
+            lats.append(r["text"])
+            ctm += r["ctm"]
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "lat.txt.gz") as tmp:
         with gzip.open(tmp, "wt", encoding="utf-8") as f:
@@ -247,7 +277,7 @@ def write_lattice_dir(graph, utts: list[str], log_post_fn: Callable[[str], np.nd
     atomic_write_text(out_dir / "ctm", "".join(ctm))
     summary: dict = {"lattice_beam": lcfg.lattice_beam, "nbest": lcfg.nbest, "utts": len(utts),
                      "not_final": not_final}
-    if new_lm is not None:
+    if lms is not None:
         rdir = out_dir / "rescored"
         rdir.mkdir(exist_ok=True)
         atomic_write_text(rdir / "hyp.txt", "".join(

@@ -32,21 +32,25 @@ def shard_name(i: int) -> str:
 
 
 class SoftTargetWriter:
-    """Write shards for frames in order; resumable (`done(i)`), atomic per shard."""
+    """Write shards for frames in order; resumable (`done(i)`), atomic per shard. `part`: a job
+    writing some shards of a store its driver opened (.config.json must hold `settings`; it is
+    not rewritten and nothing is reset)."""
 
     def __init__(self, out_dir: str | Path, settings: dict, force: bool = False,
-                 num_pdfs: int | None = None):
+                 num_pdfs: int | None = None, part: bool = False):
         self.out = Path(out_dir)
         self.id_dtype = id_dtype(num_pdfs) if num_pdfs is not None else np.dtype(np.int32)
         self.out.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         cfg_path = self.out / ".config.json"
-        if cfg_path.exists() and not force:
-            old = json.loads(cfg_path.read_text())
+        if (cfg_path.exists() and not force) or part:
+            old = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
             if old != json.loads(json.dumps(settings, default=str)):
                 diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
                 raise ConfigError(f"{self.out} holds soft targets made with other settings "
                                   f"(differ in {diff}); pass --force or choose another --out")
+            if part:
+                return
         elif force:
             for p in self.out.glob(".shard-*.done"):
                 p.unlink()

@@ -47,7 +47,7 @@ recipe_config() {  # the recipe's own config: its one conf/*.yaml not named *stu
 
 opt stage 0 "first stage to run (0 is the recipe's data preparation, done by its run.sh)"
 opt stop_stage 10 "last stage to run"
-opt nj 2 "parallel jobs of stages 2 (features) and 3 (GMM alignment: parts of whole speakers) and of a recipe's stage 0"
+opt nj 2 "parallel jobs of stages 2 (features), 3 (GMM alignment: parts of whole speakers), 5 (soft targets: parts of the store's shards) and 8 (decoding and lattice searches), and of a recipe's stage 0"
 opt members_nj 2 "ensemble members trained at the same time (stage 4)"
 opt num_members 5 "ensemble size K"
 opt config "" "the recipe's config (stages 1-4, 8); default: its one conf/*.yaml not named *student* / *compare* (here: $(recipe_config || echo 'none: give --config'))"
@@ -188,7 +188,7 @@ fi
 if run_stage 5 && [ "$distill_mode" = cached ]; then
   log "Stage 5: soft targets"
   acoustic-kd soft-targets --members "${members[@]}" --data "$student_data" --out "$soft_dir" \
-    --config "$student_config" "${extra_soft[@]}"
+    --config "$student_config" --nj "$nj" "${extra_soft[@]}"
 fi
 
 if run_stage 6; then
@@ -213,10 +213,11 @@ if run_stage 8; then
     local name=$1; shift
     # acoustic scale and word penalty are tuned on dev, then applied to test (never tuned on test)
     acoustic-kd decode --graph "$g/graph" --data "$data/test" "$@" --config "$config" \
-      --ali "$g/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$tune_dev" "${extra_decode[@]}"
+      --ali "$g/ali_test" --out "$exp/decode/${name}_test" --tune-on-dev "$tune_dev" --nj "$nj" \
+      "${extra_decode[@]}"
     acoustic-kd decode --graph "$g/graph" --data "$data/dev" "$@" --config "$config" \
       --ali "$g/ali_dev" --out "$exp/decode/${name}_dev" --tuned "$exp/decode/${name}_test/tune.json" \
-      "${extra_decode[@]}"
+      --nj "$nj" "${extra_decode[@]}"
   }
   decode "gmm_$gmm_pass" --gmm "$g"
   decode "$control" --model "$exp/$control/final.pt"
