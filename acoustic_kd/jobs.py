@@ -54,10 +54,33 @@ class Job:
         self.cmd = [str(c) for c in self.cmd]
 
 
+def num_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_threads(max_parallel: int) -> int:
     """Threads per job so that `max_parallel` jobs fill, but do not exceed, this machine's cores."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, max_parallel))
+    return max(1, num_cores() // max(1, max_parallel))
+
+
+THREAD_EFFICIENCY = 0.85   # speed-up per added thread assumed by `tail_waits` (bench/RESULTS.md: 2-thread runs)
+
+
+def tail_waits(num_pending: int, elapsed: list[float], durations: list[float], threads: int,
+               cores: int) -> bool:
+    """Whether the last `num_pending` jobs (fewer than the free slots will be) should wait for the
+    running ones (`elapsed` seconds each) to end and then share all `cores`, rather than start now
+    with `threads` each: the running ones are expected to end after the mean of `durations`
+    (finished jobs), and a job on w threads takes that mean x threads / (w x THREAD_EFFICIENCY)."""
+    if not durations or not elapsed or num_pending < 1:
+        return False
+    wide = cores // num_pending
+    if wide <= threads:
+        return False
+    mean = sum(durations) / len(durations)
+    rest = max(max(0.0, mean - e) for e in elapsed)
+    return rest + mean * threads / (wide * THREAD_EFFICIENCY) < max(rest, mean)
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -77,20 +100,24 @@ def slurm_command(job: Job, slurm_opts: str = "", threads: int = 1) -> list[str]
 def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None = None,
              backend: str = "local", slurm_opts: str = "", allow_failures: bool = False,
              desc: str = "jobs", stop: threading.Event | None = None,
-             ended: dict | None = None) -> list[int]:
+             ended: dict | None = None, widen_tail: bool = False) -> list[int]:
     """Run `jobs`, at most `max_parallel` at once; return their exit codes in `jobs` order.
 
     Raises AcousticKDError naming each failed job and its log unless `allow_failures`.
     threads_per_job defaults to cores // max_parallel locally and to 1 on Slurm. For another
     thread: setting `stop` kills (and on Slurm cancels) the running jobs and raises; `ended` gets
-    {job index: exit code} as the jobs end.
+    {job index: exit code} as the jobs end. `widen_tail` (local jobs of like size, default threads
+    only): the last jobs wait for the running ones when `tail_waits` says that ends sooner, and then
+    start with the cores shared among them.
     """
     if backend not in ("local", "slurm"):
         raise ConfigError(f"unknown job backend {backend!r} (use 'local' or 'slurm')")
     if max_parallel < 1:
         raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}")
+    widen_tail = widen_tail and backend == "local" and threads_per_job is None
     if threads_per_job is None:
         threads_per_job = default_threads(max_parallel) if backend == "local" else 1
+    durations: list[float] = []
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise ConfigError(f"job names must be unique: {names}")
@@ -103,14 +130,23 @@ def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None
             if stop is not None and stop.is_set():
                 raise AcousticKDError(f"{desc}: stopped")
             while pending and len(running) < max_parallel:
+                threads = threads_per_job
+                if widen_tail and len(pending) < max_parallel:
+                    now = time.time()
+                    if tail_waits(len(pending), [now - t for _, _, t in running.values()], durations,
+                                  threads_per_job, num_cores()):
+                        break
+                    if not running:
+                        threads = max(threads, num_cores() // len(pending))
                 i = pending.pop(0)
-                running[i] = _start(jobs[i], backend, slurm_opts, threads_per_job)
+                running[i] = _start(jobs[i], backend, slurm_opts, threads)
             time.sleep(_POLL_S)
             for i, (proc, fh, t0) in list(running.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
                 _finish(jobs[i], fh, rc, time.time() - t0, backend)
+                durations.append(time.time() - t0)
                 codes[i] = rc
                 if ended is not None:
                     ended[i] = rc

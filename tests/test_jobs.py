@@ -12,7 +12,7 @@ import pytest
 
 from acoustic_kd import jobs as jobs_module
 from acoustic_kd.errors import AcousticKDError
-from acoustic_kd.jobs import Job, default_threads, run_jobs, slurm_command
+from acoustic_kd.jobs import Job, default_threads, run_jobs, slurm_command, tail_waits
 from acoustic_kd.pool import WorkerPool
 
 
@@ -63,6 +63,29 @@ def test_thread_limits_reach_the_job(tmp_path):
     run_jobs([job], max_parallel=1)
     assert f"{default_threads(1)} {default_threads(1)}" in (tmp_path / "t.log").read_text()
     assert default_threads(10_000) == 1
+
+
+def test_tail_waits_when_the_running_jobs_end_soon():
+    """The last job waits for a running one that is nearly done (then takes both cores), not for
+    one that has just begun, nor without a finished job to estimate from."""
+    assert tail_waits(1, [95.0], [100.0, 100.0], threads=1, cores=2)        # 5 + 59 < 100
+    assert not tail_waits(1, [10.0], [100.0], threads=1, cores=2)           # 90 + 59 > 100
+    assert not tail_waits(1, [95.0], [], threads=1, cores=2)                # no estimate yet
+    assert not tail_waits(2, [95.0], [100.0], threads=1, cores=2)           # no wider share
+    assert not tail_waits(1, [], [100.0], threads=1, cores=2)               # nothing to wait for
+
+
+def test_last_job_gets_the_freed_cores(tmp_path, monkeypatch):
+    """Three equal jobs two at a time on 2 cores: the third waits for the second and runs on 2
+    threads; without widen_tail it runs on 1 as soon as a slot frees."""
+    monkeypatch.setattr(jobs_module, "num_cores", lambda: 2)
+    code = "import os, time; time.sleep(float(os.environ['NAP'])); print('threads', os.environ['OMP_NUM_THREADS'])"
+    for widen, third in ((True, "threads 2"), (False, "threads 1")):
+        jobs = [Job(f"j{i}", _py(code), tmp_path / f"{widen}{i}.log", env={"NAP": nap})
+                for i, nap in enumerate(("1.0", "1.3", "1.0"))]
+        assert run_jobs(jobs, max_parallel=2, widen_tail=widen) == [0, 0, 0]
+        got = [(tmp_path / f"{widen}{i}.log").read_text() for i in range(3)]
+        assert all("threads 1" in g for g in got[:2]) and third in got[2], (widen, got)
 
 
 def test_slurm_command_construction(tmp_path):

@@ -68,9 +68,9 @@ def test_bring_your_own_recipe_is_mboshi_s_where_the_data_does_not_decide():
     plan = make_plan(2.3704, frames=853328, phones=31, speakers=3, utts=2684, dev_words=1729)
     for name, planned in (("mboshi.yaml", {"align": ALIGN_PLAN, "train": MEMBER_PLAN}),
                           ("student.yaml", {"train": STUDENT_PLAN})):
-        own = yaml.safe_load((recipes / "mboshi" / "conf" / name).read_text())
+        own = yaml.safe_load((recipes / "mboshi" / "conf" / name).read_text()) or {}
         byo = yaml.safe_load((recipes / "kaldi_datadir" / "conf" / name.replace("mboshi", "kaldi"))
-                             .read_text())
+                             .read_text()) or {}
         for section, fields in planned.items():
             for f, attr in fields.items():
                 if f in own.get(section, {}):

@@ -65,5 +65,6 @@ def train_members(base: TrainJob, out_dir: str | Path, num_members: int, nj: int
                         log=Path(out_dir) / "log" / f"train.{name}.log"))
     if todo:
         log.info("training %d member(s), %d at a time", len(todo), nj)
-        run_jobs(todo, max_parallel=nj, backend=backend, slurm_opts=slurm_opts, desc="members")
+        run_jobs(todo, max_parallel=nj, backend=backend, slurm_opts=slurm_opts, desc="members",
+                 widen_tail=True)   # (the last member alone gets every core)
     return member_dirs(out_dir, num_members)

@@ -95,7 +95,8 @@ class TrainConfig:
     eval_batch_size: int = field(default=4096, metadata={
         "help": "frames per evaluation batch", "range": "[1, inf)"})
     num_threads: int = field(default=0, metadata={
-        "help": "torch threads (0 = leave as is)", "range": "[0, inf)"})
+        "help": "torch threads (0 = as the environment says: a member job gets its share of the "
+                "cores from the job runner, a lone run torch's default, every core)", "range": "[0, inf)"})
     device: str = field(default="auto", metadata={"help": "torch device", "choices": ("auto", "cpu", "cuda")})
     cmvn: str = field(default="utterance", metadata={
         "help": "CMVN when loading features (per utterance: dev frame acc 51.15 %% vs global 48.82, "
