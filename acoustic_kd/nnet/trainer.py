@@ -296,6 +296,8 @@ def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hoo
         run.sched.step()
         st.acc = [st.acc[0] + lv, st.acc[1] + correct, st.acc[2] + n_global]
         st.global_step += 1
+        if hasattr(run.bare, "after_step"):   # weight constraints (TDNN-F's semi-orthogonality)
+            run.bare.after_step(st.global_step)
         st.step_in_epoch += 1
         bar.update(1)
         if cfg.log_every and st.global_step % cfg.log_every == 0:
@@ -359,7 +361,8 @@ def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objecti
           step_hook: Callable[[int, dict], None] | None = None, marker: str = "train") -> dict:
     """Train `model` on `train_ds` (FrameDataset or StreamingFrameDataset); select on `dev_ds`.
 
-    objective(model, batch) -> (mean loss, logits [B, P]) (default: CE on batch["y"]);
+    objective(model, batch) -> (mean loss, logits [B, P]) (default: CE on batch["y"]); a model's
+    `after_step(global_step)`, if it has one, runs after every optimiser step (weight constraints);
     augment(batch) -> batch on training batches only; meta: extra checkpoint meta (feature config,
     CMVN, priors...); step_hook(global_step, info) after every optimiser step, and once with
     info["resumed"] = True when a run resumes (tests kill runs here); marker: the done marker's
