@@ -103,6 +103,12 @@ def test_semi_orthogonal_step_brings_M_Mt_to_scaled_identity(shape, scale):
     torch.testing.assert_close(p, a2 * torch.eye(p.shape[0]), atol=1e-4 * a2, rtol=0)
 
 
+def test_semi_orthogonal_step_leaves_a_zero_weight_alone():
+    w = torch.zeros(4, 8)
+    semi_orthogonal_step(w)
+    assert torch.equal(w, torch.zeros(4, 8))
+
+
 def test_after_step_constrains_every_n_steps_only():
     m = build_model(_cfg(semiorth_every=3), 5, 7)
     w = m.layers[0].linear.weight

@@ -83,6 +83,8 @@ def semi_orthogonal_step(weight: torch.Tensor, scale: float | None = None) -> No
     m, tall = _wide(weight)
     p = m @ m.t()
     a2 = _target_scale(p, scale)
+    if not float(p.trace()) > 0:    # an all-zero weight has no shape to constrain
+        return
     lam_max = float(torch.linalg.eigvalsh(p)[-1] / a2)
     c = min(0.5, 1.0 / lam_max) / a2
     eye = torch.eye(p.shape[0], dtype=p.dtype, device=p.device)
