@@ -27,6 +27,7 @@ BENCHES = {
     "features": ("bench_features.py", []),
     "soft_targets": ("bench_soft_targets.py", []),
     "train": ("bench_train.py", []),
+    "arch": ("bench_arch.py", []),
     "optim": ("bench_optim.py", []),
     "recipe_speed": ("bench_recipe_speed.py", []),
     "decode": ("bench_decode.py", []),
@@ -95,6 +96,16 @@ def _h_train(d: dict) -> tuple[str, str]:
         parts.append(f"{t} thr: member {runs['member_fp32']['fraction_of_fp32_peak']:.2f} / student "
                      f"{runs['student_quarter_fp32']['fraction_of_fp32_peak']:.2f} of fp32 matmul peak, "
                      f"bf16 x{r['bf16_speedup']['member']['per_cpu_s']:.2f}")
+    return "; ".join(parts), ""
+
+
+def _h_arch(d: dict) -> tuple[str, str]:
+    parts = []
+    for t, r in d["by_threads"].items():
+        q, f, m = r["tdnnf_over_mlp"], r["runs"]["tdnnf"], r["runs"]["mlp"]
+        parts.append(f"{t} thr: TDNN-F {f['hidden']}x{f['layers']} / MLP {m['hidden']}x{m['layers']} "
+                     f"training frames/s x{q['frames_per_s']:.3f}, forward x{q['forward_frames_per_s']:.3f} "
+                     f"(MACs x{q['macs_per_frame']:.1f})")
     return "; ".join(parts), ""
 
 
@@ -235,7 +246,7 @@ DETAILS = {"soft_targets": _d_soft_targets, "train": _d_train, "recipe_speed": _
            "graph": _d_graph, "memory": _d_memory, "scaling": _d_scaling}
 
 
-HEADLINES = {"features": _h_features, "soft_targets": _h_soft_targets, "train": _h_train,
+HEADLINES = {"features": _h_features, "soft_targets": _h_soft_targets, "train": _h_train, "arch": _h_arch,
              "recipe_speed": _h_recipe_speed,
              "optim": _h_optim, "decode": _h_decode, "graph": _h_graph, "deploy": _h_deploy,
              "memory": _h_memory, "scaling": _h_scaling}

@@ -159,14 +159,15 @@ def test_cached_objective_takes_the_fused_loss_with_its_value_and_gradient(tmp_p
     store = SoftTargetStore(tmp_path / "soft")
     student = build_model(cfg, 6, 4)
     batch = ds.batch(torch.arange(32))
-    for alpha in (0.4, 1.0):
-        obj = KDObjective(Schedule(alpha=alpha, T=3.0), 1, (1, 1), (1, 1), store=store)
+    for alpha, ls in ((0.4, 0.0), (1.0, 0.0), (0.4, 0.2), (1.0, 0.1)):
+        obj = KDObjective(Schedule(alpha=alpha, T=3.0), 1, (1, 1), (1, 1), store=store,
+                          label_smoothing=ls)
         student.zero_grad()
         loss, z = obj(student, batch)
         loss.backward()
         got = [p.grad.clone() for p in student.parameters()]
         student.zero_grad()
-        want = alpha * hard_ce(student(batch["x"]), batch["y"])
+        want = alpha * hard_ce(student(batch["x"]), batch["y"], label_smoothing=ls)
         if alpha < 1:
             want = want + (1 - alpha) * 9 * soft_kl(student(batch["x"]), store.lookup(batch["idx"]), 3.0)
         want.backward()

@@ -14,6 +14,8 @@ P = torch.tensor([[0.25, 0.25, 0.5]])
 Y = torch.tensor([2])
 CE_REF = -math.log(0.625)                                       # 0.470004
 KL_REF = 0.25 * math.log(2.0) + 0.5 * math.log(0.5 / 0.625)     # 0.061715
+# label smoothing 0.1: target 0.9·onehot(2) + 0.1/3 on each class
+LS_REF = 0.9 * CE_REF + 0.1 * (math.log(8) + math.log(4) + math.log(8 / 5)) / 3   # 0.554195
 
 
 def test_reference_value_hand_computed():
@@ -129,12 +131,25 @@ def test_fused_topk_loss_reference_value():
     assert kd_loss_topk(Z, Y, None, 1.0, 1.0).item() == pytest.approx(CE_REF, abs=1e-6)
 
 
+def test_label_smoothing_hand_computed_on_the_hard_term_only():
+    assert hard_ce(Z, Y, label_smoothing=0.1).item() == pytest.approx(LS_REF, abs=1e-6)
+    assert LS_REF == pytest.approx(0.554195, abs=1e-6)
+    for teacher in (P, topk_targets(P, 3), topk_targets(P, 2)):   # composed; fused k = P; k < P
+        got = kd_loss(Z, teacher, Y, T=1.0, alpha=0.5, label_smoothing=0.1)
+        assert got.item() == pytest.approx(0.5 * LS_REF + 0.5 * KL_REF, abs=1e-6)
+        soft = kd_loss(Z, teacher, Y, T=2.0, alpha=0.0)              # the soft term is untouched
+        assert kd_loss(Z, teacher, Y, T=2.0, alpha=0.0, label_smoothing=0.3).item() == soft.item()
+    with pytest.raises(ValueError, match="label smoothing"):
+        kd_loss(Z, P, Y, T=1.0, alpha=0.5, label_smoothing=1.0)
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("num_pdfs,k", [(40, 5), (40, 40), (600, 50)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_topk_loss_equals_the_composed_loss(alpha, num_pdfs, k, dtype):
+@pytest.mark.parametrize("ls", [0.0, 0.2])
+def test_fused_topk_loss_equals_the_composed_loss(alpha, num_pdfs, k, dtype, ls):
     """Value and gradient of `kd_loss_topk` = α·hard_ce + (1−α)·T²·soft_kl (uniform tail), with
-    unlabelled frames, a teacher whose float16 mass exceeds 1, and leading dims."""
+    unlabelled frames, a teacher whose float16 mass exceeds 1, leading dims and label smoothing."""
     g = torch.Generator().manual_seed(num_pdfs + k)
     T = 3.0
     z = (torch.randn(4, 16, num_pdfs, generator=g) * 3).to(dtype).requires_grad_(True)
@@ -146,11 +161,11 @@ def test_fused_topk_loss_equals_the_composed_loss(alpha, num_pdfs, k, dtype):
     zf = z.detach().float().requires_grad_(True)     # the reference in float32 throughout
     want = zf.new_zeros(())
     if alpha > 0:
-        want = want + alpha * hard_ce(zf, y)
+        want = want + alpha * hard_ce(zf, y, label_smoothing=ls)
     if alpha < 1:
         want = want + (1 - alpha) * T * T * soft_kl(zf, (idx, p), T)
     g_want, = torch.autograd.grad(want, zf)
-    got = kd_loss_topk(z, y, (idx, p) if alpha < 1 else None, T, alpha)
+    got = kd_loss_topk(z, y, (idx, p) if alpha < 1 else None, T, alpha, label_smoothing=ls)
     g_got, = torch.autograd.grad(got, z)
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
     assert g_got.dtype == dtype       # bf16: the float32 gradient rounded once (2^-8 relative)

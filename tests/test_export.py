@@ -51,7 +51,7 @@ def speech(synth_corpus):
     return out
 
 
-@pytest.fixture(scope="module", params=["mlp", "tdnn"])
+@pytest.fixture(scope="module", params=["mlp", "tdnn", "tdnnf"])
 def random_export(request, tmp_path_factory, speech):
     """(export dir, torch model, global CMVN stats, raw fbank per utt) for a random tiny model."""
     d = tmp_path_factory.mktemp(request.param)

@@ -79,7 +79,7 @@ def random_checkpoint(path: Path, arch: str, num_pdfs: int, context=(4, 3)) -> t
     """A random tiny model (global CMVN with variance normalisation) saved as a checkpoint."""
     torch.manual_seed(0)
     cfg = ModelConfig(arch=arch, hidden=48, layers=2, context=context, norm="batch",
-                      tdnn_dilations=(1, 2))
+                      tdnn_dilations=(1, 2), bottleneck=16)
     model = build_model(cfg, 40, num_pdfs).eval()
     for m in model.modules():  # non-trivial running stats so eval-mode batch norm matters
         if isinstance(m, torch.nn.BatchNorm1d):

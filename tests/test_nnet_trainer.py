@@ -119,6 +119,32 @@ def test_objective_and_augment_hooks(task, tmp_path):
     assert seen["aug"] == seen["obj"] == tr.num_batches(64)
 
 
+def test_label_smoothing_of_the_member_objective(task, tmp_path):
+    """ε = 0 trains exactly as the plain CE objective (same weights, bit for bit); ε > 0 is the CE
+    against (1 − ε)·onehot + ε/P, unlabelled frames left out."""
+    from acoustic_kd.nnet.trainer import cross_entropy_objective
+
+    tr, dv = task
+
+    def plain(model, batch):
+        logits = model(batch["x"])
+        return torch.nn.functional.cross_entropy(logits.float(), batch["y"], ignore_index=-1), logits
+
+    a, b = _model(), _model()
+    train(a, tr, dv, _cfg(epochs=1, label_smoothing=0.0), tmp_path / "default")
+    train(b, tr, dv, _cfg(epochs=1), tmp_path / "plain", objective=plain)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
+    batch = tr.batch(torch.arange(40))
+    batch["y"][:3] = -1
+    loss, logits = cross_entropy_objective(a, batch, label_smoothing=0.25)
+    logq = torch.log_softmax(logits.double(), -1)[3:]
+    y = batch["y"][3:]
+    want = (0.75 * -logq[torch.arange(len(y)), y] + 0.25 * -logq.mean(-1)).mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    assert loss.item() > plain(a, batch)[0].item() + 0.01
+
+
 def test_early_stopping_and_plateau(task, tmp_path):
     tr, dv = task
     res = train(_model(), tr, dv, _cfg(epochs=20, lr=1e-9, patience=2, schedule="plateau",

@@ -15,6 +15,9 @@ of two ways (`tail`):
     recipes/mboshi/RESULTS.md ("What the top-k store loses").
 With k = P (r = 0) both reduce to the dense loss.
 
+Label smoothing ε (`label_smoothing`) changes the hard term only: its target becomes
+(1 − ε)·onehot(y) + ε/P, i.e. CE = (1 − ε)·(−log q_y) + ε·mean_c(−log q_c); the soft term is untouched.
+
 Frames are excluded by `mask` (False = padding / invalid) from both terms and, for the hard term,
 also when the label is −1 (unlabelled transfer data: those frames train on the KD term only).
 Each term is a mean over its own valid frames; a term with no valid frame contributes 0.
@@ -46,14 +49,17 @@ def _valid(shape: torch.Size, mask: torch.Tensor | None, device) -> torch.Tensor
 
 
 def hard_ce(student_logits: torch.Tensor, labels: torch.Tensor,
-            mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy on hard labels, mean over frames with label >= 0 and mask True.
+            mask: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy on hard labels (smoothed by ε = label_smoothing), mean over frames with
+    label >= 0 and mask True.
 
     student_logits [..., P]; labels int [...] (−1 = no label); mask bool [...] or None. -> scalar.
     """
     valid = _valid(labels.shape, mask, labels.device) & (labels >= 0)
     logp = F.log_softmax(student_logits.float(), dim=-1)
     nll = -logp.gather(-1, labels.clamp_min(0).long().unsqueeze(-1)).squeeze(-1)
+    if label_smoothing:
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
     return _masked_mean(nll, valid)
 
 
@@ -140,25 +146,28 @@ def _uniform_tail(p: torch.Tensor, num_pdfs: int) -> tuple[torch.Tensor, torch.T
 
 
 class _FusedKD(torch.autograd.Function):
-    """α·CE + (1−α)·T²·KL(top-k teacher, uniform tail ‖ q) over [N, P] logits, gradient in closed form.
+    """α·CE_ε + (1−α)·T²·KL(top-k teacher, uniform tail ‖ q) over [N, P] logits, gradient in closed form.
 
     With p̃ = the teacher with its remainder spread uniformly (fill on each of the P − k classes not
     stored), S = Σ p̃ and q = softmax(z/T): −Σ p̃ log q = −Σ_topk (p − fill)·z/T − fill·Σ z/T + S·lse(z/T),
     and its gradient (1/T)·(S·q − p̃). Forward: two softmaxes and row statistics; backward writes
-    the dense gradient once: α/N_y·(softmax(z) − onehot(y)) + (1−α)·T/N·(S·q − p̃).
+    the dense gradient once: α/N_y·(softmax(z) − (1−ε)·onehot(y) − ε/P) + (1−α)·T/N·(S·q − p̃),
+    ε the label smoothing of the hard term (CE_ε = lse(z) − (1−ε)·z_y − ε·mean(z)).
     """
 
     @staticmethod
-    def forward(ctx, z, labels, idx, p, T: float, alpha: float):
+    def forward(ctx, z, labels, idx, p, T: float, alpha: float, ls: float = 0.0):
         zf = z.float()
         n, num_pdfs = zf.shape
-        ctx.T, ctx.alpha, ctx.dtype, ctx.shape = T, alpha, z.dtype, zf.shape
+        ctx.T, ctx.alpha, ctx.ls, ctx.dtype, ctx.shape = T, alpha, ls, z.dtype, zf.shape
         loss, saved = zf.new_zeros(()), [labels, idx]
         with torch.autocast(zf.device.type, enabled=False):
             zmax = zf.amax(-1)
             if alpha > 0:
                 sm, lse = _softmax_lse(zf, zmax)
                 nll = lse - zf.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+                if ls:
+                    nll = (1.0 - ls) * nll + ls * (lse - zf.mean(-1))
                 loss = loss + alpha * _masked_mean(nll, labels >= 0)
                 saved.append(sm)
             if alpha < 1 and n:
@@ -183,24 +192,28 @@ class _FusedKD(torch.autograd.Function):
             c = g * (1.0 - alpha) * T / n
             grad = torch.addcmul(-(c * fill).unsqueeze(-1), q, (c * mass).unsqueeze(-1))
             grad.scatter_add_(-1, idx, -c * (pf - fill.unsqueeze(-1)))
-        if alpha > 0:       # α/N_y · (softmax(z) − onehot(y))
+        if alpha > 0:       # α/N_y · (softmax(z) − (1−ε)·onehot(y) − ε/P)
             sm = rest[0]
             valid = (labels >= 0).to(sm.dtype)
             w = ((g * alpha / valid.sum().clamp_min(1.0)) * valid).unsqueeze(-1)
             grad = torch.addcmul(grad, sm, w) if grad.shape[-1] == 1 else grad.addcmul_(sm, w)
-            grad.scatter_add_(-1, labels.clamp_min(0).unsqueeze(-1), -w)
-        return grad.expand(n, num_pdfs).to(ctx.dtype), None, None, None, None, None
+            if ctx.ls:
+                grad.sub_(w * (ctx.ls / num_pdfs))
+            grad.scatter_add_(-1, labels.clamp_min(0).unsqueeze(-1), -w * (1.0 - ctx.ls))
+        return grad.expand(n, num_pdfs).to(ctx.dtype), None, None, None, None, None, None
 
 
 def kd_loss_topk(student_logits: torch.Tensor, hard_labels: torch.Tensor | None,
-                 teacher: TopK | None, T: float, alpha: float) -> torch.Tensor:
+                 teacher: TopK | None, T: float, alpha: float,
+                 label_smoothing: float = 0.0) -> torch.Tensor:
     """`kd_loss` without a mask for a top-k teacher with the "uniform" tail (or none at α = 1), fused.
 
     student_logits [..., P]; hard_labels int [...] (−1 = unlabelled; may be None when α = 0);
-    teacher (idx int [..., k], probs [..., k]) at temperature T. Equals `kd_loss(..., tail="uniform")`
-    to float rounding in value and gradient, at about half its passes over [..., P].
+    teacher (idx int [..., k], probs [..., k]) at temperature T; label_smoothing ε of the hard term.
+    Equals `kd_loss(..., tail="uniform")` to float rounding in value and gradient, at about half
+    its passes over [..., P].
     """
-    _check_kd_args(teacher, hard_labels, T, alpha)
+    _check_kd_args(teacher, hard_labels, T, alpha, label_smoothing)
     num_pdfs = student_logits.shape[-1]
     z = student_logits.reshape(-1, num_pdfs)
     labels = (hard_labels.reshape(-1).long() if hard_labels is not None else
@@ -210,10 +223,12 @@ def kd_loss_topk(student_logits: torch.Tensor, hard_labels: torch.Tensor | None,
     else:
         idx, p = teacher[0].reshape(-1, teacher[0].shape[-1]).long(), \
             teacher[1].reshape(-1, teacher[1].shape[-1])
-    return _FusedKD.apply(z, labels, idx, p, float(T), float(alpha))
+    return _FusedKD.apply(z, labels, idx, p, float(T), float(alpha), float(label_smoothing))
 
 
-def _check_kd_args(teacher, hard_labels, T: float, alpha: float) -> None:
+def _check_kd_args(teacher, hard_labels, T: float, alpha: float, label_smoothing: float = 0.0) -> None:
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {label_smoothing}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if T <= 0:
@@ -226,21 +241,22 @@ def _check_kd_args(teacher, hard_labels, T: float, alpha: float) -> None:
 
 def kd_loss(student_logits: torch.Tensor, teacher: Teacher | None, hard_labels: torch.Tensor | None,
             T: float, alpha: float, mask: torch.Tensor | None = None,
-            tail: str = "uniform") -> torch.Tensor:
+            tail: str = "uniform", label_smoothing: float = 0.0) -> torch.Tensor:
     """α·CE(hard) + (1−α)·T²·KL(p_teacher,T ‖ p_student,T).
 
     student_logits [..., P] (raw logits); teacher: probs [..., P] at temperature T, or top-k
     (idx int [..., k], probs [..., k]) with its remainder matched as `tail`; hard_labels int [...]
-    (−1 = unlabelled); mask bool [...] (False = excluded). T² keeps the soft-term gradient scale
-    independent of T (Hinton et al. 2015). alpha = 1 is plain CE (the teacher is not needed).
+    (−1 = unlabelled); mask bool [...] (False = excluded); label_smoothing ε of the hard term
+    (module docstring). T² keeps the soft-term gradient scale independent of T (Hinton et al. 2015). alpha = 1 is plain CE (the teacher is not needed).
     Without a mask, a top-k teacher with the uniform tail (or none) takes `kd_loss_topk`.
     """
-    _check_kd_args(teacher, hard_labels, T, alpha)
+    _check_kd_args(teacher, hard_labels, T, alpha, label_smoothing)
     if mask is None and check_tail(tail) == "uniform" and (alpha >= 1.0 or isinstance(teacher, tuple)):
-        return kd_loss_topk(student_logits, hard_labels, None if alpha >= 1.0 else teacher, T, alpha)
+        return kd_loss_topk(student_logits, hard_labels, None if alpha >= 1.0 else teacher, T, alpha,
+                            label_smoothing)
     loss = student_logits.new_zeros((), dtype=torch.float32)
     if alpha > 0.0:
-        loss = loss + alpha * hard_ce(student_logits, hard_labels, mask)
+        loss = loss + alpha * hard_ce(student_logits, hard_labels, mask, label_smoothing)
     if alpha < 1.0:
         loss = loss + (1.0 - alpha) * T * T * soft_kl(student_logits, teacher, T, mask, tail)
     return loss

@@ -62,13 +62,14 @@ class KDObjective:
     schedule: α/T schedule; steps_per_epoch: optimiser steps per epoch (for progress);
     window: the context of the batch windows; student_context: the student's crop of them;
     frame_map: int64 [N_train] store frame id of each training frame (cached mode; None = identity);
-    tail: how a top-k store's remainder mass is matched (`loss.soft_kl`).
+    tail: how a top-k store's remainder mass is matched (`loss.soft_kl`); label_smoothing: ε of
+    the hard-label CE (`loss` module docstring; the soft term is untouched).
     """
 
     def __init__(self, schedule: Schedule, steps_per_epoch: int, window: Context,
                  student_context: Context, teacher: TeacherEnsemble | None = None,
                  store: SoftTargetStore | None = None, frame_map: torch.Tensor | None = None,
-                 tail: str = "uniform"):
+                 tail: str = "uniform", label_smoothing: float = 0.0):
         if teacher is not None and store is not None:
             raise ConfigError("give either an online teacher or a soft-target store, not both")
         if not schedule.hard_only and teacher is None and store is None:
@@ -80,6 +81,7 @@ class KDObjective:
         self.window, self.student_context = tuple(window), tuple(student_context)
         self.teacher, self.store, self.frame_map = teacher, store, frame_map
         self.tail = check_tail(tail)
+        self.label_smoothing = float(label_smoothing)
         self.step = 0
 
     # the trainer calls this after every optimiser step
@@ -124,14 +126,16 @@ class KDObjective:
         y = batch["y"]
         if perm is None and (alpha >= 1 or self._fused_store()):
             t = None if alpha >= 1 else self._store_targets(batch["idx"], logits.device)
-            return kd_loss_topk(logits, y, t, T, alpha), logits
+            return kd_loss_topk(logits, y, t, T, alpha, self.label_smoothing), logits
         loss = logits.new_zeros((), dtype=torch.float32)
         if alpha > 0:
+            ls = self.label_smoothing
             if perm is None:
-                ce = hard_ce(logits, y)
+                ce = hard_ce(logits, y, label_smoothing=ls)
             else:  # mixup: CE is linear in the target, so mixing targets = mixing losses
                 lam = batch["lam"].float()
-                ce = lam * hard_ce(logits, y) + (1 - lam) * hard_ce(logits, y[perm])
+                ce = (lam * hard_ce(logits, y, label_smoothing=ls)
+                      + (1 - lam) * hard_ce(logits, y[perm], label_smoothing=ls))
             loss = loss + alpha * ce
         if alpha < 1:
             kl = sum(w * soft_kl(logits, t, T, tail=self.tail)

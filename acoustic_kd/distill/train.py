@@ -211,7 +211,8 @@ def train_student(student: nn.Module, train_ds, dev_ds, train_cfg: TrainConfig,
     if kd_cfg.init_from:
         init_student(student, kd_cfg.init_from)
     objective = KDObjective(schedule, train_ds.num_batches(train_cfg.batch_size), window, s_ctx,
-                            teacher=teacher, store=store, frame_map=frame_map, tail=kd_cfg.tail)
+                            teacher=teacher, store=store, frame_map=frame_map, tail=kd_cfg.tail,
+                            label_smoothing=train_cfg.label_smoothing)
     objective.step_hook(resume_step(out_dir))
     augment = Augmenter(aug_cfg) if aug_cfg.enabled else None
     info = {"distill": to_dict(kd_cfg), "augment": to_dict(aug_cfg),

@@ -1,5 +1,5 @@
-"""Frame-level DNN acoustic models: context-window datasets, MLP/TDNN, trainer, checkpoints, inference;
-`stage` (TrainJob) is the `acoustic-kd train` step."""
+"""Frame-level DNN acoustic models: context-window datasets, MLP/TDNN/TDNN-F, trainer, checkpoints,
+inference; `stage` (TrainJob) is the `acoustic-kd train` step."""
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ArraySource, FrameDataset

@@ -1,4 +1,5 @@
-"""Frame classifiers over a context window: MLP (ReLU) and TDNN (dilated 1-D convolutions).
+"""Frame classifiers over a context window: MLP (ReLU), TDNN (dilated 1-D convolutions) and
+factorised TDNN (`nnet.tdnnf`).
 
 Every model maps x [B, L+1+R, D] -> logits [B, P] and carries `config`, `input_dim`, `num_pdfs`
 so a checkpoint can rebuild it.
@@ -13,27 +14,45 @@ from torch import nn
 
 from ..config_types import check_fields
 from ..errors import ConfigError
+from .tdnnf import TDNNF, channel_norm, per_layer
 
 
 @dataclass
 class ModelConfig:
     """Acoustic model architecture (YAML section `model`)."""
 
-    arch: str = field(default="mlp", metadata={"help": "network type", "choices": ("mlp", "tdnn")})
+    arch: str = field(default="mlp", metadata={
+        "help": "network type (tdnnf: factorised TDNN, acoustic_kd.nnet.tdnnf)",
+        "choices": ("mlp", "tdnn", "tdnnf")})
     hidden: int = field(default=512, metadata={
         "help": "hidden width (at batch 512 the matmuls run at ~0.85 of the CPU's fp32 peak)",
         "range": "[1, inf)"})
     layers: int = field(default=3, metadata={
-        "help": "hidden layers (MLP) or conv layers (TDNN)", "range": "[1, inf)"})
+        "help": "hidden layers (MLP), conv layers (TDNN) or factorised layers after the input "
+                "layer (TDNN-F)", "range": "[1, inf)"})
     dropout: float = field(default=0.0, metadata={
         "help": "dropout after each hidden layer", "range": "[0, 1)"})
     norm: str = field(default="none", metadata={
         "help": "normalisation after each hidden layer", "choices": ("none", "batch", "layer")})
     context: tuple[int, int] = field(default=(10, 10), metadata={
         "help": "left right context frames (the paper used 20 5)", "range": "[0, inf)"})
-    tdnn_kernel: int = field(default=3, metadata={"help": "TDNN kernel size", "range": "[1, inf)"})
+    tdnn_kernel: int = field(default=3, metadata={
+        "help": "TDNN kernel size (TDNN-F: of its input layer)", "range": "[1, inf)"})
     tdnn_dilations: tuple[int, ...] = field(default=(1, 2, 3), metadata={
         "help": "TDNN dilation per layer (repeated/truncated to `layers`)", "range": "[1, inf)"})
+    bottleneck: int = field(default=128, metadata={
+        "help": "TDNN-F: width of each layer's semi-orthogonal linear bottleneck (Kaldi: 128-160)",
+        "range": "[1, inf)"})
+    tdnnf_strides: tuple[int, ...] = field(default=(1, 1, 1, 3), metadata={
+        "help": "TDNN-F: time stride per factorised layer (repeated/truncated to `layers`; a layer "
+                "sees offsets -s, 0, +s; 0 = its own frame only); Kaldi's recipes use 1 1 1 0 3 3 ...",
+        "range": "[0, inf)"})
+    bypass_scale: float = field(default=0.66, metadata={
+        "help": "TDNN-F: weight of each factorised layer's input added to its output (Kaldi: 0.66)",
+        "range": "[0, 1]"})
+    semiorth_every: int = field(default=4, metadata={
+        "help": "TDNN-F: optimiser steps between semi-orthogonal updates of the bottlenecks "
+                "(Kaldi: 4; 0 = unconstrained)", "range": "[0, inf)"})
 
     def __post_init__(self):
         check_fields(self)   # YAML/CLI lists become tuples
@@ -46,6 +65,7 @@ class ModelConfig:
 
 
 def _norm(kind: str, width: int) -> nn.Module:
+    """Normalisation of the features of a [B, C] tensor: batch | layer | none."""
     if kind == "batch":
         return nn.BatchNorm1d(width)
     if kind == "layer":
@@ -73,20 +93,13 @@ class MLP(nn.Module):
         return self.net(x.flatten(1))
 
 
-class _ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over channels of a [B, C, T] tensor."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
-
-
 class TDNN(nn.Module):
     """Dilated 1-D convolutions over the window (valid padding), then a Linear over what remains."""
 
     def __init__(self, cfg: ModelConfig, input_dim: int, num_pdfs: int):
         super().__init__()
         self.config, self.input_dim, self.num_pdfs = cfg, input_dim, num_pdfs
-        dil = [cfg.tdnn_dilations[min(i, len(cfg.tdnn_dilations) - 1)] for i in range(cfg.layers)]
+        dil = per_layer(cfg.tdnn_dilations, cfg.layers)
         length, chans = cfg.window, input_dim
         mods: list[nn.Module] = []
         for d in dil:
@@ -94,9 +107,8 @@ class TDNN(nn.Module):
             if length - span < 1:
                 raise ConfigError(f"TDNN: window of {cfg.window} frames is too short for kernel "
                                   f"{cfg.tdnn_kernel} with dilations {dil}; widen model.context")
-            norm = (nn.BatchNorm1d(cfg.hidden) if cfg.norm == "batch" else
-                    _ChannelLayerNorm(cfg.hidden) if cfg.norm == "layer" else nn.Identity())
-            mods += [nn.Conv1d(chans, cfg.hidden, cfg.tdnn_kernel, dilation=d), norm, nn.ReLU(),
+            mods += [nn.Conv1d(chans, cfg.hidden, cfg.tdnn_kernel, dilation=d),
+                     channel_norm(cfg.norm, cfg.hidden), nn.ReLU(),
                      nn.Dropout(cfg.dropout)]
             length, chans = length - span, cfg.hidden
         self.convs = nn.Sequential(*mods)
@@ -109,7 +121,7 @@ class TDNN(nn.Module):
 
 def build_model(cfg: ModelConfig, input_dim: int, num_pdfs: int) -> nn.Module:
     """The model named by `cfg.arch` (random init from torch's global RNG: seed first)."""
-    return (MLP if cfg.arch == "mlp" else TDNN)(cfg, input_dim, num_pdfs)
+    return {"mlp": MLP, "tdnn": TDNN, "tdnnf": TDNNF}[cfg.arch](cfg, input_dim, num_pdfs)
 
 
 def count_params(model: nn.Module) -> int:

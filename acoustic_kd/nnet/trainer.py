@@ -24,6 +24,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -83,6 +84,9 @@ class TrainConfig:
     bf16: bool = field(default=True, metadata={
         "help": "bfloat16 autocast (CPU or GPU) where the device has it natively (x2.6 the fp32 "
                 "speed, bench/RESULTS.md), else fp32 with a warning"})
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "share of the hard-label target spread uniformly over all pdfs (the hard CE only; "
+                "a KD soft term is untouched; 0 = off)", "range": "[0, 1)"})
     grad_clip: float = field(default=0.0, metadata={
         "help": "max gradient norm (0 = off)", "range": "[0, inf)"})
     save_every_steps: int = field(default=0, metadata={
@@ -113,15 +117,17 @@ class TrainConfig:
         check_fields(self)
 
 
-def cross_entropy_objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Default objective: mean CE of logits [B, P] against batch["y"] [B] (-1 ignored); a mixed
-    batch (nnet.augment.mixup: `perm`, `lam`) gets lam·CE(y) + (1 − lam)·CE(y[perm])."""
+def cross_entropy_objective(model: nn.Module, batch: dict, label_smoothing: float = 0.0
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Default objective: mean CE of logits [B, P] against batch["y"] [B] (-1 ignored), the target
+    (1 − ε)·onehot + ε/P with ε = label_smoothing; a mixed batch (nnet.augment.mixup: `perm`,
+    `lam`) gets lam·CE(y) + (1 − lam)·CE(y[perm])."""
     logits = model(batch["x"])
-    ce = F.cross_entropy(logits.float(), batch["y"], ignore_index=-1)
+    ce = F.cross_entropy(logits.float(), batch["y"], ignore_index=-1, label_smoothing=label_smoothing)
     if "perm" in batch:
         lam = batch["lam"].float()
         ce = lam * ce + (1 - lam) * F.cross_entropy(logits.float(), batch["y"][batch["perm"]],
-                                                    ignore_index=-1)
+                                                    ignore_index=-1, label_smoothing=label_smoothing)
     return ce, logits
 
 
@@ -296,6 +302,8 @@ def train_one_epoch(run: _Run, train_ds, objective: Objective, augment, step_hoo
         run.sched.step()
         st.acc = [st.acc[0] + lv, st.acc[1] + correct, st.acc[2] + n_global]
         st.global_step += 1
+        if hasattr(run.bare, "after_step"):   # weight constraints (TDNN-F's semi-orthogonality)
+            run.bare.after_step(st.global_step)
         st.step_in_epoch += 1
         bar.update(1)
         if cfg.log_every and st.global_step % cfg.log_every == 0:
@@ -359,7 +367,9 @@ def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objecti
           step_hook: Callable[[int, dict], None] | None = None, marker: str = "train") -> dict:
     """Train `model` on `train_ds` (FrameDataset or StreamingFrameDataset); select on `dev_ds`.
 
-    objective(model, batch) -> (mean loss, logits [B, P]) (default: CE on batch["y"]);
+    objective(model, batch) -> (mean loss, logits [B, P]) (default: CE on batch["y"], smoothed by
+    cfg.label_smoothing); a model's `after_step(global_step)`, if it has one, runs after every
+    optimiser step (weight constraints);
     augment(batch) -> batch on training batches only; meta: extra checkpoint meta (feature config,
     CMVN, priors...); step_hook(global_step, info) after every optimiser step, and once with
     info["resumed"] = True when a run resumes (tests kill runs here); marker: the done marker's
@@ -373,7 +383,7 @@ def train(model: nn.Module, train_ds, dev_ds, cfg: TrainConfig, out_dir, objecti
         return {"history": m.get("history", []), "best": m.get("best", {}),
                 "final": str(out_dir / "final.pt")}
     run = _start_run(model, train_ds, cfg, out_dir, meta, step_hook)
-    objective = objective or cross_entropy_objective
+    objective = objective or partial(cross_entropy_objective, label_smoothing=cfg.label_smoothing)
     st = run.state
     while st.epoch < cfg.epochs and not st.stopped:
         rec = train_one_epoch(run, train_ds, objective, augment, step_hook)
