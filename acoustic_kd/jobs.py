@@ -133,8 +133,8 @@ def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None
                 threads = threads_per_job
                 if widen_tail and len(pending) < max_parallel:
                     now = time.time()
-                    if tail_waits(len(pending), [now - t for _, _, t in running.values()], durations,
-                                  threads_per_job, num_cores()):
+                    if running and tail_waits(len(pending), [now - t for _, _, t in running.values()],
+                                              durations, threads_per_job, num_cores()):
                         break
                     if not running:
                         threads = max(threads, num_cores() // len(pending))
@@ -145,8 +145,8 @@ def run_jobs(jobs: list[Job], max_parallel: int = 1, threads_per_job: int | None
                 rc = proc.poll()
                 if rc is None:
                     continue
-                _finish(jobs[i], fh, rc, time.time() - t0, backend)
                 durations.append(time.time() - t0)
+                _finish(jobs[i], fh, rc, durations[-1], backend)
                 codes[i] = rc
                 if ended is not None:
                     ended[i] = rc

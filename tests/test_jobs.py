@@ -76,9 +76,10 @@ def test_tail_waits_when_the_running_jobs_end_soon():
 
 
 def test_last_job_gets_the_freed_cores(tmp_path, monkeypatch):
-    """Three equal jobs two at a time on 2 cores: the third waits for the second and runs on 2
-    threads; without widen_tail it runs on 1 as soon as a slot frees."""
+    """Three jobs two at a time on 2 cores, the rule saying wait: the third waits for the second
+    and runs on 2 threads; without widen_tail it runs on 1 as soon as a slot frees."""
     monkeypatch.setattr(jobs_module, "num_cores", lambda: 2)
+    monkeypatch.setattr(jobs_module, "tail_waits", lambda *a: True)   # (the rule: the test above)
     code = "import os, time; time.sleep(float(os.environ['NAP'])); print('threads', os.environ['OMP_NUM_THREADS'])"
     for widen, third in ((True, "threads 2"), (False, "threads 1")):
         jobs = [Job(f"j{i}", _py(code), tmp_path / f"{widen}{i}.log", env={"NAP": nap})

@@ -294,6 +294,16 @@ def with_word_penalty(fst: kf.StdFst, penalty: float) -> kf.StdVectorFst:
     return out
 
 
+def graph_pdfs(graph_dir: str | Path) -> int:
+    """The pdf count a graph dir's graph.json records."""
+    path = Path(graph_dir) / "graph.json"
+    try:
+        return int(json.loads(path.read_text())["num_pdfs"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(path, f"cannot read the graph's pdf count ({e})",
+                        "build the graph with `acoustic-kd mkgraph`") from None
+
+
 def graph_sources(graph_dir: str | Path, variant: str) -> tuple[str, str, GraphConfig]:
     """(HMM file, lang dir, options) a graph dir was built from (its graph.json), to build a
     `variant` of it (e.g. "with transition scale 0.5"): both must be recorded and found."""

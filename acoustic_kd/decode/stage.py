@@ -36,7 +36,7 @@ from ..stage import Stage, ali_inputs, feature_inputs, scp_archives
 from ..utils import atomic_write_json, atomic_write_text, c_sorted, get_logger, write_exp_info
 from .decoder import ChunkedLogPost, DecodeConfig, Graph, decode_to_dir, nnet_log_posteriors
 from .gmm_source import GmmDecodeConfig, check_graph_hmm, check_pass, gmm_source, pass_inputs
-from .graph import graph_variant
+from .graph import graph_pdfs, graph_variant
 from .lattice import LatticeConfig, write_lattice_dir
 from .score import read_text
 from .tune import TuneConfig, format_surface, tune_on_dev
@@ -132,16 +132,6 @@ def read_tuned(path: str | Path, cfg: DecodeConfig) -> tuple[DecodeConfig, float
     them (None when none was)."""
     acwt, penalty, scale = tuned_values(path)
     return dataclasses.replace(cfg, acwt=acwt, word_penalty=penalty), scale
-
-
-def graph_pdfs(graph_dir: str | Path) -> int:
-    """The pdf count a graph dir's graph.json records."""
-    path = Path(graph_dir) / "graph.json"
-    try:
-        return int(json.loads(path.read_text())["num_pdfs"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(path, f"cannot read the graph's pdf count ({e})",
-                        "build the graph with `acoustic-kd mkgraph`") from None
 
 
 def configs(job: DecodeJob) -> tuple[DecodeConfig, TuneConfig, LatticeConfig, float | None]:

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..config_types import convert_scalar
 from ..decode.decoder import DecodeConfig
-from ..decode.graph import graph_variant
-from ..decode.stage import graph_pdfs, tuned_values
+from ..decode.graph import graph_pdfs, graph_variant
+from ..decode.stage import tuned_values
 from ..errors import ConfigError
 from ..plan import search_plan
 from ..stage import Stage, feature_inputs
