@@ -66,7 +66,9 @@ def run_cli(args: list[str], tmp: Path, kill_at: int = 0) -> subprocess.Complete
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)]),
-           "KILL_AT": str(kill_at), "OMP_NUM_THREADS": "1"}
+           "KILL_AT": str(kill_at), "OMP_NUM_THREADS": "1",
+           "ACOUSTIC_KD_LOGLEVEL": "INFO"}   # (the re-run's log is read; a bench module imported by
+                                              # another test sets WARNING in this process)
     return subprocess.run([sys.executable, "-m", "acoustic_kd.cli", *args], env=env, cwd=tmp,
                           capture_output=True, text=True, timeout=120, start_new_session=True)
 
